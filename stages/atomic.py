@@ -1,0 +1,82 @@
+"""Atomic outputs: a file or folder appears whole, or the previous one stays.
+
+Every stage writes into a temporary sibling and renames it over the target only when the
+content is complete and flushed, so an interrupted or failed run never leaves a half-written
+artifact where a good one was (DVC outs are declared `persist: true` where this matters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a directory entry so a rename survives a power cut (best effort on odd filesystems)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    """Write `data` to `target` through a fsynced temporary file and an atomic rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(target.parent)
+
+
+def write_text(target: Path, text: str) -> None:
+    """Atomically write UTF-8 text with Unix newlines."""
+    write_bytes(target, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `target` only if the block succeeds.
+
+    The old folder is moved aside first and deleted after the swap, so at every instant either
+    the old or the new complete folder sits at `target`.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        for root, _dirs, files in os.walk(staging):
+            for name in files:
+                with open(Path(root) / name, "rb") as handle:
+                    os.fsync(handle.fileno())
+        retired = None
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+            os.rmdir(retired)
+            os.replace(target, retired)
+        os.replace(staging, target)
+        _fsync_dir(target.parent)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

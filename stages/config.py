@@ -1,0 +1,172 @@
+"""`params.yaml`: one declarative entry per upstream model, checked on load.
+
+Each entry says where the upstream bytes come from (`source`), which family module knows the
+framework (`family`), which files make up the upstream layout (`files`), how the ONNX graph is
+named and shaped (`onnx`) and how strictly it must agree with its source (`validation`).
+An unknown key, a missing key or a wrong type fails with a message naming the key path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stages.errors import PipelineError
+
+PARAMS_FILE = Path("params.yaml")
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
+FAMILIES = ("keras_cleaning", "torch_siamese", "lasagne_signet", "torch_signet")
+
+
+class _Strict(BaseModel):
+    """Refuses unknown keys and silent type coercion (a quoted number stays an error)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One graph input or output: its final ONNX name, its name in the converted graph, dtype, shape.
+
+    A dimension is an int (fixed) or a string (a named dynamic axis).
+    """
+
+    name: str
+    source_name: str
+    dtype: Literal["float32", "uint8"]
+    shape: list[Annotated[int, Field(ge=1)] | str]
+
+
+class OnnxSpec(_Strict):
+    opset: Annotated[int, Field(ge=13, le=21)]
+    inputs: Annotated[list[TensorSpec], Field(min_length=1)]
+    outputs: Annotated[list[TensorSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "OnnxSpec":
+        names = [t.name for t in (*self.inputs, *self.outputs)]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tensor names must be unique, repeated: {duplicates}")
+        return self
+
+
+class KaggleSource(_Strict):
+    """A Kaggle notebook whose output files hold the upstream artifact."""
+
+    kernel: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+$")]
+
+
+class SourceSpec(_Strict):
+    """Where the upstream bytes come from; `kind` picks one, the others stay declared for a switch."""
+
+    kind: Literal["builtin", "kaggle", "url"]
+    seed: Annotated[int, Field(ge=0)]
+    kaggle: KaggleSource | None = None
+    urls: dict[str, str] = {}
+    max_bytes: Annotated[int, Field(ge=1)] = 2_000_000_000
+
+    @model_validator(mode="after")
+    def _kind_has_details(self) -> "SourceSpec":
+        if self.kind == "kaggle" and self.kaggle is None:
+            raise ValueError("kind 'kaggle' needs a 'kaggle: {kernel: owner/slug}' entry")
+        if self.kind == "url" and not self.urls:
+            raise ValueError("kind 'url' needs 'urls: {file: https://...}' for every file")
+        for url in self.urls.values():
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"urls: {url!r} is not an http(s) address")
+        return self
+
+
+class ValidationSpec(_Strict):
+    """Tolerances for ONNX Runtime against the source framework, element-wise as numpy.allclose."""
+
+    samples: Annotated[int, Field(ge=1, le=256)]
+    atol: Annotated[float, Field(gt=0)]
+    rtol: Annotated[float, Field(ge=0)]
+    min_cosine: Annotated[float, Field(gt=0, le=1)] = 0.9999
+    embedding_outputs: list[str] = []
+    decision_output: str | None = None
+    image_dirs: list[str] = []
+
+
+class ModelSpec(_Strict):
+    description: str
+    family: Literal[FAMILIES]  # type: ignore[valid-type]
+    files: Annotated[list[str], Field(min_length=1)]
+    source: SourceSpec
+    onnx: OnnxSpec
+    validation: ValidationSpec
+
+    @field_validator("files")
+    @classmethod
+    def _relative_files(cls, files: list[str]) -> list[str]:
+        for name in files:
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or "\\" in name or ".." in parts or not parts:
+                raise ValueError(f"{name!r} must be a relative path inside the model folder")
+        return files
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "ModelSpec":
+        outputs = {t.name for t in self.onnx.outputs}
+        named = [*self.validation.embedding_outputs]
+        if self.validation.decision_output:
+            named.append(self.validation.decision_output)
+        unknown = [n for n in named if n not in outputs]
+        if unknown:
+            raise ValueError(f"validation names outputs {unknown} that onnx.outputs does not declare")
+        if self.source.kind == "url":
+            missing = [f for f in self.files if f not in self.source.urls]
+            if missing:
+                raise ValueError(f"source.urls has no address for {missing}")
+        return self
+
+
+class Params(_Strict):
+    models: dict[str, ModelSpec]
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        for name in models:
+            if not MODEL_NAME.match(name):
+                raise ValueError(f"model name {name!r} must match {MODEL_NAME.pattern}")
+        return models
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and check the whole params file; raise PipelineError naming the bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; run from the project root") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: expected a mapping with a 'models' key")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise PipelineError(_describe(exc, path)) from None
+
+
+def load_model(name: str, path: Path = PARAMS_FILE) -> ModelSpec:
+    """The checked entry of one model; an unknown name lists the known ones."""
+    params = load_params(path)
+    if name not in params.models:
+        known = ", ".join(sorted(params.models))
+        raise PipelineError(f"{path}: no model {name!r} under 'models' (known: {known})")
+    return params.models[name]

@@ -1,0 +1,11 @@
+"""The one exception type every stage raises for a problem the user can fix.
+
+`stages.cli.run_stage` turns it into a single line on stderr and a non-zero exit code, so a user
+never sees a traceback for bad params, a bad download or a model that fails validation.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A failure with a message that names the file or key at fault and says what to do."""

@@ -1,0 +1,139 @@
+"""PyTorch SigNet (luizgh/sigver layout), shared by the Siamese verifier and the SigNet .pth files.
+
+State-dict keys are exactly upstream's: `conv_layers.convK.conv.weight`,
+`conv_layers.convK.bn.{weight,bias,running_mean,running_var,num_batches_tracked}` (K = 1..5),
+`fc_layers.fcK.fc.weight`, `fc_layers.fcK.bn.*` (K = 1, 2). Convs and dense layers have no bias;
+each is followed by BatchNorm (eps 1e-5) and an activation (ReLU in sigver, Mish in the Siamese
+notebook). Input (N, 1, 150, 220) -> conv stack -> 256 x 3 x 5 = 3840 -> fc1 2048 -> fc2 2048.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.errors import PipelineError
+
+# (name, out_channels, kernel, stride, padding); None marks a 3x3 stride-2 max pool.
+CONV_STACK = (
+    ("conv1", 96, 11, 4, 0), None,
+    ("conv2", 256, 5, 1, 2), None,
+    ("conv3", 384, 3, 1, 1),
+    ("conv4", 384, 3, 1, 1),
+    ("conv5", 256, 3, 1, 1), None,
+)
+FLAT_FEATURES = 256 * 3 * 5
+FEATURES = 2048
+ACTIVATIONS = {"relu": nn.ReLU, "mish": nn.Mish}
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, activation: str):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels, eps=1e-5)
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, in_features: int, out_features: int, activation: str):
+        super().__init__()
+        self.fc = nn.Linear(in_features, out_features, bias=False)
+        self.bn = nn.BatchNorm1d(out_features, eps=1e-5)
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.fc(x)))
+
+
+class SigNet(nn.Module):
+    """SigNet feature extractor: float (N, 1, 150, 220) -> fc2 features (N, 2048)."""
+
+    def __init__(self, activation: str = "relu"):
+        super().__init__()
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        channels, pools = 1, 0
+        for entry in CONV_STACK:
+            if entry is None:
+                pools += 1
+                layers[f"maxpool{pools}"] = nn.MaxPool2d(3, 2)
+                continue
+            name, out, kernel, stride, padding = entry
+            layers[name] = ConvBlock(channels, out, kernel, stride, padding, activation)
+            channels = out
+        self.conv_layers = nn.Sequential(layers)
+        self.fc_layers = nn.Sequential(OrderedDict([
+            ("fc1", DenseBlock(FLAT_FEATURES, FEATURES, activation)),
+            ("fc2", DenseBlock(FEATURES, FEATURES, activation)),
+        ]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_layers(x)
+        x = x.view(x.shape[0], FLAT_FEATURES)
+        return self.fc_layers(x)
+
+
+def synthetic_state(module: nn.Module, seed: int) -> OrderedDict[str, torch.Tensor]:
+    """He-normal weights and non-trivial BatchNorm statistics from a seeded PCG64 stream.
+
+    Same bytes on every machine: numpy sampling only, cast to float32; parameters are visited in
+    state-dict order, so the stream is fixed by the architecture.
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    state: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for key, tensor in module.state_dict().items():
+        shape = tuple(tensor.shape)
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf == "num_batches_tracked":
+            value = np.array(int(rng.integers(1000, 50000)), dtype=np.int64)
+        elif leaf == "weight" and len(shape) >= 2:
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+        elif leaf == "weight":  # BatchNorm gamma
+            value = rng.uniform(0.7, 1.3, size=shape)
+        elif leaf == "running_var":
+            value = rng.uniform(0.4, 1.6, size=shape)
+        elif leaf == "running_mean":
+            value = rng.normal(0.0, 0.2, size=shape)
+        else:  # BatchNorm beta and dense biases
+            value = rng.normal(0.0, 0.1, size=shape)
+        dtype = np.int64 if leaf == "num_batches_tracked" else np.float32
+        # np.ascontiguousarray would turn the 0-d counter into shape (1,).
+        state[key] = torch.from_numpy(np.array(value, dtype=dtype, order="C"))
+    return state
+
+
+def load_state(module: nn.Module, state: dict, source: str) -> None:
+    """Load a state dict strictly; a missing, extra or misshaped key names itself."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise PipelineError(f"{source}: state_dict keys differ from the architecture: missing {missing[:5]}, unexpected {extra[:5]}")
+    for key, tensor in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(tensor.shape):
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise PipelineError(f"{source}: {key} has shape {got}, expected {tuple(tensor.shape)}")
+    module.load_state_dict(state, strict=True)
+
+
+def torch_load(path, *, allow_numpy: bool = False):
+    """`torch.load(weights_only=True)`; numpy arrays allowed only when the upstream file carries them."""
+    allowances = []
+    if allow_numpy:
+        allowances = [np.core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.int64))]
+    try:
+        with torch.serialization.safe_globals(allowances):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found") from None
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PipelineError(f"{path}: not a loadable PyTorch checkpoint ({first_line})") from None

@@ -1,0 +1,136 @@
+"""Siamese signature verifier: a PyTorch checkpoint exported with torch.onnx.
+
+Upstream (MODELS.md section 2): `convnet_best_loss.pt` of the Kaggle notebook
+medali1992/siamese-signature-verification-with-confidence, a dict whose key `model` holds the
+state_dict of SiameseModel = SigNet with Mish (`model.*`) + `probs` Linear(4096, 1) +
+`projection2d` Linear(2048, 2) (unused by forward). Inputs are preprocessed signatures, uint8
+[150, 220]; outputs e1, e2 (2048 features each) and the same-writer logit.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stages.config import ModelSpec
+from stages.errors import PipelineError
+from stages.families.torch_layers import FEATURES, SigNet, load_state, synthetic_state, torch_load
+from stages.samples import signature_gray
+
+CHECKPOINT = "convnet_best_loss.pt"
+CANVAS = (952, 1360)
+INPUT_SHAPE = (150, 220)
+
+
+class SiameseModel(nn.Module):
+    """The notebook's model; forward(img1, img2) -> (e1, e2, logit [N, 1])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = SigNet(activation="mish")
+        self.probs = nn.Linear(2 * FEATURES, 1)
+        self.projection2d = nn.Linear(FEATURES, 2)
+
+    def forward_once(self, img: torch.Tensor) -> torch.Tensor:
+        img = img.view(-1, 1, *INPUT_SHAPE).float().div(255)
+        return self.model(img)
+
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e1 = self.forward_once(img1)
+        e2 = self.forward_once(img2)
+        logit = self.probs(torch.cat([e1, e2], dim=1))
+        return e1, e2, logit
+
+
+def write_builtin(dest: Path, spec: ModelSpec) -> None:
+    """torch.save a dict like the notebook's: `model` state_dict plus non-tensor training extras."""
+    state = synthetic_state(SiameseModel(), spec.source.seed)
+    rng = np.random.Generator(np.random.PCG64(spec.source.seed + 1))
+    checkpoint = {
+        "model": state,
+        "epoch": 17,
+        "best_loss": 0.2841,
+        # The notebook keeps its validation predictions next to the weights.
+        "preds": rng.uniform(0, 1, size=(64,)).astype(np.float32),
+    }
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    (dest / CHECKPOINT).write_bytes(buffer.getvalue())
+
+
+def load_model(raw: Path) -> SiameseModel:
+    """Load the checkpoint with weights_only=True (numpy arrays admitted) into an eval model."""
+    path = raw / CHECKPOINT
+    checkpoint = torch_load(path, allow_numpy=True)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise PipelineError(f"{path}: expected a dict with key 'model' holding the state_dict, found {keys}")
+    model = SiameseModel()
+    load_state(model, checkpoint["model"], str(path))
+    return model.eval()
+
+
+def check_loadable(raw: Path, spec: ModelSpec) -> None:
+    load_model(raw)
+
+
+def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
+    """torch.onnx (TorchScript exporter) with the seed's uint8 [150, 220] example inputs."""
+    model = load_model(raw)
+    examples = tuple(torch.zeros(INPUT_SHAPE, dtype=torch.uint8) for _ in spec.onnx.inputs)
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            model, examples, buffer,
+            input_names=[t.source_name for t in spec.onnx.inputs],
+            output_names=[t.source_name for t in spec.onnx.outputs],
+            opset_version=spec.onnx.opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    out.write_bytes(buffer.getvalue())
+
+
+def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """PyTorch forward on the checkpoint, keyed by ONNX names."""
+    model = load_model(raw)
+    input_names = [t.name for t in spec.onnx.inputs]
+    output_names = [t.name for t in spec.onnx.outputs]
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            results = model(*(torch.from_numpy(inputs[name]) for name in input_names))
+        return {name: value.numpy() for name, value in zip(output_names, results)}
+
+    return run
+
+
+def prepare_signature(gray: np.ndarray) -> np.ndarray:
+    """The notebook's preprocessing: uint8 (150, 220), ink bright, from a gray scan (float, 0..255)."""
+    from stages.preprocess import preprocess_signature
+
+    return preprocess_signature(gray, CANVAS).astype(np.uint8)
+
+
+def validation_inputs(
+    spec: ModelSpec, count: int, image_paths: Sequence[Path]
+) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Pairs of signatures: drawn ones (consecutive pairs), then the user's images paired in turn."""
+    from stages.preprocess import load_signature
+
+    images: list[tuple[str, np.ndarray]] = []
+    for index in range(count + 1):
+        height, width = 260 + 41 * index, 520 + 67 * index
+        images.append((f"synthetic_{index:03d}", prepare_signature(signature_gray(spec.source.seed * 1000 + index, height, width))))
+    for path in image_paths:
+        images.append((path.name, prepare_signature(load_signature(path))))
+    first, second = (t.name for t in spec.onnx.inputs)
+    pairs = []
+    for (name_a, image_a), (name_b, image_b) in zip(images, images[1:]):
+        pairs.append((f"{name_a}~{name_b}", {first: image_a, second: image_b}))
+    return pairs

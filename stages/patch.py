@@ -1,0 +1,77 @@
+"""Stage `patch`: name and shape the converted graph as params say, canonicalise it, prove it loads.
+
+converted.onnx -> rename inputs/outputs (source_name -> name), fix shapes (e.g. the batch
+dimension to 1 as the seed did), canonical node/tensor names, no doc strings, pinned producer,
+lineage metadata -> onnx.checker (full) -> strict shape inference -> an ONNX Runtime session
+whose inputs and outputs must match params -> data/interim/<model>/patched.onnx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import onnx
+import onnxruntime as ort
+
+from stages import onnx_tools, paths
+from stages.atomic import write_bytes
+from stages.cli import model_parser, run_stage
+from stages.config import ModelSpec, TensorSpec
+from stages.errors import PipelineError
+
+log = logging.getLogger(__name__)
+ORT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
+
+
+def patch_model(model: onnx.ModelProto, name: str, spec: ModelSpec) -> onnx.ModelProto:
+    """Apply every edit in order and return the checked, shape-inferred model."""
+    onnx_tools.rename_io(model, spec.onnx.inputs, "input")
+    onnx_tools.rename_io(model, spec.onnx.outputs, "output")
+    onnx_tools.set_shapes(model, spec.onnx.inputs, "input")
+    onnx_tools.set_shapes(model, spec.onnx.outputs, "output")
+    onnx_tools.canonical_names(model)
+    onnx_tools.strip_documentation(model)
+    onnx_tools.pin_producer(model)
+    onnx_tools.set_lineage(model, name, paths.raw_dir(name), spec.files)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise PipelineError(f"{name}: the patched graph is not valid ONNX: {str(exc).splitlines()[0]}") from None
+    return inferred
+
+
+def _check_session_io(kind: str, got: list, specs: list[TensorSpec]) -> None:
+    actual = [(a.name, a.type, list(a.shape)) for a in got]
+    wanted = [(s.name, ORT_TYPES[s.dtype], list(s.shape)) for s in specs]
+    if actual != wanted:
+        raise PipelineError(f"ONNX Runtime sees {kind}s {actual}, params declare {wanted}")
+
+
+def check_in_runtime(data: bytes, spec: ModelSpec) -> None:
+    """Load the bytes in ONNX Runtime (CPU) and compare its view of the I/O with params."""
+    try:
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        raise PipelineError(f"ONNX Runtime cannot load the patched graph: {str(exc).splitlines()[0]}") from None
+    _check_session_io("input", session.get_inputs(), spec.onnx.inputs)
+    _check_session_io("output", session.get_outputs(), spec.onnx.outputs)
+
+
+def patch(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
+    source = paths.converted_onnx(name)
+    try:
+        model = onnx.load(str(source))
+    except FileNotFoundError:
+        raise PipelineError(f"{source}: not found; run the convert stage first (dvc repro)") from None
+    patched = patch_model(model, name, spec)
+    data = onnx_tools.serialize(patched)
+    check_in_runtime(data, spec)
+    write_bytes(paths.patched_onnx(name), data)
+    log.info("wrote %s: %s -> %s", paths.patched_onnx(name),
+             [f"{t.name}{t.shape}" for t in spec.onnx.inputs], [f"{t.name}{t.shape}" for t in spec.onnx.outputs])
+
+
+if __name__ == "__main__":
+    run_stage(model_parser("stages.patch", __doc__.splitlines()[0]), patch)
