@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stages.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
+# No dots: DVC reads `models.<name>.source` in dvc.yaml as a path split on dots, so a name like
+# "signet_f_lambda0.95" would break per-model parameter tracking; write it signet_f_lambda0_95.
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 FAMILIES = ("keras_cleaning", "torch_siamese", "lasagne_signet", "torch_signet")
 
 
@@ -134,7 +136,10 @@ class Params(_Strict):
     def _model_names(cls, models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
         for name in models:
             if not MODEL_NAME.match(name):
-                raise ValueError(f"model name {name!r} must match {MODEL_NAME.pattern}")
+                raise ValueError(
+                    f"model name {name!r} must match {MODEL_NAME.pattern} (lower case, digits, '_'; "
+                    "no dots, which DVC reads as nesting in params paths)"
+                )
         return models
 
 
