@@ -128,7 +128,7 @@ def torch_load(path, *, allow_numpy: bool = False):
     """`torch.load(weights_only=True)`; numpy arrays allowed only when the upstream file carries them."""
     allowances = []
     if allow_numpy:
-        allowances = [np.core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.int64))]
+        allowances = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.Float32DType, np.dtypes.Int64DType]
     try:
         with torch.serialization.safe_globals(allowances):
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,260 @@
+"""SigNet and SigNet-SPP of sigver_wiwd: Lasagne/Theano pickles -> ONNX, checked by a NumPy oracle.
+
+Upstream (MODELS.md section 3): one pickle per model (`signet.pkl`, `signetf_lambda0.95.pkl`,
+`signetf_lambda0.999.pkl`, `signet_spp_300dpi.pkl`, `signet_spp_600dpi.pkl`); its file name
+selects the architecture, as sigver_wiwd pairs each file with its `build_architecture` module.
+
+ONNX I/O (names and dynamic dims come from params):
+- SigNet: input float32 [batch, 1, 150, 220], the `preprocess_signature` output on a
+  (952, 1360) canvas, values 0..255 (ink bright, background 0), NOT divided by 255.
+- SigNet-SPP: input float32 [batch, 1, height, width], `255 - remove_background(scan)` at the
+  scan's own size, from `spp_min_input_size` up (37x37 at 300 dpi, 57x57 at 600 dpi).
+- outputs `fc1`, `fc2`: float32 [batch, 2048], each after its ReLU (the notebook's features are fc2).
+
+Reference: `stages.oracle`, an independent float64 NumPy forward pass (Theano and Lasagne do
+not install on Python 3.11). Pickles are read with the restricted unpickler of
+`stages.lasagne_pickle`, never with plain `pickle.load`.
+
+This module imports neither onnx nor the oracle at import time, so ONNX-Runtime-only callers
+(examples/signet_parity.py) can use its input preparation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from stages.config import ModelSpec
+from stages.errors import PipelineError
+from stages.lasagne_pickle import (
+    IMG_SIZE,
+    INPUT_SIZE,
+    architecture,
+    check_input_size,
+    dump_py2_pickle,
+    load_checked,
+    param_layout,
+    spp_min_input_size,
+    variant_of_file,
+)
+from stages.samples import signature_gray
+
+CANVAS = (952, 1360)  # the canvas of the seed notebook and of sigver_wiwd's SigNet models
+MAX_SPP_SIZE = (2000, 3000)  # the largest size validated by default
+# Scale of the synthetic conv1 weights: He-normal for inputs in 0..1, divided by 255 because
+# these networks take 0..255 (a trained SigNet's first layer has learned the same scale), so
+# every later layer sees O(1) activations and fc1/fc2 come out O(0.1..10), like real features.
+FIRST_LAYER_INPUT_SCALE = 255.0
+
+Arrays = dict[str, np.ndarray]
+
+
+def variant_of(spec: ModelSpec) -> str:
+    """The architecture of the model: from its single upstream file name."""
+    if len(spec.files) != 1:
+        raise PipelineError(f"family lasagne_signet: files must list exactly one pickle, got {spec.files}")
+    return variant_of_file(spec.files[0])
+
+
+def _pickle_path(raw: Path, spec: ModelSpec) -> Path:
+    return Path(raw) / spec.files[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in stand-in
+# --------------------------------------------------------------------------------------------
+
+
+def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
+    """Lasagne-ordered float32 arrays with realistic scales, the same bytes on every machine.
+
+    Sampled from a PCG64 stream (numpy only, no network run): W He-normal (conv1 divided by
+    FIRST_LAYER_INPUT_SCALE), beta N(0, 0.1), gamma U(0.7, 1.3), mean N(0, 0.2),
+    inv_std = 1/sqrt(U(0.4, 1.6)) (a batch variance of 0.4..1.6).
+    """
+    rng = np.random.Generator(np.random.PCG64(seed))
+    params = []
+    for slot in param_layout(variant):
+        if slot.role == "W":
+            # conv W (out, in, kh, kw): fan-in in*kh*kw; dense W (in, out): fan-in in.
+            fan_in = int(np.prod(slot.shape[1:])) if len(slot.shape) == 4 else slot.shape[0]
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=slot.shape)
+            if slot.index == 0:
+                value = value / FIRST_LAYER_INPUT_SCALE
+        elif slot.role == "beta":
+            value = rng.normal(0.0, 0.1, size=slot.shape)
+        elif slot.role == "gamma":
+            value = rng.uniform(0.7, 1.3, size=slot.shape)
+        elif slot.role == "mean":
+            value = rng.normal(0.0, 0.2, size=slot.shape)
+        else:  # inv_std
+            value = 1.0 / np.sqrt(rng.uniform(0.4, 1.6, size=slot.shape))
+        params.append(np.ascontiguousarray(value, dtype=np.float32))
+    return params
+
+
+def write_builtin(dest: Path, spec: ModelSpec) -> None:
+    """Write the stand-in pickle: protocol 2, Python 2 strings, the upstream dict layout."""
+    variant = variant_of(spec)
+    content = {
+        "input_size": INPUT_SIZE,
+        "img_size": IMG_SIZE,
+        "params": synthetic_params(variant, spec.source.seed),
+    }
+    (Path(dest) / spec.files[0]).write_bytes(dump_py2_pickle(content))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, conversion, reference
+# --------------------------------------------------------------------------------------------
+
+
+def _check_io_spec(spec: ModelSpec, variant: str) -> None:
+    """params must declare the shapes this architecture has (fixed 150x220 or dynamic H, W)."""
+    if len(spec.onnx.inputs) != 1:
+        raise PipelineError(f"onnx.inputs: {variant} has one input, params declare {len(spec.onnx.inputs)}")
+    shape = spec.onnx.inputs[0].shape
+    fixed = architecture(variant).fixed_input
+    spatial_ok = (
+        len(shape) == 4 and shape[1] == 1
+        and (list(shape[2:]) == list(fixed) if fixed else all(isinstance(d, str) for d in shape[2:]))
+    )
+    if not spatial_ok:
+        wanted = f"[N, 1, {fixed[0]}, {fixed[1]}]" if fixed else "[N, 1, H, W] with H and W dynamic (strings)"
+        raise PipelineError(f"onnx.inputs[0].shape: {variant} takes {wanted}, params say {shape}")
+    layers = {"fc1", "fc2"}
+    unknown = [t.source_name for t in spec.onnx.outputs if t.source_name not in layers]
+    if unknown:
+        raise PipelineError(f"onnx.outputs: source names {unknown} are not layers of {variant}; use fc1, fc2")
+
+
+def check_loadable(raw: Path, spec: ModelSpec) -> None:
+    """Load the pickle safely and check every array against the layer layout."""
+    variant = variant_of(spec)
+    _check_io_spec(spec, variant)
+    load_checked(_pickle_path(raw, spec), variant)
+
+
+def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
+    """Build the ONNX graph from the checked arrays (stages.signet_onnx)."""
+    import onnx
+
+    from stages.signet_onnx import build_model
+
+    variant = variant_of(spec)
+    _check_io_spec(spec, variant)
+    _content, weights = load_checked(_pickle_path(raw, spec), variant)
+    model = build_model(architecture(variant), weights, opset=spec.onnx.opset, input_name=spec.onnx.inputs[0].source_name)
+    Path(out).write_bytes(model.SerializeToString(deterministic=True))
+    onnx.checker.check_model(str(out), full_check=True)
+
+
+def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
+    """The NumPy oracle on the pickle's flat params list, keyed by ONNX names (float32 results)."""
+    from stages.oracle import LasagneOracle
+
+    variant = variant_of(spec)
+    content, _weights = load_checked(_pickle_path(raw, spec), variant)  # layout checked, oracle reads the flat list
+    oracle = LasagneOracle(variant, content.params)
+    input_name = spec.onnx.inputs[0].name
+    outputs = {t.name: t.source_name for t in spec.onnx.outputs}
+
+    def run(inputs: Arrays) -> Arrays:
+        images = inputs[input_name]
+        if architecture(variant).fixed_input is None:
+            check_input_size(variant, images.shape[2], images.shape[3], f"{variant} input")
+        result = oracle(images)
+        return {name: result[layer].astype(np.float32) for name, layer in outputs.items()}
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
+    """SigNet input from a gray scan (float 0..255, ink dark): float32 (1, 1, 150, 220), 0..255.
+
+    `preprocess_signature` on the (952, 1360) canvas: centred, inverted (ink bright), resized,
+    cropped; kept in 0..255 as the Lasagne models take it.
+    """
+    from stages.preprocess import preprocess_signature
+
+    return preprocess_signature(gray, CANVAS, source=source).astype(np.float32)[None, None]
+
+
+def spp_input(gray: np.ndarray, variant: str, source: str | None = None) -> np.ndarray:
+    """SigNet-SPP input at the scan's own size: float32 (1, 1, H, W) = 255 - remove_background.
+
+    Refuses (PipelineError naming the size and the minimum) an image smaller than the network
+    accepts, before ONNX Runtime would fail on it.
+    """
+    from stages.preprocess import remove_background
+
+    gray = np.asarray(gray)
+    if gray.ndim != 2:
+        raise PipelineError(f"{source or 'image'}: expected a 2-D gray image, got shape {gray.shape}")
+    check_input_size(variant, gray.shape[0], gray.shape[1], source or "image")
+    return (255 - remove_background(gray, source=source)).astype(np.float32)[None, None]
+
+
+def _next_prime(n: int) -> int:
+    def is_prime(k: int) -> bool:
+        return k >= 2 and all(k % d for d in range(2, int(k**0.5) + 1))
+
+    while not is_prime(n):
+        n += 1
+    return n
+
+
+def spp_validation_sizes(variant: str, count: int) -> list[tuple[int, int]]:
+    """`count` (rows, cols) sizes from the minimum to 2000x3000: the extremes, then primes.
+
+    Always: the minimum, the minimum + 1 (odd/even neighbours of the boundary), the minimum
+    height with the maximum width and the reverse (1-row and 1-column feature maps), and
+    2000x3000. The rest are primes spread geometrically in between (odd, non-round sizes
+    exercise the floor/ceil of every pool and pyramid bin).
+    """
+    min_h, min_w = spp_min_input_size(variant)
+    max_h, max_w = MAX_SPP_SIZE
+    fixed = [(min_h, min_w), (min_h + 1, min_w + 2), (min_h, max_w), (max_h, min_w)]
+    between = max(0, count - len(fixed) - 1)
+    spread = [
+        (_next_prime(int(min_h * (max_h / min_h) ** (k / (between + 1)))),
+         _next_prime(int(min_w * (max_w / min_w) ** (k / (between + 1)))))
+        for k in range(1, between + 1)
+    ]
+    return (fixed + spread)[: max(count - 1, 1)] + [MAX_SPP_SIZE]
+
+
+def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
+    """Drawn signatures (and the user's images), prepared as each network takes them.
+
+    SigNet: `count` drawn scans through `signet_input`, then all of them as one batch.
+    SPP: drawn scans at `spp_validation_sizes` (minimum .. 2000x3000, primes included).
+    """
+    from stages.preprocess import load_signature
+
+    variant = variant_of(spec)
+    name = spec.onnx.inputs[0].name
+    samples: list[tuple[str, Arrays]] = []
+    if architecture(variant).fixed_input is not None:
+        for index in range(count):
+            height, width = 240 + 37 * index, 480 + 71 * index
+            gray = signature_gray(spec.source.seed * 1000 + index, height, width)
+            samples.append((f"synthetic_{index:03d}", {name: signet_input(gray)}))
+        for path in image_paths:
+            samples.append((path.name, {name: signet_input(load_signature(path), str(path))}))
+        batch = np.concatenate([inputs[name] for _sample, inputs in samples])
+        samples.append((f"batch_of_{len(batch)}", {name: batch}))
+        return samples
+    for index, (height, width) in enumerate(spp_validation_sizes(variant, count)):
+        gray = signature_gray(spec.source.seed * 1000 + index, height, width)
+        samples.append((f"synthetic_{height}x{width}", {name: spp_input(gray, variant)}))
+    for path in image_paths:
+        samples.append((path.name, {name: spp_input(load_signature(path), variant, str(path))}))
+    return samples

@@ -1,0 +1,93 @@
+"""params.yaml is checked on load: each mistake fails with the key path and what was expected."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.config import load_model, load_params
+from stages.errors import PipelineError
+
+from conftest import REPO, run_step
+
+
+def good_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def write(tmp_path: Path, params: dict | str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(params if isinstance(params, str) else yaml.safe_dump(params))
+    return path
+
+
+def error_for(tmp_path: Path, params: dict | str) -> str:
+    with pytest.raises(PipelineError) as caught:
+        load_params(write(tmp_path, params))
+    return str(caught.value)
+
+
+def test_repository_params_load():
+    params = load_params(REPO / "params.yaml")
+    assert {"cleaning", "siamese"} <= set(params.models)
+    assert params.models["cleaning"].source.kind == "builtin"
+    assert [t.name for t in params.models["siamese"].onnx.outputs] == ["output0", "output1", "output2"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda p: p["models"]["cleaning"].update(colour="red"), "models.cleaning.colour: Extra inputs are not permitted"),
+        (lambda p: p["models"]["cleaning"]["validation"].update(atol="1e-4"), "models.cleaning.validation.atol"),
+        (lambda p: p["models"]["cleaning"]["validation"].update(samples=2.5), "models.cleaning.validation.samples"),
+        (lambda p: p["models"]["cleaning"]["source"].update(kind="ftp"), "models.cleaning.source.kind"),
+        (lambda p: p["models"]["cleaning"].pop("onnx"), "models.cleaning.onnx: Field required"),
+        (lambda p: p["models"]["cleaning"]["onnx"].update(opset=9), "models.cleaning.onnx.opset"),
+        (lambda p: p["models"]["cleaning"]["onnx"]["inputs"][0].update(dtype="float64"), "models.cleaning.onnx.inputs.0.dtype"),
+        (lambda p: p["models"]["cleaning"].update(family="caffe"), "models.cleaning.family"),
+        (lambda p: p["models"]["cleaning"].update(files=["../escape.pb"]), "models.cleaning.files"),
+        (lambda p: p["models"]["siamese"]["validation"].update(decision_output="logit"), "does not declare"),
+        (lambda p: p["models"]["cleaning"]["source"].update(kind="url"), "needs 'urls"),
+        (lambda p: p["models"].update({"signet.pkl": p["models"]["siamese"]}), "no dots"),
+        (lambda p: p["models"]["siamese"]["onnx"]["outputs"][1].update(name="output0"), "repeated"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
+    params = copy.deepcopy(good_params())
+    edit(params)
+    message = error_for(tmp_path, params)
+    assert expected in message
+    assert str(tmp_path / "params.yaml") in message
+
+
+def test_not_yaml_and_not_mapping(tmp_path: Path):
+    assert "not valid YAML" in error_for(tmp_path, "models: [unclosed")
+    assert "expected a mapping" in error_for(tmp_path, "- just a list")
+
+
+def test_unknown_model_lists_known(tmp_path: Path):
+    with pytest.raises(PipelineError, match=r"no model 'nope'.*cleaning"):
+        load_model("nope", write(tmp_path, good_params()))
+
+
+def test_stage_reports_bad_params_in_one_line_without_traceback(project: Path):
+    params = good_params()
+    params["models"]["cleaning"]["validation"]["atol"] = "tight"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_step(project, "fetch", "cleaning", check=False)
+    assert result.returncode == 1
+    assert "models.cleaning.validation.atol" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data").exists()
+
+
+def test_help_describes_the_stage():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "stages.validate", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "model" in out.stdout and "--params" in out.stdout and "ONNX Runtime" in out.stdout

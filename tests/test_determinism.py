@@ -1,0 +1,120 @@
+"""Rebuilds give identical bytes: the stand-ins, and the ONNX files once normalised by patch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import helper
+
+from stages import onnx_tools
+from stages.config import load_model
+from stages.onnx_tools import file_digest
+
+from conftest import REPO, STEPS, copy_project, run_step
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): file_digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("model", ["cleaning", "siamese"])
+def test_second_build_in_another_process_is_byte_identical(built_project: Path, tmp_path: Path, model: str):
+    project = copy_project(tmp_path / "again")
+    for step in STEPS[:3]:
+        run_step(project, step, model)
+    assert digests(project / "data" / "raw" / model) == digests(built_project / "data" / "raw" / model)
+    for name in ("converted.onnx", "patched.onnx"):
+        again = project / "data" / "interim" / model / name
+        first = built_project / "data" / "interim" / model / name
+        assert file_digest(again) == file_digest(first), name
+
+
+def renumber_generated(model: onnx.ModelProto, offset: int) -> None:
+    """Shift every exporter-generated number (`onnx::Conv_156`, `Conv_3`), as another trace would."""
+    import re
+
+    shift = lambda name: re.sub(r"(onnx::\w+?_|_output_|__)(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + offset}", name)
+    for node in model.graph.node:
+        node.name = shift(node.name)
+        node.input[:] = [shift(n) for n in node.input]
+        node.output[:] = [shift(n) for n in node.output]
+    for init in model.graph.initializer:
+        init.name = shift(init.name)
+
+
+def test_exporter_generated_names_are_normalised_away(built_project: Path, monkeypatch):
+    """The real siamese export, and a copy whose generated names differ: patched bytes are equal."""
+    from stages.patch import patch_model
+
+    monkeypatch.chdir(built_project)
+    spec = load_model("siamese", REPO / "params.yaml")
+    converted = built_project / "data" / "interim" / "siamese" / "converted.onnx"
+    original, renamed = onnx.load(str(converted)), onnx.load(str(converted))
+    renumber_generated(renamed, 1000)
+    names = lambda m: {i.name for i in m.graph.initializer}
+    assert names(original) != names(renamed) and any(n.startswith("onnx::") for n in names(original))
+    patched = [onnx_tools.serialize(patch_model(m, "siamese", spec)) for m in (original, renamed)]
+    assert patched[0] == patched[1]
+    assert patched[0] == (built_project / "data" / "interim" / "siamese" / "patched.onnx").read_bytes()
+
+
+def tiny_model(prefix: str, doc: str) -> onnx.ModelProto:
+    """Relu(x * w) with exporter-style generated names carrying `prefix`."""
+    weight = helper.make_tensor(f"onnx::Mul_{prefix}", onnx.TensorProto.FLOAT, [2], [1.0, 2.0])
+    nodes = [
+        helper.make_node("Mul", ["x", f"onnx::Mul_{prefix}"], [f"t__{prefix}"], name=f"block/Mul__{prefix}", doc_string=doc),
+        helper.make_node("Relu", [f"t__{prefix}"], ["y"], name=f"block/Relu__{prefix}"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])], [weight], doc_string=doc,
+    )
+    model = helper.make_model(graph, producer_name="pytorch", doc_string=doc)
+    model.producer_version = f"2.13.0+build{prefix}"
+    return model
+
+
+def normalised(model: onnx.ModelProto) -> bytes:
+    onnx_tools.canonical_names(model)
+    onnx_tools.strip_documentation(model)
+    onnx_tools.pin_producer(model)
+    return onnx_tools.serialize(model)
+
+
+def test_generated_names_doc_strings_and_producer_strings_are_normalised():
+    first = normalised(tiny_model("12", "/home/alice/export.py:40"))
+    second = normalised(tiny_model("345", "/tmp/bob/export.py:41"))
+    assert first == second
+    model = onnx.load_from_string(first)
+    assert [n.name for n in model.graph.node] == ["block/Mul_0", "block/Relu_1"]
+    assert model.graph.initializer[0].name == "block/Mul_0/in1"
+    assert model.producer_version == "2.13.0"
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_unknown_producer_is_refused():
+    model = tiny_model("1", "")
+    model.producer_name = "mystery-exporter"
+    with pytest.raises(Exception, match="unexpected ONNX producer"):
+        onnx_tools.pin_producer(model)
+
+
+def test_interrupted_fetch_leaves_the_previous_folder(built_project: Path, tmp_path: Path):
+    """A fetch that fails half way (here: params with a wrong file list) keeps the old data."""
+    import shutil
+
+    import yaml
+
+    project = copy_project(tmp_path / "p")
+    shutil.copytree(built_project / "data" / "raw" / "siamese", project / "data" / "raw" / "siamese")
+    before = digests(project / "data" / "raw" / "siamese")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["siamese"]["files"] = ["convnet_best_loss.pt", "missing.bin"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_step(project, "fetch", "siamese", check=False)
+    assert result.returncode == 1 and "missing.bin" in result.stderr
+    assert digests(project / "data" / "raw" / "siamese") == before
+    assert sorted(os.listdir(project / "data" / "raw")) == ["siamese"], "no staging folder left behind"

@@ -1,0 +1,182 @@
+"""The validator catches what it must: a perturbed weight, a flipped decision, a turned embedding."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from stages.config import ValidationSpec
+from stages.errors import PipelineError
+from stages.validation import Validator
+
+from conftest import copy_project, run_step
+
+
+def weight_initializers(graph: onnx.GraphProto, op_types: tuple[str, ...]) -> list[str]:
+    """Names of the weight initializers (input slot 1) of nodes of the given types, in graph order."""
+    initializers = {i.name for i in graph.initializer}
+    return [n.input[1] for n in graph.node if n.op_type in op_types and len(n.input) > 1 and n.input[1] in initializers]
+
+
+def perturb_one_weight(model_path: Path, initializer_name: str, relative: float) -> tuple[int, ...]:
+    """Change the largest element of one initializer by `relative` of itself; return its index."""
+    model = onnx.load(str(model_path))
+    for init in model.graph.initializer:
+        if init.name == initializer_name:
+            values = numpy_helper.to_array(init).copy()
+            index = np.unravel_index(int(np.argmax(np.abs(values))), values.shape)
+            values[index] *= 1 + relative
+            init.CopyFrom(numpy_helper.from_array(values, init.name))
+            onnx.save(model, str(model_path))
+            return tuple(int(i) for i in index)
+    raise AssertionError(f"no initializer {initializer_name}")
+
+
+def project_with(built: Path, target: Path, model: str) -> Path:
+    """A scratch project holding the built artifacts of one model (the session fixture stays clean)."""
+    project = copy_project(target)
+    for part in (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}"):
+        shutil.copytree(built / part, project / part)
+    return project
+
+
+@pytest.mark.parametrize(
+    ("model", "op_types", "position", "relative"),
+    [
+        ("cleaning", ("Conv",), 0, 0.05),      # first conv layer: the error travels through 9 layers
+        ("cleaning", ("Conv",), -1, 0.01),     # the output layer
+        ("siamese", ("Conv",), 2, 0.05),       # conv3 of the shared SigNet
+        ("siamese", ("Gemm", "MatMul"), -1, 0.01),  # probs: only the logit moves
+    ],
+)
+def test_perturbed_weight_is_rejected_and_nothing_is_published(
+    built_project: Path, tmp_path: Path, model: str, op_types: tuple[str, ...], position: int, relative: float
+):
+    project = project_with(built_project, tmp_path / "p", model)
+    patched = project / "data" / "interim" / model / "patched.onnx"
+    graph = onnx.load(str(patched)).graph
+    target = weight_initializers(graph, op_types)[position]
+    perturb_one_weight(patched, target, relative)
+    published = {p.name: p.read_bytes() for p in (project / "models" / model).iterdir()}
+
+    result = run_step(project, "validate", model, check=False)
+
+    assert result.returncode == 1, result.stderr[-2000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in result.stderr
+    assert "output '" in error[0] and "sample '" in error[0] and "off by" in error[0]
+    assert {p.name: p.read_bytes() for p in (project / "models" / model).iterdir()} == published
+
+
+def test_unperturbed_copy_passes(built_project: Path, tmp_path: Path):
+    """The same procedure without the perturbation publishes: the rejection above is not spurious."""
+    project = project_with(built_project, tmp_path / "p", "siamese")
+    shutil.rmtree(project / "models" / "siamese")
+    run_step(project, "validate", "siamese")
+    metrics = json.loads((project / "models" / "siamese" / "validation.json").read_text())
+    assert metrics["outputs"]["output2"]["decision_agreement"] == 1.0
+
+
+def spec(**overrides) -> ValidationSpec:
+    values = {"samples": 2, "atol": 1e-4, "rtol": 0.0, "min_cosine": 0.9999,
+              "embedding_outputs": ["emb"], "decision_output": "logit"}
+    values.update(overrides)
+    return ValidationSpec(**values)
+
+
+def outputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {"emb": rng.normal(size=(1, 64)).astype(np.float32), "logit": np.array([[0.7]], np.float32)}
+
+
+def test_validator_passes_within_tolerance_and_reports_metrics():
+    rng = np.random.default_rng(0)
+    validator = Validator(spec(), "Reference")
+    for index in range(4):
+        ref = outputs(rng)
+        got = {k: v + np.float32(3e-5) for k, v in ref.items()}
+        validator.add(f"s{index}", ref, got)
+    metrics = validator.metrics()
+    assert metrics["outputs"]["emb"]["max_abs_error"] == pytest.approx(3e-5, rel=0.01)
+    assert metrics["outputs"]["emb"]["ranking_agreement"] == 1.0
+    assert metrics["outputs"]["logit"]["decision_agreement"] == 1.0
+    assert metrics["samples"] == 4
+
+
+def test_validator_names_output_sample_and_element():
+    ref = outputs(np.random.default_rng(1))
+    got = {k: v.copy() for k, v in ref.items()}
+    got["emb"][0, 17] += 2e-3
+    with pytest.raises(PipelineError, match=r"output 'emb', sample 'page 3', element \(0, 17\).*off by 0\.002"):
+        Validator(spec(), "Reference").add("page 3", ref, got)
+
+
+def test_validator_catches_a_flipped_decision_but_tolerates_one_within_atol_of_zero():
+    ref = outputs(np.random.default_rng(2))
+    flipped = {"emb": ref["emb"], "logit": -ref["logit"] * 0.5}
+    # Loose element-wise tolerance (rtol 2) lets 0.7 -> -0.35 pass allclose; the sign check must not.
+    with pytest.raises(PipelineError, match="decision flips"):
+        Validator(spec(atol=0.01, rtol=2.0), "Reference").add("s", ref, flipped)
+    validator = Validator(spec(), "Reference")
+    near_zero = {"emb": ref["emb"], "logit": np.array([[5e-5]], np.float32)}
+    validator.add("s", near_zero, {"emb": ref["emb"], "logit": np.array([[-4e-5]], np.float32)})
+    assert validator.metrics()["outputs"]["logit"]["decision_agreement"] == 1.0
+
+
+def test_validator_catches_a_turned_embedding():
+    ref = outputs(np.random.default_rng(3))
+    got = {"emb": -ref["emb"], "logit": ref["logit"]}
+    with pytest.raises(PipelineError, match="cosine similarity"):
+        Validator(spec(atol=100.0), "Reference").add("s", ref, got)
+
+
+def test_validator_catches_reordered_distances():
+    rng = np.random.default_rng(4)
+    # rtol 1 and min_cosine 0.5 let a swap of positive embeddings through the element-wise and
+    # cosine checks, so only the ranking check can notice that distances were reordered.
+    validator = Validator(spec(rtol=1.0, min_cosine=0.5), "Reference")
+    anchors = [rng.uniform(1, 2, size=(1, 8)).astype(np.float32) for _ in range(4)]
+    for index, emb in enumerate(anchors):
+        swapped = anchors[(index + 1) % 4] if index < 2 else emb
+        validator.add(f"s{index}", {"emb": emb, "logit": np.ones((1, 1), np.float32)},
+                      {"emb": swapped, "logit": np.ones((1, 1), np.float32)})
+    with pytest.raises(PipelineError, match="rankings agree on only"):
+        validator.metrics()
+
+
+def test_validator_refuses_shape_dtype_and_non_finite():
+    ref = outputs(np.random.default_rng(5))
+    with pytest.raises(PipelineError, match=r"ONNX gives float32\[1, 63\]"):
+        Validator(spec(), "Reference").add("s", ref, {"emb": ref["emb"][:, :63], "logit": ref["logit"]})
+    bad = {"emb": ref["emb"].copy(), "logit": ref["logit"]}
+    bad["emb"][0, 0] = np.nan
+    with pytest.raises(PipelineError):
+        Validator(spec(), "Reference").add("s", ref, bad)
+
+
+def test_user_image_folder_is_validated_and_bad_images_are_named(built_project: Path, tmp_path: Path):
+    import yaml
+
+    from conftest import shared_fixture
+
+    scans = shared_fixture("signatures")
+    project = project_with(built_project, tmp_path / "p", "siamese")
+    images = project / "user_images"
+    images.mkdir()
+    for name in ("001_01.png", "002_01.png"):
+        shutil.copy(scans / name, images / name)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["siamese"]["validation"].update(samples=1, image_dirs=["user_images"])
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_step(project, "validate", "siamese")
+    metrics = json.loads((project / "models" / "siamese" / "validation.json").read_text())
+    assert metrics["samples"] == 3  # one drawn pair, then the chain through the two scans
+
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = run_step(project, "validate", "siamese", check=False)
+    assert result.returncode == 1 and "broken.png" in result.stderr and "Traceback" not in result.stderr
