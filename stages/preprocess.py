@@ -23,8 +23,10 @@ for a valid 8-bit scan):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,13 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
             or of an unsupported mode; the message names the file.
         ValueError: `max_pixels` is not a positive integer.
     """
+    with _decoded_image(path, max_pixels) as (image, file):
+        return _flatten_to_gray(image, file)
+
+
+@contextlib.contextmanager
+def _decoded_image(path: str | os.PathLike[str], max_pixels: int) -> Iterator[tuple[Image.Image, Path]]:
+    """Open, size-check and decode an image file, refusing anything unsafe or broken by name."""
     if not _is_positive_int(max_pixels):
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     file = Path(path)
@@ -114,7 +123,7 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
         try:
             _check_pixel_count(image, file, max_pixels)
             _decode(image, file)
-            return _flatten_to_gray(image, file)
+            yield image, file
         finally:
             image.close()
 
@@ -129,22 +138,11 @@ def load_rgb(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000) -> n
     Returns:
         uint8 array of shape (rows, cols, 3), values 0..255.
     """
-    if not _is_positive_int(max_pixels):
-        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    file = Path(path)
-    _check_readable_file(file)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = _open_image(file)
-        try:
-            _check_pixel_count(image, file, max_pixels)
-            _decode(image, file)
-            if image.mode in _SIXTEEN_BIT_MODES or image.mode in {"I", "F"}:
-                gray = _flatten_to_gray(image, file).round().astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=2)
-            rgba = np.array(image.convert("RGBA"), dtype=np.float64)
-        finally:
-            image.close()
+    with _decoded_image(path, max_pixels) as (image, file):
+        if image.mode in _SIXTEEN_BIT_MODES or image.mode in {"I", "F"}:
+            gray = _flatten_to_gray(image, file).round().astype(np.uint8)
+            return np.repeat(gray[..., None], 3, axis=2)
+        rgba = np.array(image.convert("RGBA"), dtype=np.float64)
     alpha = rgba[..., 3:] / 255.0
     return (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
 

@@ -524,3 +524,20 @@ def test_malformed_sizes_are_refused(synthetic: np.ndarray, bad_size: object) ->
     ):
         with pytest.raises(ValueError, match=r"\(rows, cols\) pair of positive integers"):
             call()
+
+
+def test_load_rgb_gives_uint8_rgb_and_refuses_bad_files(tmp_path):
+    from PIL import Image
+
+    from stages.preprocess import ImageError, load_rgb
+
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[0, 0, 3] = 255  # one opaque red-ish pixel, the rest transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    loaded = load_rgb(tmp_path / "alpha.png")
+    assert loaded.shape == (4, 5, 3) and loaded.dtype == np.uint8
+    assert tuple(loaded[0, 0]) == (200, 0, 0) and tuple(loaded[1, 1]) == (255, 255, 255)
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(ImageError, match="junk.png"):
+        load_rgb(tmp_path / "junk.png")
