@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Flush a directory entry so a rename survives a power cut (best effort on odd filesystems)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -44,7 +44,7 @@ def write_bytes(target: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def write_text(target: Path, text: str) -> None:
@@ -74,7 +74,7 @@ def staged_directory(target: Path) -> Iterator[Path]:
             os.rmdir(retired)
             os.replace(target, retired)
         os.replace(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
     finally:

@@ -17,6 +17,7 @@ import contextlib
 import email.utils
 import errno
 import hashlib
+import http.client
 import logging
 import os
 import socket
@@ -35,12 +36,13 @@ import requests
 from requests.auth import AuthBase
 from tqdm import tqdm
 
+from stages.atomic import fsync_dir
 from stages.errors import PipelineError
 from stages.sources.pins import Pin, mismatch_message
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "signature-onnx-pipeline (python-requests)"
@@ -111,7 +113,7 @@ class DiskError(PipelineError):
     """Writing the downloaded bytes failed locally (disk full, read-only, permissions)."""
 
 
-class _Transient(Exception):
+class TransientError(Exception):
     """A failure worth another attempt: network, cut body, 429 or 5xx."""
 
     ADVICE = {
@@ -186,6 +188,8 @@ def describe_network_error(exc: BaseException) -> str:
             return "cannot resolve the host name (offline or DNS down?)"
         if isinstance(current, ConnectionResetError):
             return "connection reset"
+        if isinstance(current, http.client.IncompleteRead):
+            return "the body ended early"
         if isinstance(current, (TimeoutError, socket.timeout, requests.Timeout)):
             return "timed out"
         if isinstance(current, OSError) and current.errno == errno.ENETUNREACH:
@@ -204,11 +208,11 @@ def fetch_file(session: requests.Session, job: Job, policy: RetryPolicy = RetryP
     Raises PipelineError (or a subclass) with one actionable line on any final failure; the
     destination is then untouched and no temporary file is left behind.
     """
-    last: _Transient | None = None
+    last: TransientError | None = None
     for attempt in range(1, policy.attempts + 1):
         try:
             return _attempt(session, job, policy, progress)
-        except _Transient as exc:
+        except TransientError as exc:
             last = exc
             if attempt == policy.attempts:
                 break
@@ -218,7 +222,7 @@ def fetch_file(session: requests.Session, job: Job, policy: RetryPolicy = RetryP
     assert last is not None
     raise PipelineError(
         f"{job.what}: download from {host_of(job.url)} failed {policy.attempts} times, last: {last.reason}; "
-        f"{_Transient.ADVICE[last.kind]}"
+        f"{TransientError.ADVICE[last.kind]}"
     )
 
 
@@ -245,7 +249,7 @@ def _open(session: requests.Session, job: Job, policy: RetryPolicy) -> requests.
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             response.close()
             kind = "rate" if status == 429 else "server"
-            raise _Transient(kind, f"HTTP {status} from {host_of(url)}", retry_after)
+            raise TransientError(kind, f"HTTP {status} from {host_of(url)}", retry_after)
         if status != 200:
             response.close()
             raise HttpStatusError(
@@ -298,7 +302,7 @@ def _get(session: requests.Session, url: str, job: Job, policy: RetryPolicy) -> 
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
         raise PipelineError(f"{job.what}: {scrub_url(url)!r} is not a valid download address") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise _Transient("network", f"cannot reach {host_of(url)}: {describe_network_error(exc)}") from None
+        raise TransientError("network", f"cannot reach {host_of(url)}: {describe_network_error(exc)}") from None
 
 
 def _ssl_reason(exc: BaseException) -> str:
@@ -343,14 +347,13 @@ def _stream(response: requests.Response, job: Job, progress: bool | None) -> Pin
                 _write(handle, chunk, job)
                 bar.update(len(chunk))
         _sync(handle, job)
-        handle.close()
         if length is not None and received != length:
-            raise _Transient("cut", f"the body ended after {received} of {length} bytes")
+            raise TransientError("cut", f"the body ended after {received} of {length} bytes")
         pin = Pin(sha256=digest.hexdigest(), size=received, source=job.source)
         if job.expected is not None and not job.expected.same_bytes(pin):
             raise PipelineError(mismatch_message(job.model, job.file, pin, job.expected))
         os.replace(temporary, job.dest)
-    _fsync_dir(job.dest.parent)
+    fsync_dir(job.dest.parent)
     return pin
 
 
@@ -364,7 +367,7 @@ def _chunks(response: requests.Response, job: Job, length: int | None, received:
             return
         except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError, requests.Timeout) as exc:
             total = length if length is not None else "?"
-            raise _Transient(
+            raise TransientError(
                 "cut", f"the connection dropped after {received()} of {total} bytes ({describe_network_error(exc)})"
             ) from None
         if chunk:
@@ -400,9 +403,11 @@ def _write(handle: BinaryIO, chunk: bytes, job: Job) -> None:
 
 
 def _sync(handle: BinaryIO, job: Job) -> None:
+    """Flush, fsync and close: some filesystems report a full disk only here."""
     try:
         handle.flush()
         os.fsync(handle.fileno())
+        handle.close()
     except OSError as exc:
         raise _disk_error(job, exc) from None
 
@@ -412,20 +417,6 @@ def _disk_error(job: Job, exc: OSError) -> DiskError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskError(f"{job.what}: disk full while writing into {folder}; free some space, then rerun")
     return DiskError(f"{job.what}: cannot write into {folder} ({exc.strerror or type(exc).__name__}); check the folder, then rerun")
-
-
-def _fsync_dir(path: Path) -> None:
-    """Flush the directory entry so the rename survives a power cut (best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

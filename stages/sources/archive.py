@@ -1,0 +1,67 @@
+"""One file out of a downloaded zip archive, safely: `https://host/models.zip#inner/name.pkl`.
+
+The sigver_wiwd pickles are published inside zip archives, so a `url` address may end in
+`#<member>` (a fragment is never sent to the server). The member must be named exactly; its
+bytes are streamed out with the same size limit as a download (the header's size is not
+trusted: a zip bomb stops at the limit), written to a temporary file, fsynced and renamed into
+place. The pin is that of the extracted file: the upstream file, whatever carried it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from stages.atomic import fsync_dir
+from stages.errors import PipelineError
+from stages.sources.pins import Pin
+
+
+def split_member(address: str) -> tuple[str, str | None]:
+    """('https://host/a.zip', 'dir/file.pkl') for an address with '#member', else (address, None)."""
+    base, hash_sign, member = address.partition("#")
+    return base, (member if hash_sign and member else None)
+
+
+def extract_member(archive: Path, member: str, dest: Path, max_bytes: int, what: str, source: str) -> Pin:
+    """Copy `member` of the zip `archive` to `dest` atomically; return its Pin.
+
+    Raises PipelineError naming the archive and member when the archive is not a zip, the member
+    is missing (listing what is there), or it inflates beyond `max_bytes`.
+    """
+    try:
+        bundle = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PipelineError(f"{what}: {source} is not a readable zip archive ({exc}); check the address") from None
+    with bundle:
+        names = bundle.namelist()
+        if member not in names:
+            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+            raise PipelineError(f"{what}: the archive {source} has no member {member!r} (it has: {shown}); fix the '#...' part of the address")
+        digest, size = hashlib.sha256(), 0
+        fd, temporary = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, bundle.open(member) as inner:
+                for block in iter(lambda: inner.read(1 << 20), b""):
+                    size += len(block)
+                    if size > max_bytes:
+                        raise PipelineError(
+                            f"{what}: {member} in {source} inflates beyond the size limit of {max_bytes} bytes "
+                            "(source.max_bytes); refused"
+                        )
+                    digest.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, dest)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            raise PipelineError(f"{what}: {member} in {source} is damaged ({exc}); fetch again") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+    fsync_dir(dest.parent)
+    return Pin(sha256=digest.hexdigest(), size=size, source=f"{source}#{member}")

@@ -1,0 +1,125 @@
+"""End to end: `dvc repro` with `source: kaggle` gives the ONNX files of the `builtin` run, bit for bit.
+
+In a scratch copy of the repository: `dvc repro` the two Kaggle models from their builtin
+stand-ins; serve exactly those upstream bytes as the kernels' output from the fake Kaggle API;
+switch both models to `kind: kaggle` in params.yaml (the one-line switch); `dvc repro -f` with the
+real kagglesdk client. The published model.onnx files must be byte-identical, the pins recorded,
+a further `dvc repro` must download nothing, and the Kaggle key must appear in no file or output.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fake_servers import KAGGLE_PORT, FakeKaggle, isolate_kaggle_env, shared_kaggle
+from stages.sources.pins import LockFile
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = {
+    "cleaning": "victordibia/signature-image-cleaning-with-tensorflow-2-0",
+    "siamese": "medali1992/siamese-signature-verification-with-confidence",
+}
+TARGETS = [f"validate@{name}" for name in MODELS]
+USER, MARKER = "e2e-user", "MARKER-5a0c2e9d-kaggle-key"
+TOP_LEVEL_SKIP = {".git", "data", "models", ".pytest_cache", ".benchmarks", "dvc.lock"}
+
+
+def copy_work_tree(target: Path) -> Path:
+    """The work tree as a user would clone it: no git history, no outputs, no DVC cache."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n == "__pycache__"}
+        if Path(folder) == REPO:
+            skipped |= TOP_LEVEL_SKIP & set(names)
+        if Path(folder) == REPO / ".dvc":
+            skipped |= {"cache", "tmp"} & set(names)
+        return skipped
+
+    shutil.copytree(REPO, target, ignore=ignore)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "scratch"]):
+        subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *command], cwd=target, check=True, capture_output=True)
+    return target
+
+
+def dvc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def upstream_files(clone: Path, name: str) -> dict[str, bytes]:
+    folder = clone / "data" / "raw" / name
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def switch_source(clone: Path, kind: str) -> None:
+    params_file = clone / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    for name in MODELS:
+        params["models"][name]["source"]["kind"] = kind
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
+    isolate_kaggle_env(monkeypatch, tmp_path / "home")
+    try:
+        return shared_kaggle()
+    except OSError as exc:
+        message = f"127.0.0.1:{KAGGLE_PORT} is busy ({exc.strerror}); kagglesdk's TEST environment only calls that port"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+
+
+def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_path: Path) -> None:
+    clone = copy_work_tree(tmp_path / "clone")
+    lock_before = (clone / "sources.lock.yaml").read_bytes()
+    dvc(clone, "repro", *TARGETS)
+    assert (clone / "sources.lock.yaml").read_bytes() == lock_before, "a builtin fetch writes no committed file"
+    builtin = {name: digest(clone / "models" / name / "model.onnx") for name in MODELS}
+    served = {name: upstream_files(clone, name) for name in MODELS}
+    for name, kernel in MODELS.items():
+        fake.publish(kernel, served[name])
+    fake.basic.add((USER, MARKER))
+
+    switch_source(clone, "kaggle")
+    credentials = {"KAGGLE_USERNAME": USER, "KAGGLE_KEY": MARKER}
+    kaggle_run = dvc(clone, "repro", "-f", *TARGETS, **credentials)
+
+    assert {name: digest(clone / "models" / name / "model.onnx") for name in MODELS} == builtin
+    for name in MODELS:
+        assert json.loads((clone / "models" / name / "lineage.json").read_text())["source"]["kind"] == "kaggle"
+    downloads = sorted(seen.path for seen in fake.requests_to("/kf/"))
+    assert downloads == sorted(fake.file_path(MODELS[name], f) for name in MODELS for f in served[name])
+    lock = LockFile.load(clone / "sources.lock.yaml")
+    for name in MODELS:
+        assert {f: p.sha256 for f, p in lock.pins_for(name).items()} == {
+            f: hashlib.sha256(data).hexdigest() for f, data in served[name].items()
+        }
+    assert "review and commit it" in kaggle_run.stderr + kaggle_run.stdout
+
+    fake.seen.clear()
+    again = dvc(clone, "repro", *TARGETS, **credentials)
+    assert fake.requests_to("/kf/") == [], "pinned bytes already in place are not downloaded again"
+    status = dvc(clone, "status", *TARGETS)
+    assert "up to date" in status.stdout, status.stdout
+    assert {name: digest(clone / "models" / name / "model.onnx") for name in MODELS} == builtin
+
+    secrets = [MARKER.encode(), base64.b64encode(f"{USER}:{MARKER}".encode())]
+    texts = [r.stdout + r.stderr for r in (kaggle_run, again)]
+    files = [clone / "dvc.lock", clone / "sources.lock.yaml", clone / "params.yaml"]
+    files += [p for top in ("data", "models") for p in (clone / top).rglob("*") if p.is_file()]
+    for blob in [t.encode() for t in texts] + [p.read_bytes() for p in files]:
+        assert not any(secret in blob for secret in secrets)
