@@ -221,7 +221,12 @@ def spp_min_input_size(variant: str) -> tuple[int, int]:
 
 
 def check_input_size(variant: str, height: int, width: int, source: str) -> None:
-    """Refuse, with a clear message, an image an SPP model cannot take (ONNX Runtime would crash)."""
+    """Refuse, with a clear message, an image an SPP model cannot take.
+
+    Called before any runtime sees the image: ONNX Runtime's MaxPool alone would not fail on a
+    too-short input but compute meaningless features (the converted graph's guard stops it
+    with a terse Reshape error; this message says what to do).
+    """
     min_h, min_w = spp_min_input_size(variant)
     if height < min_h or width < min_w:
         raise PipelineError(
@@ -455,6 +460,12 @@ def load_lasagne_pickle(path: Path) -> LasagnePickle:
         data = path.read_bytes()
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found") from None
+    if data.startswith(b"PK\x03\x04"):  # sigver_wiwd distributes the pickles inside zip archives
+        raise PipelineError(
+            f"{path}: is a zip archive, not a pickle; sigver_wiwd ships the models as "
+            f"signet_models.zip / signet_spp_models.zip: name the member in the address (...zip#{path.name}) "
+            "or take the file out of the archive"
+        )
     content = safe_unpickle(data, str(path))
     if not isinstance(content, dict):
         raise PipelineError(f"{path}: holds a {type(content).__name__}, expected a dict with input_size, img_size, params")

@@ -18,7 +18,7 @@ from stages.config import TensorSpec
 from stages.errors import PipelineError
 
 DTYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
-PRODUCER_PACKAGES = {"tf2onnx": "tf2onnx", "pytorch": "torch"}
+PRODUCER_PACKAGES = {"tf2onnx": "tf2onnx", "pytorch": "torch", "onnx": "onnx"}  # "onnx": graphs built with onnx.helper (stages/signet_onnx.py)
 
 
 def _rename_everywhere(graph: onnx.GraphProto, old: str, new: str) -> None:

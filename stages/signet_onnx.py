@@ -13,6 +13,8 @@ Layout facts (MODELS.md section 3) and how each becomes ONNX:
 - the "kaiming" pyramid: ONNX pooling attributes are static but the bins depend on the
   feature map size, so each bin is a Slice whose bounds are computed from the runtime shape
   (Shape -> Gather -> Mul/Add/Div in int64) and a ReduceMax; see `spatial_pyramid`.
+- SPP graphs refuse an image smaller than `spp_min_input_size` (see `input_size_guard`):
+  ONNX Runtime alone would compute garbage for it rather than fail.
 
 Graph: input float32 [batch, 1, 150, 220] (SigNet) or [batch, 1, height, width] (SPP), values
 0..255 (ink bright, background 0, NOT divided by 255); outputs `fc1` and `fc2`, float32
@@ -28,7 +30,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from stages.errors import PipelineError
-from stages.lasagne_pickle import Architecture, Conv, Dense, LayerWeights, Pool, SpatialPyramid
+from stages.lasagne_pickle import Architecture, Conv, Dense, LayerWeights, Pool, SpatialPyramid, spp_min_input_size
 
 PRODUCER = "onnx"  # built with onnx.helper; patch pins producer_version to the onnx package
 
@@ -117,6 +119,30 @@ def spatial_pyramid(g: GraphBuilder, x: str, layer: SpatialPyramid) -> str:
     return g.op("Flatten", [pooled], f"{scope}/Flatten", axis=1)
 
 
+def input_size_guard(g: GraphBuilder, image: str, min_rows: int, min_cols: int) -> str:
+    """A float32 [1] tensor equal to 1.0 that ONNX Runtime cannot compute for a too-small image.
+
+    Why: ORT's MaxPool rounds its output size toward zero, so an input shorter than a pool
+    window gives one output row instead of an error, and a too-small image would silently
+    produce meaningless features. Here deficit = max(min_rows - H, 0) + max(min_cols - W, 0),
+    and a one-element tensor is reshaped to [1 + deficit]: for a valid image that is [1] (a
+    no-op), otherwise ORT stops with a Reshape error naming this node's scope,
+    `input_smaller_than_<rows>x<cols>`. The graph multiplies the pyramid by the result
+    (x * 1.0 == x exactly), so valid inputs compute exactly what they would without it.
+    """
+    scope = f"input_smaller_than_{min_rows}x{min_cols}"
+    shape = g.op("Shape", [image], f"{scope}/Shape")
+    dims = g.op("Gather", [shape, g.ints(f"{scope}/hw_index", [2, 3])], f"{scope}/Gather", axis=0)
+    short = g.op("Sub", [g.ints(f"{scope}/minimum", [min_rows, min_cols]), dims], f"{scope}/Sub")
+    deficits = g.op("Max", [short, g.ints(f"{scope}/zero", [0])], f"{scope}/Max")
+    rows_short = g.op("Gather", [deficits, g.ints(f"{scope}/row_index", [0])], f"{scope}/rows_short", axis=0)
+    cols_short = g.op("Gather", [deficits, g.ints(f"{scope}/col_index", [1])], f"{scope}/cols_short", axis=0)
+    total = g.op("Add", [rows_short, cols_short], f"{scope}/deficit")
+    size = g.op("Add", [total, g.ints(f"{scope}/one", [1])], f"{scope}/size")
+    one = g.const(f"{scope}/one_float", np.ones(1, dtype=np.float32))
+    return g.op("Reshape", [one, size], f"{scope}/Reshape")
+
+
 def _input_dims(arch: Architecture) -> list[int | str]:
     if arch.fixed_input is not None:
         return ["batch", 1, *arch.fixed_input]
@@ -157,6 +183,8 @@ def build_model(
             )
         elif isinstance(layer, SpatialPyramid):
             x = spatial_pyramid(g, x, layer)
+            guard = input_size_guard(g, input_name, *spp_min_input_size(arch.variant))
+            x = g.op("Mul", [x, guard], f"{layer.name}/checked")
             spatial = False
         elif isinstance(layer, Dense):
             if spatial:  # SigNet: the last pool's (C, H, W) map enters fc1 flattened

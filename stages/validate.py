@@ -86,7 +86,10 @@ def run_validation(name: str, spec: ModelSpec, onnx_path: Path) -> Validator:
     """Compare ONNX Runtime with the family's reference on every validation sample."""
     family = load_family(spec.family)
     reference = family.reference(paths.raw_dir(name), spec)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # ORT's worker threads spin between runs and steal the cores the reference runs on next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     output_names = [o.name for o in session.get_outputs()]
     validator = Validator(spec.validation, REFERENCE_NAMES[spec.family])
     samples = family.validation_inputs(spec, spec.validation.samples, user_images(name, spec))

@@ -1,0 +1,156 @@
+"""SigNet of luizgh/sigver (PyTorch .pth) exported with torch.onnx, validated against PyTorch.
+
+Upstream (MODELS.md section 5): `signet.pth` and `signet_f_lambda_0.95.pth`, each written by
+sigver's training script as `torch.save((state_dict, classification_layer_state,
+forg_layer_state))`:
+- state_dict: the SigNet feature extractor, keys `conv_layers.convK.{conv,bn}.*` (K = 1..5) and
+  `fc_layers.fcK.{fc,bn}.*` (K = 1, 2), ReLU activations (stages.families.torch_layers);
+- classification_layer_state: nn.Linear(2048, n_users), {'weight': (n_users, 2048), 'bias'};
+- forg_layer_state: nn.Linear(2048, 1) for SigNet-F, an empty dict for SigNet (sigver saves
+  the state of a parameter-less stub module when it trains without forgeries).
+Only the feature extractor is converted; the two heads are checked for shape and dropped.
+
+ONNX I/O: input `input` float32 [batch, 1, 150, 220], the `preprocess_signature` output on the
+(952, 1360) canvas DIVIDED BY 255 (values 0..1; sigver's models were trained that way, unlike
+the Lasagne ones); output `fc2` float32 [batch, 2048], the SigNet features after fc2's ReLU
+(sigver's forward returns fc2 only, so there is no fc1 output).
+
+The .pth files load with `torch.load(weights_only=True)`: only tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stages.config import ModelSpec
+from stages.errors import PipelineError
+from stages.families.torch_layers import FEATURES, SigNet, load_state, synthetic_state, torch_load
+from stages.samples import signature_gray
+
+CANVAS = (952, 1360)
+INPUT_SHAPE = (1, 150, 220)
+# GPDS users 300..880 trained the classification layer (sigver README: --users 300 881).
+BUILTIN_USERS = 581
+# sigver saves forg_layer.state_dict(); SigNet-F has a Linear(2048, 1), plain SigNet a stub.
+FORGERY_HEAD_FILES = {"signet_f_lambda_0.95.pth"}
+
+Arrays = dict[str, np.ndarray]
+
+
+def _checkpoint_path(raw: Path, spec: ModelSpec) -> Path:
+    if len(spec.files) != 1:
+        raise PipelineError(f"family torch_signet: files must list exactly one .pth file, got {spec.files}")
+    return Path(raw) / spec.files[0]
+
+
+def _linear_state(rng: np.random.Generator, outputs: int) -> OrderedDict[str, torch.Tensor]:
+    bound = 1.0 / np.sqrt(FEATURES)  # nn.Linear's default init range
+    weight = rng.uniform(-bound, bound, size=(outputs, FEATURES)).astype(np.float32)
+    bias = rng.uniform(-bound, bound, size=(outputs,)).astype(np.float32)
+    return OrderedDict([("weight", torch.from_numpy(weight)), ("bias", torch.from_numpy(bias))])
+
+
+def write_builtin(dest: Path, spec: ModelSpec) -> None:
+    """torch.save the sigver tuple with synthetic weights (PCG64 + float32 only, byte-stable)."""
+    path = _checkpoint_path(dest, spec)
+    state = synthetic_state(SigNet(activation="relu"), spec.source.seed)
+    rng = np.random.Generator(np.random.PCG64(spec.source.seed + 1))
+    classification = _linear_state(rng, BUILTIN_USERS)
+    forgery = _linear_state(rng, 1) if path.name in FORGERY_HEAD_FILES else OrderedDict()
+    buffer = io.BytesIO()  # a buffer, so the zip's record prefix is the fixed "archive/"
+    torch.save((state, classification, forgery), buffer)
+    path.write_bytes(buffer.getvalue())
+
+
+def _check_head(state: object, name: str, rows: int | None, path: Path, may_be_empty: bool) -> None:
+    """A head is {'weight': (rows, 2048), 'bias': (rows,)}; rows=None accepts any class count."""
+    if not isinstance(state, dict):
+        raise PipelineError(f"{path}: {name} is a {type(state).__name__}, expected a state dict")
+    if not state and may_be_empty:
+        return
+    weight, bias = state.get("weight"), state.get("bias")
+    if sorted(state) != ["bias", "weight"] or not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor):
+        raise PipelineError(f"{path}: {name} has keys {sorted(state)}, expected 'weight' and 'bias' tensors")
+    if weight.ndim != 2 or weight.shape[1] != FEATURES or bias.shape != (weight.shape[0],) or (rows and weight.shape[0] != rows):
+        want = f"({rows or 'n'}, {FEATURES})"
+        raise PipelineError(f"{path}: {name} weight {tuple(weight.shape)} / bias {tuple(bias.shape)}, expected weight {want} and a matching bias")
+
+
+def load_model(raw: Path, spec: ModelSpec) -> SigNet:
+    """Load the tuple with weights_only=True, check its three parts, return SigNet in eval mode."""
+    path = _checkpoint_path(raw, spec)
+    content = torch_load(path)
+    if not isinstance(content, (tuple, list)) or len(content) != 3:
+        kind = f"a {len(content)}-tuple" if isinstance(content, (tuple, list)) else f"a {type(content).__name__}"
+        raise PipelineError(f"{path}: holds {kind}, expected (state_dict, classification_layer, forg_layer) as sigver saves it")
+    state, classification, forgery = content
+    if not isinstance(state, dict):
+        raise PipelineError(f"{path}: the first element is a {type(state).__name__}, expected the SigNet state_dict")
+    _check_head(classification, "classification_layer", None, path, may_be_empty=False)
+    _check_head(forgery, "forg_layer", 1, path, may_be_empty=True)  # SigNet: a parameter-less stub
+    model = SigNet(activation="relu")
+    load_state(model, state, str(path))
+    return model.eval()
+
+
+def check_loadable(raw: Path, spec: ModelSpec) -> None:
+    load_model(raw, spec)
+
+
+def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
+    """torch.onnx (TorchScript exporter) with a dynamic batch dimension."""
+    model = load_model(raw, spec)
+    input_name = spec.onnx.inputs[0].source_name
+    output_name = spec.onnx.outputs[0].source_name
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (torch.zeros((1, *INPUT_SHAPE)),), buffer,
+            input_names=[input_name], output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            opset_version=spec.onnx.opset, do_constant_folding=True, dynamo=False,
+        )
+    Path(out).write_bytes(buffer.getvalue())
+
+
+def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
+    """PyTorch forward (float32, eval mode), keyed by ONNX names."""
+    model = load_model(raw, spec)
+    input_name, output_name = spec.onnx.inputs[0].name, spec.onnx.outputs[0].name
+
+    def run(inputs: Arrays) -> Arrays:
+        with torch.no_grad():
+            return {output_name: model(torch.from_numpy(inputs[input_name])).numpy()}
+
+    return run
+
+
+def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
+    """sigver input from a gray scan: float32 (1, 1, 150, 220) in 0..1 (preprocessed / 255)."""
+    from stages.preprocess import preprocess_signature
+
+    processed = preprocess_signature(gray, CANVAS, source=source)
+    return (processed.astype(np.float32) / np.float32(255))[None, None]
+
+
+def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
+    """Drawn signatures and the user's images, one per sample, then all of them as one batch."""
+    from stages.preprocess import load_signature
+
+    name = spec.onnx.inputs[0].name
+    samples: list[tuple[str, Arrays]] = []
+    for index in range(count):
+        height, width = 250 + 43 * index, 470 + 61 * index
+        gray = signature_gray(spec.source.seed * 1000 + index, height, width)
+        samples.append((f"synthetic_{index:03d}", {name: signet_input(gray)}))
+    for path in image_paths:
+        samples.append((path.name, {name: signet_input(load_signature(path), str(path))}))
+    batch = np.concatenate([inputs[name] for _sample, inputs in samples])
+    samples.append((f"batch_of_{len(batch)}", {name: batch}))
+    return samples
