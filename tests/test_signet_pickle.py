@@ -372,5 +372,5 @@ def test_the_upstream_zip_archive_is_named_as_such(tmp_path: Path):
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("signet.pkl", b"\x80\x02.")
     raw = write_raw(tmp_path, "signet", archive.getvalue())
-    with pytest.raises(PipelineError, match=r"signet\.pkl: is a zip archive, not a pickle; .* take signet\.pkl out of the archive"):
+    with pytest.raises(PipelineError, match=r"signet\.pkl: is a zip archive, not a pickle; .* \(\.\.\.zip#signet\.pkl\) or take the file out of the archive"):
         lasagne_signet.check_loadable(raw, spec("signet"))
