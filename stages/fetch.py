@@ -18,6 +18,7 @@ from stages import paths
 from stages.atomic import staged_directory
 from stages.cli import model_parser, run_stage
 from stages.config import ModelSpec
+from stages.digests import sha256_file
 from stages.errors import PipelineError
 from stages.families import load_family
 from stages.sources import check_layout, fetch_into, pins
@@ -42,7 +43,7 @@ def holds_pinned_bytes(target: Path, name: str, spec: ModelSpec, pinned: dict[st
     except PipelineError:
         return False
     return all(
-        (target / f).stat().st_size == pinned[f].size and pins.file_sha256(target / f) == pinned[f].sha256 for f in spec.files
+        (target / f).stat().st_size == pinned[f].size and sha256_file(target / f) == pinned[f].sha256 for f in spec.files
     )
 
 

@@ -6,7 +6,6 @@ patched graph computes exactly what the converter's graph computed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -15,6 +14,7 @@ import onnx
 from onnx import TensorProto
 
 from stages.config import TensorSpec
+from stages.digests import sha256_file
 from stages.errors import PipelineError
 
 DTYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
@@ -109,14 +109,6 @@ def pin_producer(model: onnx.ModelProto) -> None:
     model.producer_version = metadata.version(package).split("+")[0]
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def set_lineage(model: onnx.ModelProto, name: str, raw: Path, files: Iterable[str]) -> None:
     """Record the model name and the sha256 of every upstream file as ONNX metadata.
 
@@ -126,7 +118,7 @@ def set_lineage(model: onnx.ModelProto, name: str, raw: Path, files: Iterable[st
     del model.metadata_props[:]
     entries = {"model": name}
     for relative in sorted(files):
-        entries[f"upstream_sha256:{relative}"] = file_digest(raw / relative)
+        entries[f"upstream_sha256:{relative}"] = sha256_file(raw / relative)
     for key, value in entries.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value

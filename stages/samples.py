@@ -9,6 +9,9 @@ the same seed gives the same pixels on every machine.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -97,3 +100,28 @@ def signature_gray(seed: int, height: int, width: int) -> np.ndarray:
     """
     rgb = signature_rgb(seed, height, width, clutter=False).astype(np.float32)
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def batched_signature_samples(
+    seed: int,
+    count: int,
+    input_name: str,
+    prepare: Callable[[np.ndarray, str | None], np.ndarray],
+    image_paths: Sequence[Path],
+) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Validation samples for a fixed-size SigNet: drawn scans, the user's images, then one batch.
+
+    `prepare(gray, source)` turns a gray scan (float32 0..255, ink dark) into one network input
+    of shape (1, ...); the last sample stacks every input, so a dynamic batch axis is exercised.
+    """
+    from stages.preprocess import load_signature
+
+    samples = []
+    for index in range(count):
+        gray = signature_gray(seed * 1000 + index, 240 + 37 * index, 480 + 71 * index)
+        samples.append((f"synthetic_{index:03d}", {input_name: prepare(gray, None)}))
+    for path in image_paths:
+        samples.append((path.name, {input_name: prepare(load_signature(path), str(path))}))
+    batch = np.concatenate([inputs[input_name] for _sample, inputs in samples])
+    samples.append((f"batch_of_{len(batch)}", {input_name: batch}))
+    return samples

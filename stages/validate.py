@@ -18,7 +18,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from stages import onnx_tools, paths
+from stages import paths
+from stages.digests import sha256_file
 from stages.atomic import write_bytes, write_text
 from stages.cli import model_parser, run_stage
 from stages.config import ModelSpec
@@ -68,9 +69,9 @@ def lineage(name: str, spec: ModelSpec, onnx_path: Path) -> dict:
         "family": spec.family,
         "source": source,
         "upstream_files": {
-            f: {"sha256": onnx_tools.file_digest(raw / f), "size": (raw / f).stat().st_size} for f in sorted(spec.files)
+            f: {"sha256": sha256_file(raw / f), "size": (raw / f).stat().st_size} for f in sorted(spec.files)
         },
-        "onnx": {"file": "model.onnx", "sha256": onnx_tools.file_digest(onnx_path), "opset": spec.onnx.opset},
+        "onnx": {"file": "model.onnx", "sha256": sha256_file(onnx_path), "opset": spec.onnx.opset},
         "toolchain": {package: _version(package) for package in TOOLCHAIN},
     }
 

@@ -11,7 +11,7 @@ from onnx import helper
 
 from stages import onnx_tools
 from stages.config import load_model
-from stages.onnx_tools import file_digest
+from stages.digests import sha256_file as file_digest
 
 from conftest import REPO, STEPS, copy_project, run_step
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 from PIL import Image
 
 from stages.preprocess import load_signature, preprocess_signature

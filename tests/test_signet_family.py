@@ -31,7 +31,7 @@ from stages.config import load_model
 from stages.errors import PipelineError
 from stages.families import lasagne_signet, torch_signet
 from stages.lasagne_pickle import load_checked
-from stages.onnx_tools import file_digest
+from stages.digests import sha256_file as file_digest
 from stages.oracle import LasagneOracle
 from stages.preprocess import load_signature
 from stages.validation import Validator

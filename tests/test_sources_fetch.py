@@ -24,6 +24,7 @@ import yaml
 from fake_servers import KAGGLE_PORT, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
 from stages import fetch as fetch_stage
 from stages.config import load_model
+from stages.digests import sha256_file
 from stages.errors import PipelineError
 from stages.families import load_family
 from stages.sources import download, pins
@@ -114,7 +115,7 @@ def test_first_fetch_records_pins_then_reuses_the_pinned_bytes(fake, project, si
     run_fetch("siamese")
     assert raw_files(project, "siamese") == siamese
     pinned = pins.LockFile.load(project / "sources.lock.yaml").pins_for("siamese")
-    assert pinned[CHECKPOINT].sha256 == pins.file_sha256(project / "data/raw/siamese" / CHECKPOINT)
+    assert pinned[CHECKPOINT].sha256 == sha256_file(project / "data/raw/siamese" / CHECKPOINT)
     assert pinned[CHECKPOINT].source == f"kaggle:{SIAMESE_KERNEL}"
     assert "review and commit it (git add sources.lock.yaml)" in caplog.text
     lock_bytes = (project / "sources.lock.yaml").read_bytes()
@@ -129,7 +130,7 @@ def test_first_fetch_records_pins_then_reuses_the_pinned_bytes(fake, project, si
 
 def test_a_pin_mismatch_keeps_the_previous_artifact(fake, project, siamese, other_siamese) -> None:
     write_raw(project, "siamese", siamese)  # e.g. the builtin stand-in of the last run
-    pinned = pins.Pin(sha256=pins.file_sha256(project / "data/raw/siamese" / CHECKPOINT), size=len(siamese[CHECKPOINT]))
+    pinned = pins.Pin(sha256=sha256_file(project / "data/raw/siamese" / CHECKPOINT), size=len(siamese[CHECKPOINT]))
     pins.LockFile(models={"siamese": {CHECKPOINT: pinned}}).write(project / "sources.lock.yaml")
     lock_bytes = (project / "sources.lock.yaml").read_bytes()
     (project / "data/raw/siamese" / CHECKPOINT).write_bytes(b"previous artifact")  # not the pinned bytes

@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from stages.onnx_tools import file_digest
+from stages.digests import sha256_file as file_digest
 
 UPSTREAM = {
     "cleaning": [

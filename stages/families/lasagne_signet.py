@@ -39,7 +39,7 @@ from stages.lasagne_pickle import (
     spp_min_input_size,
     variant_of_file,
 )
-from stages.samples import signature_gray
+from stages.samples import batched_signature_samples, signature_gray
 
 CANVAS = (952, 1360)  # the canvas of the seed notebook and of sigver_wiwd's SigNet models
 MAX_SPP_SIZE = (2000, 3000)  # the largest size validated by default
@@ -240,15 +240,7 @@ def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) 
     name = spec.onnx.inputs[0].name
     samples: list[tuple[str, Arrays]] = []
     if architecture(variant).fixed_input is not None:
-        for index in range(count):
-            height, width = 240 + 37 * index, 480 + 71 * index
-            gray = signature_gray(spec.source.seed * 1000 + index, height, width)
-            samples.append((f"synthetic_{index:03d}", {name: signet_input(gray)}))
-        for path in image_paths:
-            samples.append((path.name, {name: signet_input(load_signature(path), str(path))}))
-        batch = np.concatenate([inputs[name] for _sample, inputs in samples])
-        samples.append((f"batch_of_{len(batch)}", {name: batch}))
-        return samples
+        return batched_signature_samples(spec.source.seed, count, name, signet_input, image_paths)
     for index, (height, width) in enumerate(spp_validation_sizes(variant, count)):
         gray = signature_gray(spec.source.seed * 1000 + index, height, width)
         samples.append((f"synthetic_{height}x{width}", {name: spp_input(gray, variant)}))

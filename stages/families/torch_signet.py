@@ -31,7 +31,7 @@ import torch
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.families.torch_layers import FEATURES, SigNet, load_state, synthetic_state, torch_load
-from stages.samples import signature_gray
+from stages.samples import batched_signature_samples
 
 CANVAS = (952, 1360)
 INPUT_SHAPE = (1, 150, 220)
@@ -141,16 +141,4 @@ def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
 
 def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
     """Drawn signatures and the user's images, one per sample, then all of them as one batch."""
-    from stages.preprocess import load_signature
-
-    name = spec.onnx.inputs[0].name
-    samples: list[tuple[str, Arrays]] = []
-    for index in range(count):
-        height, width = 250 + 43 * index, 470 + 61 * index
-        gray = signature_gray(spec.source.seed * 1000 + index, height, width)
-        samples.append((f"synthetic_{index:03d}", {name: signet_input(gray)}))
-    for path in image_paths:
-        samples.append((path.name, {name: signet_input(load_signature(path), str(path))}))
-    batch = np.concatenate([inputs[name] for _sample, inputs in samples])
-    samples.append((f"batch_of_{len(batch)}", {name: batch}))
-    return samples
+    return batched_signature_samples(spec.source.seed, count, spec.onnx.inputs[0].name, signet_input, image_paths)

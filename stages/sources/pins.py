@@ -16,7 +16,6 @@ again and commit the file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -140,15 +139,6 @@ def _parse_pin(entry: object, where: str) -> Pin:
     if not isinstance(source, str):
         raise PipelineError(f"{where}.source: expected a string")
     return Pin(sha256=sha256, size=size, source=source)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a local file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def mismatch_message(model: str, file: str, got: Pin, pinned: Pin, path: Path = LOCK_FILE) -> str:
