@@ -40,10 +40,9 @@ if __package__ in (None, ""):  # run as a script: make the project's `stages` im
 from stages.errors import PipelineError  # noqa: E402
 from stages.families.lasagne_signet import signet_input, spp_input  # noqa: E402
 from stages.lasagne_pickle import architecture, variant_of_file  # noqa: E402
-from stages.preprocess import load_signature  # noqa: E402
+from stages.preprocess import IMAGE_SUFFIXES, load_signature  # noqa: E402
 
 WRITERS = {"a": ("a1", "a2"), "b": ("b1", "b2")}
-SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -98,9 +97,9 @@ def find_images(images_dir: Path) -> dict[str, Path]:
         )
     found = {}
     for stem in itertools.chain(*WRITERS.values()):
-        matches = [images_dir / f"{stem}{suffix}" for suffix in SUFFIXES if (images_dir / f"{stem}{suffix}").exists()]
+        matches = [images_dir / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES if (images_dir / f"{stem}{suffix}").exists()]
         if not matches:
-            raise PipelineError(f"{images_dir}: no image named {stem} ({'/'.join(SUFFIXES)})")
+            raise PipelineError(f"{images_dir}: no image named {stem} ({'/'.join(IMAGE_SUFFIXES)})")
         found[stem] = matches[0]
     return found
 

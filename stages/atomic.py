@@ -52,15 +52,26 @@ def write_text(target: Path, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def restore_retired(target: Path) -> None:
+    """Undo a swap cut between its two renames: no `target`, but its retired copy beside it."""
+    if target.exists():
+        return
+    retired = sorted(target.parent.glob(f".{target.name}.*.old"))
+    if retired:
+        os.replace(retired[-1], target)
+
+
 @contextlib.contextmanager
 def staged_directory(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder that replaces `target` only if the block succeeds.
 
-    The old folder is moved aside first and deleted after the swap, so at every instant either
-    the old or the new complete folder sits at `target`.
+    The old folder is moved aside first and deleted after the swap. Linux cannot exchange two
+    folders in one rename, so a crash between the two renames leaves only the retired copy;
+    the next call puts it back first (`restore_retired`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    restore_retired(target)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         yield staging

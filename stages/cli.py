@@ -39,6 +39,10 @@ def run_stage(parser: argparse.ArgumentParser, step: Callable[[str, ModelSpec, a
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except OSError as exc:  # a full disk or a permission problem while writing an artifact
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot read or write{where}: {exc.strerror or exc}; previous artifacts are left as they were", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: previous artifacts are left as they were", file=sys.stderr)
         sys.exit(130)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qsl, urlsplit
 from typing import Annotated, Literal
 
 import yaml
@@ -21,6 +22,7 @@ PARAMS_FILE = Path("params.yaml")
 # No dots: DVC reads `models.<name>.source` in dvc.yaml as a path split on dots, so a name like
 # "signet_f_lambda0.95" would break per-model parameter tracking; write it signet_f_lambda0_95.
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+SECRET_QUERY = re.compile(r"token|key|secret|signature|password|auth|credential", re.IGNORECASE)
 FAMILIES = ("keras_cleaning", "torch_siamese", "lasagne_signet", "torch_signet")
 
 
@@ -77,9 +79,16 @@ class SourceSpec(_Strict):
             raise ValueError("kind 'kaggle' needs a 'kaggle: {kernel: owner/slug}' entry")
         if self.kind == "url" and not self.urls:
             raise ValueError("kind 'url' needs 'urls: {file: https://...}' for every file")
-        for url in self.urls.values():
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"urls: {url!r} is not an http(s) address")
+        for file, url in self.urls.items():
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise ValueError(f"urls.{file}: {url!r} is not an http(s) address")
+            # params.yaml values are copied into dvc.lock: a secret here would be published.
+            if parts.username or parts.password:
+                raise ValueError(f"urls.{file}: the address carries a user name or password; params must hold no credentials")
+            secret = [k for k, _v in parse_qsl(parts.query) if SECRET_QUERY.search(k)]
+            if secret:
+                raise ValueError(f"urls.{file}: query parameter(s) {secret} look like credentials; params must hold none")
         return self
 
 

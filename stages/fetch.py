@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from stages import paths
-from stages.atomic import staged_directory
+from stages.atomic import restore_retired, staged_directory
 from stages.cli import model_parser, run_stage
 from stages.config import ModelSpec
 from stages.digests import sha256_file
@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def remove_stale_staging(target: Path) -> None:
-    """Delete staging folders a killed run left beside `target` (DVC never runs a stage twice at once)."""
-    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+    """Delete what a killed run left beside `target`: staging (`.tmp`), retired (`.old`) and
+    archive scratch (`.archive.`) folders (DVC never runs a stage twice at once)."""
+    patterns = (f".{target.name}.*.tmp", f".{target.name}.*.old", f".{target.name}.archive.*")
+    leftovers = [path for pattern in patterns for path in target.parent.glob(pattern)]
+    for leftover in leftovers:
         if leftover.is_dir():
             log.info("removing %s, left by an interrupted run", leftover)
             shutil.rmtree(leftover, ignore_errors=True)
@@ -49,6 +52,7 @@ def holds_pinned_bytes(target: Path, name: str, spec: ModelSpec, pinned: dict[st
 
 def fetch(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     target = paths.raw_dir(name)
+    restore_retired(target)
     remove_stale_staging(target)
     family = load_family(spec.family)
     # Pins describe upstream bytes; the builtin stand-in is not upstream, so it neither reads nor writes them.

@@ -13,6 +13,7 @@ import logging
 
 import onnx
 import onnxruntime as ort
+from google.protobuf.message import DecodeError
 
 from stages import onnx_tools, paths
 from stages.atomic import write_bytes
@@ -65,6 +66,8 @@ def patch(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
         model = onnx.load(str(source))
     except FileNotFoundError:
         raise PipelineError(f"{source}: not found; run the convert stage first (dvc repro)") from None
+    except (DecodeError, ValueError) as exc:
+        raise PipelineError(f"{source}: not a readable ONNX file ({exc}); rebuild it: dvc repro -f convert@{name}") from None
     patched = patch_model(model, name, spec)
     data = onnx_tools.serialize(patched)
     check_in_runtime(data, spec)

@@ -50,6 +50,11 @@ __all__ = [
 
 Source = str | os.PathLike[str] | None
 
+# The canvas of the seed notebook and of the SigNet family's training: (rows, cols).
+SIGNET_CANVAS = (952, 1360)
+# File endings that image folders are searched for.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
 # Pillow's modes for 16-bit grayscale samples (0..65535); 65535 / 257 == 255 exactly.
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 # Modes that carry an alpha band; they are composited onto white paper before flattening.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -20,16 +21,16 @@ import onnxruntime as ort
 
 from stages import paths
 from stages.digests import sha256_file
-from stages.atomic import write_bytes, write_text
+from stages.atomic import write_bytes
 from stages.cli import model_parser, run_stage
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.families import load_family
+from stages.preprocess import IMAGE_SUFFIXES
+from stages.sources.download import scrub_url
 from stages.validation import Validator
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-REFERENCE_NAMES = {"keras_cleaning": "TensorFlow", "torch_siamese": "PyTorch", "torch_signet": "PyTorch", "lasagne_signet": "NumPy oracle"}
 TOOLCHAIN = ("onnx", "onnxruntime", "tf2onnx", "tensorflow", "tf-keras", "torch", "numpy")
 
 
@@ -52,14 +53,14 @@ def samples_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def lineage(name: str, spec: ModelSpec, onnx_path: Path) -> dict:
+def lineage(name: str, spec: ModelSpec, onnx_bytes: bytes) -> dict:
     """Where the published file comes from: upstream bytes, source, converter and toolchain."""
     raw = paths.raw_dir(name)
     source: dict = {"kind": spec.source.kind}
     if spec.source.kind == "kaggle" and spec.source.kaggle:
         source["kernel"] = spec.source.kaggle.kernel
     if spec.source.kind == "url":
-        source["urls"] = dict(spec.source.urls)
+        source["urls"] = {file: scrub_url(address) for file, address in spec.source.urls.items()}
     if spec.source.kind == "builtin":
         source["seed"] = spec.source.seed
         source["note"] = "synthetic stand-in weights: its verdicts mean nothing"
@@ -71,28 +72,36 @@ def lineage(name: str, spec: ModelSpec, onnx_path: Path) -> dict:
         "upstream_files": {
             f: {"sha256": sha256_file(raw / f), "size": (raw / f).stat().st_size} for f in sorted(spec.files)
         },
-        "onnx": {"file": "model.onnx", "sha256": sha256_file(onnx_path), "opset": spec.onnx.opset},
+        "onnx": {"file": "model.onnx", "sha256": hashlib.sha256(onnx_bytes).hexdigest(), "opset": spec.onnx.opset},
         "toolchain": {package: _version(package) for package in TOOLCHAIN},
     }
 
 
 def _version(package: str) -> str | None:
+    """The installed release, without a local build label (`2.13.0+cpu` -> `2.13.0`): the label
+    names the wheel a machine happened to install, not the code, and must not change lineage."""
     try:
-        return metadata.version(package)
+        return metadata.version(package).split("+")[0]
     except metadata.PackageNotFoundError:
         return None
 
 
-def run_validation(name: str, spec: ModelSpec, onnx_path: Path) -> Validator:
+def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> Validator:
     """Compare ONNX Runtime with the family's reference on every validation sample."""
     family = load_family(spec.family)
     reference = family.reference(paths.raw_dir(name), spec)
     options = ort.SessionOptions()
     # ORT's worker threads spin between runs and steal the cores the reference runs on next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own InvalidProtobuf/Fail types
+        raise PipelineError(
+            f"{paths.patched_onnx(name)}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]}); "
+            f"rebuild it: dvc repro -f patch@{name}"
+        ) from None
     output_names = [o.name for o in session.get_outputs()]
-    validator = Validator(spec.validation, REFERENCE_NAMES[spec.family])
+    validator = Validator(spec.validation, family.REFERENCE)
     samples = family.validation_inputs(spec, spec.validation.samples, user_images(name, spec))
     for index, (sample, inputs) in enumerate(samples, 1):
         expected = reference(inputs)
@@ -106,15 +115,21 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     onnx_path = paths.patched_onnx(name)
     if not onnx_path.exists():
         raise PipelineError(f"{onnx_path}: not found; run the patch stage first (dvc repro)")
-    validator = run_validation(name, spec, onnx_path)
+    onnx_bytes = onnx_path.read_bytes()
+    validator = run_validation(name, spec, onnx_bytes)
     metrics = validator.metrics()
     for output, summary in metrics["outputs"].items():
         log.info("%s: %s", output, ", ".join(f"{k} {v}" for k, v in summary.items()))
+    # Every payload is ready before the first write, so a failure cannot publish half a set.
+    published = {
+        "model.onnx": onnx_bytes,
+        "lineage.json": (json.dumps(lineage(name, spec, onnx_bytes), indent=2, sort_keys=True) + "\n").encode(),
+        "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
+        "samples.csv": samples_csv(validator.per_sample).encode(),
+    }
     target = paths.published_dir(name)
-    write_bytes(target / "model.onnx", onnx_path.read_bytes())
-    write_text(target / "validation.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    write_text(target / "samples.csv", samples_csv(validator.per_sample))
-    write_text(target / "lineage.json", json.dumps(lineage(name, spec, target / "model.onnx"), indent=2, sort_keys=True) + "\n")
+    for file, payload in published.items():
+        write_bytes(target / file, payload)
     log.info("published %s", target)
 
 

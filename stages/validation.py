@@ -69,8 +69,9 @@ class Validator:
         stats = self.outputs.setdefault(name, OutputErrors())
         diff = np.abs(got - ref)
         allowed = self.spec.atol + self.spec.rtol * np.abs(ref)
-        if not np.all(np.isfinite(got)):
-            raise PipelineError(f"output {name!r}, sample {sample!r}: ONNX Runtime produced non-finite values")
+        for produced, values in ((self.reference_name, ref), ("ONNX Runtime", got)):
+            if not np.all(np.isfinite(values)):
+                raise PipelineError(f"output {name!r}, sample {sample!r}: {produced} produced non-finite values")
         if np.any(diff > allowed):
             worst = np.unravel_index(int(np.argmax(diff - allowed)), diff.shape)
             raise PipelineError(

@@ -53,6 +53,12 @@ def test_repository_params_load():
         (lambda p: p["models"]["cleaning"]["source"].update(kind="url"), "needs 'urls"),
         (lambda p: p["models"].update({"signet.pkl": p["models"]["siamese"]}), "no dots"),
         (lambda p: p["models"]["siamese"]["onnx"]["outputs"][1].update(name="output0"), "repeated"),
+        (lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "https://bob:pw@host.example/f.pt"}),
+         "carries a user name or password"),
+        (lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "https://host.example/f.pt?token=abc"}),
+         "look like credentials"),
+        (lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "ftp://host.example/f.pt"}),
+         "is not an http(s) address"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+import yaml
 from onnx import helper
 
 from stages import onnx_tools
@@ -118,3 +119,38 @@ def test_interrupted_fetch_leaves_the_previous_folder(built_project: Path, tmp_p
     assert result.returncode == 1 and "missing.bin" in result.stderr
     assert digests(project / "data" / "raw" / "siamese") == before
     assert sorted(os.listdir(project / "data" / "raw")) == ["siamese"], "no staging folder left behind"
+
+
+def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project: Path, tmp_path: Path):
+    """Validate on AVX2-only kernels: metrics may move in their last bits, tracked outputs may not.
+
+    model.onnx and lineage.json are DVC outs hashed in dvc.lock; validation.json and samples.csv
+    are top-level metrics and plots, outside dvc.lock, precisely because of this.
+    """
+    import shutil
+
+    project = copy_project(tmp_path / "p")
+    for part in ("data/raw/siamese", "data/interim/siamese"):
+        shutil.copytree(built_project / part, project / part)
+    import subprocess
+    import sys
+
+    # The environment applies to the child process only: oneDNN (TensorFlow) and ATen (PyTorch)
+    # restricted to AVX2, as on an older CPU.
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.validate", "siamese"], cwd=project, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(project), "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for tracked in ("model.onnx", "lineage.json"):
+        assert file_digest(project / "models/siamese" / tracked) == file_digest(built_project / "models/siamese" / tracked)
+
+
+def test_every_model_has_top_level_metrics_and_plots_outside_dvc_lock():
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    models = yaml.safe_load((REPO / "params.yaml").read_text())["models"]
+    assert dvc_yaml["metrics"] == [f"models/{name}/validation.json" for name in models]
+    assert [next(iter(plot)) for plot in dvc_yaml["plots"]] == [f"models/{name}/samples.csv" for name in models]
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    hashed = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+    assert not [path for path in hashed if path.endswith(("validation.json", "samples.csv"))]

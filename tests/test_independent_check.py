@@ -40,6 +40,7 @@ def test_cleaning_onnx_matches_tensorflow_on_real_scans(built_project: Path):
         worst = max(worst, float(np.abs(actual - expected).max()))
         np.testing.assert_allclose(actual, expected, rtol=0, atol=ATOL, err_msg=path.name)
     print(f"cleaning: max |ONNX - TensorFlow| over {len(scans())} scans = {worst:.3g}")
+    assert len(scans()) >= 30
 
 
 def test_siamese_onnx_matches_pytorch_on_real_scans(built_project: Path):

@@ -2,8 +2,8 @@
 
 In a scratch copy of the repository: `dvc repro` the two Kaggle models from their builtin
 stand-ins; serve exactly those upstream bytes as the kernels' output from the fake Kaggle API;
-switch both models to `kind: kaggle` in params.yaml (the one-line switch); `dvc repro -f` with the
-real kagglesdk client. The published model.onnx files must be byte-identical, the pins recorded,
+switch both models to `kind: kaggle` in params.yaml (the one-line switch); plain `dvc repro` with
+the real kagglesdk client (the switch alone must make DVC refetch and re-publish the lineage). The published model.onnx files must be byte-identical, the pins recorded,
 a further `dvc repro` must download nothing, and the Kaggle key must appear in no file or output.
 """
 
@@ -96,7 +96,7 @@ def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_p
 
     switch_source(clone, "kaggle")
     credentials = {"KAGGLE_USERNAME": USER, "KAGGLE_KEY": MARKER}
-    kaggle_run = dvc(clone, "repro", "-f", *TARGETS, **credentials)
+    kaggle_run = dvc(clone, "repro", *TARGETS, **credentials)
 
     assert {name: digest(clone / "models" / name / "model.onnx") for name in MODELS} == builtin
     for name in MODELS:

@@ -180,3 +180,10 @@ def test_user_image_folder_is_validated_and_bad_images_are_named(built_project: 
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     result = run_step(project, "validate", "siamese", check=False)
     assert result.returncode == 1 and "broken.png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validator_refuses_a_non_finite_reference():
+    ref = outputs(np.random.default_rng(6))
+    ref["emb"][0, 3] = np.nan
+    with pytest.raises(PipelineError, match="Reference produced non-finite values"):
+        Validator(spec(), "Reference").add("s", ref, {"emb": np.zeros_like(ref["emb"]), "logit": ref["logit"]})

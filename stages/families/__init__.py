@@ -10,6 +10,7 @@ call nothing else, so a model's whole path is: its params entry, then its family
 - `reference(raw, spec)`: a function from ONNX-named inputs to ONNX-named outputs computed by
   the source framework (or, for the Lasagne pickles, an independent NumPy oracle).
 - `validation_inputs(spec, count, image_paths)`: (sample id, inputs) pairs for validation.
+and a constant `REFERENCE` naming what `reference` runs.
 
 Modules load lazily, so a PyTorch model never imports TensorFlow and the reverse.
 """
@@ -30,6 +31,8 @@ Arrays = dict[str, np.ndarray]
 
 
 class Family(Protocol):
+    REFERENCE: str  # what `reference` runs ("TensorFlow", "PyTorch", "NumPy oracle")
+
     def write_builtin(self, dest: Path, spec: ModelSpec) -> None: ...
 
     def check_loadable(self, raw: Path, spec: ModelSpec) -> None: ...

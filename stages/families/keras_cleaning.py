@@ -17,7 +17,11 @@ import numpy as np
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
+from stages.preprocess import load_rgb
 from stages.samples import signature_rgb
+
+# What `reference` runs: named in validation metrics and errors.
+REFERENCE = "TensorFlow"
 
 # Keras 3 cannot write the legacy format; tf-keras (Keras 2) must be the `tf.keras` of this process.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -185,8 +189,6 @@ def validation_inputs(
     spec: ModelSpec, count: int, image_paths: Sequence[Path]
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Drawn cluttered pages (varied sizes and aspect ratios), then the user's images."""
-    from stages.preprocess import load_rgb
-
     name = spec.onnx.inputs[0].name
     samples = []
     for index in range(count):

@@ -28,6 +28,7 @@ import numpy as np
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
+from stages.preprocess import SIGNET_CANVAS, load_signature, preprocess_signature, remove_background
 from stages.lasagne_pickle import (
     IMG_SIZE,
     INPUT_SIZE,
@@ -41,7 +42,9 @@ from stages.lasagne_pickle import (
 )
 from stages.samples import batched_signature_samples, signature_gray
 
-CANVAS = (952, 1360)  # the canvas of the seed notebook and of sigver_wiwd's SigNet models
+# What `reference` runs: named in validation metrics and errors.
+REFERENCE = "NumPy oracle"
+CANVAS = SIGNET_CANVAS
 MAX_SPP_SIZE = (2000, 3000)  # the largest size validated by default
 # Scale of the synthetic conv1 weights: He-normal for inputs in 0..1, divided by 255 because
 # these networks take 0..255 (a trained SigNet's first layer has learned the same scale), so
@@ -179,8 +182,6 @@ def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
     `preprocess_signature` on the (952, 1360) canvas: centred, inverted (ink bright), resized,
     cropped; kept in 0..255 as the Lasagne models take it.
     """
-    from stages.preprocess import preprocess_signature
-
     return preprocess_signature(gray, CANVAS, source=source).astype(np.float32)[None, None]
 
 
@@ -190,8 +191,6 @@ def spp_input(gray: np.ndarray, variant: str, source: str | None = None) -> np.n
     Refuses (PipelineError naming the size and the minimum) an image smaller than the network
     accepts, before any runtime sees it.
     """
-    from stages.preprocess import remove_background
-
     gray = np.asarray(gray)
     if gray.ndim != 2:
         raise PipelineError(f"{source or 'image'}: expected a 2-D gray image, got shape {gray.shape}")
@@ -234,8 +233,6 @@ def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) 
     SigNet: `count` drawn scans through `signet_input`, then all of them as one batch.
     SPP: drawn scans at `spp_validation_sizes` (minimum .. 2000x3000, primes included).
     """
-    from stages.preprocess import load_signature
-
     variant = variant_of(spec)
     name = spec.onnx.inputs[0].name
     samples: list[tuple[str, Arrays]] = []

@@ -19,11 +19,14 @@ from torch import nn
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
+from stages.preprocess import SIGNET_CANVAS, load_signature, preprocess_signature
 from stages.families.torch_layers import FEATURES, SigNet, load_state, synthetic_state, torch_load
 from stages.samples import signature_gray
 
+# What `reference` runs: named in validation metrics and errors.
+REFERENCE = "PyTorch"
 CHECKPOINT = "convnet_best_loss.pt"
-CANVAS = (952, 1360)
+CANVAS = SIGNET_CANVAS
 INPUT_SHAPE = (150, 220)
 
 
@@ -112,8 +115,6 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], d
 
 def prepare_signature(gray: np.ndarray) -> np.ndarray:
     """The notebook's preprocessing: uint8 (150, 220), ink bright, from a gray scan (float, 0..255)."""
-    from stages.preprocess import preprocess_signature
-
     return preprocess_signature(gray, CANVAS).astype(np.uint8)
 
 
@@ -121,8 +122,6 @@ def validation_inputs(
     spec: ModelSpec, count: int, image_paths: Sequence[Path]
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Pairs of signatures: drawn ones (consecutive pairs), then the user's images paired in turn."""
-    from stages.preprocess import load_signature
-
     images: list[tuple[str, np.ndarray]] = []
     for index in range(count + 1):
         height, width = 260 + 41 * index, 520 + 67 * index

@@ -30,10 +30,13 @@ import torch
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
+from stages.preprocess import SIGNET_CANVAS, preprocess_signature
 from stages.families.torch_layers import FEATURES, SigNet, load_state, synthetic_state, torch_load
 from stages.samples import batched_signature_samples
 
-CANVAS = (952, 1360)
+# What `reference` runs: named in validation metrics and errors.
+REFERENCE = "PyTorch"
+CANVAS = SIGNET_CANVAS
 INPUT_SHAPE = (1, 150, 220)
 # GPDS users 300..880 trained the classification layer (sigver README: --users 300 881).
 BUILTIN_USERS = 581
@@ -133,8 +136,6 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
 
 def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
     """sigver input from a gray scan: float32 (1, 1, 150, 220) in 0..1 (preprocessed / 255)."""
-    from stages.preprocess import preprocess_signature
-
     processed = preprocess_signature(gray, CANVAS, source=source)
     return (processed.astype(np.float32) / np.float32(255))[None, None]
 

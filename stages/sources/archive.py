@@ -14,6 +14,7 @@ import hashlib
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from stages.atomic import fsync_dir
@@ -58,8 +59,10 @@ def extract_member(archive: Path, member: str, dest: Path, max_bytes: int, what:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, dest)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
             raise PipelineError(f"{what}: {member} in {source} is damaged ({exc}); fetch again") from None
+        except (RuntimeError, NotImplementedError) as exc:  # encrypted, or a compression zipfile lacks
+            raise PipelineError(f"{what}: {member} in {source} cannot be extracted ({exc}); use an unencrypted zip") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
