@@ -22,7 +22,9 @@ PARAMS_FILE = Path("params.yaml")
 # No dots: DVC reads `models.<name>.source` in dvc.yaml as a path split on dots, so a name like
 # "signet_f_lambda0.95" would break per-model parameter tracking; write it signet_f_lambda0_95.
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-SECRET_QUERY = re.compile(r"token|key|secret|signature|password|auth|credential", re.IGNORECASE)
+# Query parameter names that carry secrets (token, api_key, X-Amz-Signature, ...); Drive's
+# `resourcekey` is a public part of a share link and stays allowed.
+SECRET_QUERY = re.compile(r"(^|[-_])(token|key|secret|signature|sig|password|passwd|auth|credentials?)($|[-_])", re.IGNORECASE)
 FAMILIES = ("keras_cleaning", "torch_siamese", "lasagne_signet", "torch_signet")
 
 

@@ -69,6 +69,20 @@ def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
     assert str(tmp_path / "params.yaml") in message
 
 
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [("token=abc", True), ("api_key=abc", True), ("X-Amz-Signature=abc", True), ("access_token=x", True),
+     ("id=1AbC&export=download", False), ("resourcekey=0-abc", False)],
+)
+def test_secret_looking_url_queries_are_refused(tmp_path: Path, query: str, refused: bool):
+    params = copy.deepcopy(good_params())
+    params["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": f"https://host.example/f.pt?{query}"})
+    if refused:
+        assert "look like credentials" in error_for(tmp_path, params)
+    else:
+        load_params(write(tmp_path, params))
+
+
 def test_not_yaml_and_not_mapping(tmp_path: Path):
     assert "not valid YAML" in error_for(tmp_path, "models: [unclosed")
     assert "expected a mapping" in error_for(tmp_path, "- just a list")
