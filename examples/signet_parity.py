@@ -37,6 +37,7 @@ import onnxruntime as ort
 if __package__ in (None, ""):  # run as a script: make the project's `stages` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from stages.cli import report_errors  # noqa: E402
 from stages.errors import PipelineError  # noqa: E402
 from stages.families.lasagne_signet import signet_input, spp_input  # noqa: E402
 from stages.lasagne_pickle import architecture, variant_of_file  # noqa: E402
@@ -162,12 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--signet-model", default="signet", help="fixed-size model (default: %(default)s)")
     parser.add_argument("--spp-model", default="signet_spp_300dpi", help="any-size model (default: %(default)s)")
     args = parser.parse_args(argv)
-    try:
-        run(args.models_dir, args.images, args.signet_model, args.spp_model)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return report_errors(lambda: run(args.models_dir, args.images, args.signet_model, args.spp_model))
 
 
 if __name__ == "__main__":

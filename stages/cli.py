@@ -33,17 +33,25 @@ def run_stage(parser: argparse.ArgumentParser, step: Callable[[str, ModelSpec, a
         format=f"[{parser.prog.split()[-1]} {args.model}] %(message)s",
         stream=sys.stderr,
     )
+
+    def run() -> None:
+        step(args.model, load_model(args.model, args.params), args)
+
+    sys.exit(report_errors(run))
+
+
+def report_errors(action: Callable[[], None]) -> int:
+    """Run `action`; return the exit code, printing any failure the user can act on as one line."""
     try:
-        spec = load_model(args.model, args.params)
-        step(args.model, spec, args)
+        action()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except OSError as exc:  # a full disk or a permission problem while writing an artifact
         where = f" {exc.filename}" if exc.filename else ""
         print(f"error: cannot read or write{where}: {exc.strerror or exc}; previous artifacts are left as they were", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: previous artifacts are left as they were", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(0)
+        return 130
+    return 0

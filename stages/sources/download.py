@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -46,6 +46,7 @@ CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "signature-onnx-pipeline (python-requests)"
+T = TypeVar("T")
 # Query parameters whose values are secrets in the wild (signed URLs, API keys, OAuth tokens).
 SECRET_QUERY_WORDS = ("token", "key", "sig", "secret", "password", "passwd", "auth", "credential", "session", "code")
 
@@ -202,27 +203,37 @@ def describe_network_error(exc: BaseException) -> str:
     return f"connection failed ({type(exc).__name__})"
 
 
+def with_retries(attempt: Callable[[], T], policy: RetryPolicy, what: str, action: str) -> T:
+    """Call `attempt` until it returns, retrying each TransientError with backoff.
+
+    When every attempt failed, raise PipelineError: `<what>: <action> failed N times, last: ...`
+    with the advice for the last failure's kind. Any other exception passes through at once.
+    """
+    last: TransientError | None = None
+    for number in range(1, policy.attempts + 1):
+        try:
+            return attempt()
+        except TransientError as exc:
+            last = exc
+            if number == policy.attempts:
+                break
+            delay = policy.delay(number, exc.retry_after)
+            log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, exc.reason, delay, number + 1, policy.attempts)
+            policy.wait(delay)
+    assert last is not None
+    raise PipelineError(
+        f"{what}: {action} failed {policy.attempts} times, last: {last.reason}; {TransientError.ADVICE[last.kind]}"
+    )
+
+
 def fetch_file(session: requests.Session, job: Job, policy: RetryPolicy = RetryPolicy(), progress: bool | None = None) -> Pin:
     """Download `job` to `job.dest`, retrying transient failures; return the file's Pin.
 
     Raises PipelineError (or a subclass) with one actionable line on any final failure; the
     destination is then untouched and no temporary file is left behind.
     """
-    last: TransientError | None = None
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return _attempt(session, job, policy, progress)
-        except TransientError as exc:
-            last = exc
-            if attempt == policy.attempts:
-                break
-            delay = policy.delay(attempt, exc.retry_after)
-            log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", job.what, exc.reason, delay, attempt + 1, policy.attempts)
-            policy.wait(delay)
-    assert last is not None
-    raise PipelineError(
-        f"{job.what}: download from {host_of(job.url)} failed {policy.attempts} times, last: {last.reason}; "
-        f"{TransientError.ADVICE[last.kind]}"
+    return with_retries(
+        lambda: _attempt(session, job, policy, progress), policy, job.what, f"download from {host_of(job.url)}"
     )
 
 

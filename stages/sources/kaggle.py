@@ -31,7 +31,10 @@ from requests.auth import AuthBase, HTTPBasicAuth
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
-from stages.sources.download import HttpStatusError, Job, RetryPolicy, TransientError, describe_network_error, fetch_file, origin_of, parse_retry_after
+from stages.sources.download import (
+    HttpStatusError, Job, RetryPolicy, TransientError, describe_network_error, fetch_file, origin_of, parse_retry_after,
+    with_retries,
+)
 from stages.sources.pins import Pin
 from stages.sources.safe_paths import UnsafeName, check_name, resolve_inside
 
@@ -222,8 +225,8 @@ def _listing_error(ctx: _Context, exc: requests.HTTPError, status: int) -> Pipel
 
 def _call_with_retries(ctx: _Context, call: Callable[[], T], policy: RetryPolicy) -> T:
     """Run one kagglesdk call, retrying connection errors, 429 and 5xx like a download."""
-    last: TransientError | None = None
-    for attempt in range(1, policy.attempts + 1):
+
+    def attempt() -> T:
         try:
             return call()
         except requests.HTTPError as exc:
@@ -232,24 +235,17 @@ def _call_with_retries(ctx: _Context, call: Callable[[], T], policy: RetryPolicy
                 raise _listing_error(ctx, exc, status) from None
             headers = exc.response.headers if exc.response is not None else {}
             kind = "rate" if status == 429 else "server"
-            last = TransientError(kind, f"HTTP {status} from the Kaggle API", parse_retry_after(headers.get("Retry-After")))
+            raise TransientError(kind, f"HTTP {status} from the Kaggle API", parse_retry_after(headers.get("Retry-After"))) from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            last = TransientError("network", f"cannot reach the Kaggle API: {describe_network_error(exc)}")
+            raise TransientError("network", f"cannot reach the Kaggle API: {describe_network_error(exc)}") from None
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             # A body that is not the JSON kagglesdk expects (a proxy's HTML page, a truncated reply).
             raise PipelineError(
                 f"models.{ctx.model}: unexpected answer from the Kaggle API while listing kernel {ctx.kernel} "
                 f"({type(exc).__name__}); rerun, and check any proxy between here and Kaggle"
             ) from None
-        if attempt < policy.attempts:
-            delay = policy.delay(attempt, last.retry_after)
-            log.warning("models.%s: %s; retrying in %.1f s (attempt %d of %d)", ctx.model, last.reason, delay, attempt + 1, policy.attempts)
-            policy.wait(delay)
-    assert last is not None
-    raise PipelineError(
-        f"models.{ctx.model}: listing kernel {ctx.kernel} failed {policy.attempts} times, last: {last.reason}; "
-        f"{TransientError.ADVICE[last.kind]}"
-    )
+
+    return with_retries(attempt, policy, f"models.{ctx.model}", f"listing kernel {ctx.kernel}")
 
 
 def list_outputs(client: object, ctx: _Context, policy: RetryPolicy) -> dict[str, str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from stages.atomic import write_text
+from stages.cli import report_errors
 from stages.errors import PipelineError
 
 LOCK_FILE = Path("sources.lock.yaml")
@@ -203,21 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     drop.add_argument("model")
     drop.add_argument("files", nargs="*", help="only these files (default: every file of the model)")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> None:
         if args.command == "forget":
             dropped = forget(args.model, args.files, args.lock)
             print(f"dropped {len(dropped)} pin(s) of {args.model}; run `dvc repro fetch@{args.model}` and commit {args.lock}")
-        else:
-            lock = LockFile.load(args.lock)
-            names = [args.model] if args.model else sorted(lock.models)
-            for name in names:
-                for file, pin in sorted(lock.pins_for(name).items()):
-                    print(f"{name}\t{file}\t{pin.sha256}\t{pin.size}\t{pin.source}")
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+            return
+        lock = LockFile.load(args.lock)
+        for name in [args.model] if args.model else sorted(lock.models):
+            for file, pin in sorted(lock.pins_for(name).items()):
+                print(f"{name}\t{file}\t{pin.sha256}\t{pin.size}\t{pin.source}")
 
+    return report_errors(run)
 
 if __name__ == "__main__":
     sys.exit(main())
