@@ -50,6 +50,27 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+SIGNET_LASAGNE = ["signet", "signet_f_lambda0_95", "signet_f_lambda0_999", "signet_spp_300dpi", "signet_spp_600dpi"]
+SIGNET_PTH = ["signet_pth", "signet_f_lambda0_95_pth"]
+SIGNET_MODELS = SIGNET_LASAGNE + SIGNET_PTH
+SIGNET_SPP = {"signet_spp_300dpi", "signet_spp_600dpi"}
+SIGNET_PUBLISHED = ["signet", "signet_spp_300dpi", "signet_pth"]  # validate stage run in the fixture
+
+
+@pytest.fixture(scope="session")
+def signet_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch project with fetch, convert and patch run for the seven SigNet models, and
+    validate for one of each kind (SigNet, SigNet-SPP, .pth), one process at a time (each one
+    already uses every core)."""
+    project = copy_project(tmp_path_factory.mktemp("signet"))
+    for model in SIGNET_MODELS:
+        for step in STEPS[:3]:
+            run_step(project, step, model)
+    for model in SIGNET_PUBLISHED:
+        run_step(project, STEPS[3], model)
+    return project
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh scratch project with nothing built."""
