@@ -60,14 +60,18 @@ def raw_folder(name: str, spec, scratch: Path) -> Path:
     return target
 
 
-def median_ms(run: Callable[[], object], repeat: int) -> float:
-    run()  # warm-up: session allocations
-    times = []
+def interleaved_medians(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median ms of each run, timed alternately (one of each per round), so a load change on a
+    shared machine hits both alike."""
+    for run in runs.values():
+        run()  # warm-up: session allocations
+    times: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for label, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[label].append((time.perf_counter() - start) * 1000)
+    return {label: statistics.median(values) for label, values in times.items()}
 
 
 def session(data: bytes, threads: int) -> ort.InferenceSession:
@@ -103,7 +107,8 @@ def main() -> None:
                 cases = [(b, {"input": rng.uniform(0, 1, (b, 1, 150, 220)).astype(np.float32)}) for b in (1, 32)]
             sessions = {label: session(data, args.threads) for label, data in (("folded", folded), ("unfused", unfused))}
             for batch, feeds in cases:
-                ms = {label: median_ms(lambda s=s: s.run(None, feeds), args.repeat) / batch for label, s in sessions.items()}
+                medians = interleaved_medians({label: (lambda s=s: s.run(None, feeds)) for label, s in sessions.items()}, args.repeat)
+                ms = {label: value / batch for label, value in medians.items()}
                 print(f"| {name} | {batch} | {ms['folded']:.2f} | {ms['unfused']:.2f} | {ms['unfused'] / ms['folded']:.2f}x |")
 
 
