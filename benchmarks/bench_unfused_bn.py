@@ -16,6 +16,7 @@ else written in memory from params. Not a test: it prints figures and asserts no
 from __future__ import annotations
 
 import argparse
+import warnings
 import io
 import statistics
 import sys
@@ -42,6 +43,7 @@ MODELS = ("siamese", "signet_pth", "signet_f_lambda0_95_pth")
 def export_folded(module: torch.nn.Module, examples: tuple, dynamic: bool) -> bytes:
     """The exporter's default (EVAL mode): Conv + BatchNorm folded with PyTorch kernels."""
     buffer = io.BytesIO()
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # the pipeline's exporter too
     names = ["input"] if len(examples) == 1 else ["input0", "input1"]
     with torch.no_grad():
         torch.onnx.export(module.eval(), examples, buffer, input_names=names, opset_version=17, dynamo=False,
