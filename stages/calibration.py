@@ -133,6 +133,8 @@ STROKE_EXTENTS = ((0.25, 0.4), (1.0, 1.0))
 
 def signature_field_images(seed: int, count: int, sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
     """`count` images spread over `sizes` and STROKE_EXTENTS (uint8 (H, W), ink bright, paper 0)."""
+    if count <= 0:
+        return []
     per_group = max(1, count // (len(sizes) * len(STROKE_EXTENTS)))
     images = []
     for offset, extent in enumerate(STROKE_EXTENTS):

@@ -171,7 +171,7 @@ def test_user_image_folder_is_validated_and_bad_images_are_named(built_project: 
     for name in ("001_01.png", "002_01.png"):
         shutil.copy(scans / name, images / name)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["models"]["siamese"]["validation"].update(samples=1, image_dirs=["user_images"])
+    params["models"]["siamese"]["validation"].update(samples=1, stroke_samples=0, image_dirs=["user_images"])
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run_step(project, "validate", "siamese")
     metrics = json.loads((project / "models" / "siamese" / "validation.json").read_text())

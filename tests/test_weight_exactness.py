@@ -261,6 +261,12 @@ def test_calibration_statistics_match_a_float64_forward_pass():
     np.testing.assert_allclose(stats.var, outputs.var(axis=(0, 2, 3)), rtol=0.02)
 
 
+def test_stroke_images_come_in_the_requested_number():
+    assert calibration.signature_field_images(1, 0, [(150, 220)]) == []
+    assert len(calibration.signature_field_images(1, 8, [(150, 220)])) == 8
+    assert len(calibration.signature_field_images(1, 16, [(150, 220), (100, 160)])) == 16
+
+
 def test_mish_table_follows_mish():
     x = np.arange(-8 * 256, 8 * 256, dtype=np.int64)
     approx = calibration._mish_fixed(x) / 256

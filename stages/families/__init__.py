@@ -26,12 +26,14 @@ import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from stages.config import ModelSpec
-from stages.weight_trace import WeightTracer
+
+if TYPE_CHECKING:  # onnx only where a stage traces weights: ONNX-Runtime-only callers import families
+    from stages.weight_trace import WeightTracer
 
 Arrays = dict[str, np.ndarray]
 
@@ -51,7 +53,7 @@ class Family(Protocol):
         self, spec: ModelSpec, count: int, image_paths: Sequence[Path]
     ) -> list[tuple[str, Arrays]]: ...
 
-    def weight_tracer(self, raw: Path, spec: ModelSpec) -> WeightTracer: ...
+    def weight_tracer(self, raw: Path, spec: ModelSpec) -> "WeightTracer": ...
 
 
 def references(family: Family, raw: Path, spec: ModelSpec) -> list[tuple[str, Callable[[Arrays], Arrays]]]:

@@ -27,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import calibration
-from stages.weight_trace import WeightTracer
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.preprocess import SIGNET_CANVAS, load_signature, preprocess_signature, remove_background
@@ -111,11 +109,13 @@ def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
     return params
 
 
-def calibration_layers(variant: str, params: Sequence[np.ndarray]) -> list[calibration.Layer]:
+def calibration_layers(variant: str, params: Sequence[np.ndarray]) -> list:
     """The network as `stages.calibration` layers, with the weights, gammas and betas of `params`."""
+    from stages import calibration
+
     arch = architecture(variant)
     by_layer = iter(range(0, len(params), 5))
-    layers: list[calibration.Layer] = []
+    layers: list = []
     for layer in arch.layers:
         if isinstance(layer, Conv):
             i = next(by_layer)
@@ -144,6 +144,8 @@ def calibrated_params(variant: str, seed: int) -> list[np.ndarray]:
     As training leaves them: mean = the layer's mean input, inv_std = 1 / sqrt(var + epsilon),
     computed by `stages.calibration` in exact arithmetic (the same bits on every machine).
     """
+    from stages import calibration
+
     params = synthetic_params(variant, seed)
     sizes = calibration_sizes(variant)
     images = calibration.signature_field_images(seed, CALIBRATION_IMAGES, sizes)
@@ -229,13 +231,15 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     return run
 
 
-def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
+def weight_tracer(raw: Path, spec: ModelSpec):
     """The pickle's arrays, the converter's one exact fold, and the SPP guard's literal 1.0.
 
     The fold: batch norm's scale gamma * inv_std as one float32 multiply per element (as Theano
     formed it), which IEEE 754 rounds identically on every CPU; `stages.signet_onnx` computes
     it the same way.
     """
+    from stages.weight_trace import WeightTracer
+
     content, weights = load_checked(_pickle_path(raw, spec), variant_of(spec))
     upstream = {f"params[{index}]": array for index, array in enumerate(content.params)}
     folds = {f"{w.name} gamma * inv_std": np.multiply(w.gamma, w.inv_std, dtype=np.float32) for w in weights}
