@@ -124,7 +124,7 @@ def test_interrupted_fetch_leaves_the_previous_folder(built_project: Path, tmp_p
 def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project: Path, tmp_path: Path):
     """Validate on AVX2-only kernels: metrics may move in their last bits, tracked outputs may not.
 
-    model.onnx and lineage.json are DVC outs hashed in dvc.lock; validation.json and samples.csv
+    model.onnx, lineage.json, provenance.intoto.json and README.md are DVC outs hashed in dvc.lock; validation.json and samples.csv
     are top-level metrics and plots, outside dvc.lock, precisely because of this.
     """
     import shutil
@@ -142,7 +142,7 @@ def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project:
         env={**os.environ, "PYTHONPATH": str(project), "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    for tracked in ("model.onnx", "lineage.json"):
+    for tracked in ("model.onnx", "lineage.json", "provenance.intoto.json", "README.md"):
         assert file_digest(project / "models/siamese" / tracked) == file_digest(built_project / "models/siamese" / tracked)
 
 
