@@ -28,7 +28,7 @@ from typing import Any
 
 from stages import lineage, lock_history, model_card, provenance, signing
 from stages.cli import report_errors
-from stages.config import PARAMS_FILE, load_params
+from stages.config import MODEL_NAME, PARAMS_FILE, load_params
 from stages.digests import md5_file, sha256_file
 from stages.errors import PipelineError
 from stages.sources.pins import LOCK_FILE as PINS_FILE, LockFile
@@ -107,6 +107,8 @@ def check_onnx(subject: Subject) -> Check:
     if missing:
         return Check("onnx", "FAIL", f"no lineage metadata {missing}: not a file this pipeline published")
     meta = subject.metadata
+    if not MODEL_NAME.match(meta["model"]):  # it names folders and dvc.lock stages below
+        return Check("onnx", "FAIL", f"metadata model {shown(meta['model'])} is not a model name ({MODEL_NAME.pattern})")
     weights = ("SYNTHETIC stand-in weights, not the upstream model" if meta["synthetic_weights"] == "true"
                else f"upstream weights from {shown(meta.get('source.kind'))}")
     return Check("onnx", "PASS", (

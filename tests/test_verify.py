@@ -286,6 +286,16 @@ def test_bad_inputs_give_one_error_line(audited: dict, tmp_path: Path):
     result = verify(project, str(junk))
     assert result.returncode == 1 and failed_links(result) == ["onnx"]
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    hostile = tmp_path / "hostile" / "model.onnx"
+    hostile.parent.mkdir()
+    model = onnx.load(str(project / "models" / MODEL / "model.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == "model":
+            prop.value = "../../../etc\x1b[31m"
+    hostile.write_bytes(model.SerializeToString())
+    escaped = verify(project, str(hostile))
+    assert failed_links(escaped) == ["onnx"] and "is not a model name" in escaped.stdout
+    assert "\x1b" not in escaped.stdout and "\\x1b" in escaped.stdout  # shown escaped, never sent to the terminal
     missing = verify(project, str(tmp_path / "absent.onnx"))
     assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "not a file" in missing.stderr
     helped = verify(project, "--help")
