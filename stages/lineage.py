@@ -18,6 +18,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from stages.config import ModelSpec
 from stages.digests import sha256_file
@@ -61,11 +62,17 @@ def source_record(spec: ModelSpec) -> dict[str, Any]:
     if spec.source.kind == "kaggle" and spec.source.kaggle:
         source["kernel"] = spec.source.kaggle.kernel
     if spec.source.kind == "url":
-        source["urls"] = {file: scrub_url(address) for file, address in spec.source.urls.items()}
+        source["urls"] = {file: public_address(address) for file, address in spec.source.urls.items()}
     if spec.source.kind == "builtin":
         source["seed"] = spec.source.seed
         source["note"] = SYNTHETIC_NOTE
     return source
+
+
+def public_address(address: str) -> str:
+    """The URL without secrets; an archive member (`#<member>`) is kept: it names the converted file."""
+    member = urlsplit(address).fragment
+    return scrub_url(address) + (f"#{member}" if member else "")
 
 
 def package_version(package: str) -> str | None:

@@ -60,12 +60,16 @@ def commits_holding(root: Path, stage: str, out_path: str, md5: str) -> list[Com
         return []
     prefix = (_git(root, "rev-parse", "--show-prefix") or b"").decode().strip()
     requests = "".join(f"{c.sha}:{prefix}{LOCK}\n" for c in commits).encode()
-    batch = _git(root, "cat-file", "--batch", data=requests) or b""
+    batch = _git(root, "cat-file", "--batch", data=requests)
+    if batch is None:
+        return None
     holding: list[Commit] = []
     verdict_by_blob: dict[str, bool] = {}
     position = 0
     for commit in commits:
-        header_end = batch.index(b"\n", position)
+        header_end = batch.find(b"\n", position)
+        if header_end < 0:  # git answered fewer lines than asked: read no further
+            break
         header = batch[position:header_end].decode().split()
         position = header_end + 1
         if len(header) != 3:  # "<name> missing": this commit has no dvc.lock

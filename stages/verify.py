@@ -191,10 +191,11 @@ def check_dvc_lock(subject: Subject) -> Check:
     differing = []
     for out, md5 in sorted(recorded.items()):
         beside = subject.folder / Path(out).name
-        if not beside.is_file():
+        actual = md5_file(beside) if beside.is_file() else None
+        if actual is None:
             differing.append(f"{Path(out).name} is missing")
-        elif md5_file(beside) != md5:
-            differing.append(f"{Path(out).name} has md5 {md5_file(beside)}, dvc.lock says {md5}")
+        elif actual != md5:
+            differing.append(f"{Path(out).name} has md5 {actual}, dvc.lock says {md5}")
     if differing:
         return Check("dvc.lock", "FAIL", f"{lock} (validate@{subject.model}): " + "; ".join(differing))
     return Check("dvc.lock", "PASS", f"{lock} records the md5 of all {len(recorded)} files: " + ", ".join(Path(o).name for o in sorted(recorded)))
@@ -240,10 +241,11 @@ def check_upstream(subject: Subject) -> Check:
     wrong = []
     for file, sha in sorted(upstream_digests(subject.metadata or {}).items()):
         local = raw / file
-        if not local.resolve().is_relative_to(raw.resolve()) or not local.is_file():
+        actual = sha256_file(local) if local.resolve().is_relative_to(raw.resolve()) and local.is_file() else None
+        if actual is None:
             wrong.append(f"{shown(file)} is missing")
-        elif sha256_file(local) != sha:
-            wrong.append(f"{shown(file)} has sha256 {sha256_file(local)}, the metadata names {shown(sha)}")
+        elif actual != sha:
+            wrong.append(f"{shown(file)} has sha256 {actual}, the metadata names {shown(sha)}")
     if wrong:
         return Check("upstream", "FAIL", f"{raw}: " + "; ".join(wrong))
     return Check("upstream", "PASS", f"{raw} holds the upstream bytes the metadata names")

@@ -310,3 +310,42 @@ def test_provenance_format_is_checked_with_the_in_toto_library(audited: dict):
                    {**document, "predicate": {**document["predicate"], "buildDefinitionTypo": {}}}):
         with pytest.raises(PipelineError, match="not an in-toto SLSA provenance statement"):
             provenance.check_format(broken)
+
+
+def test_history_names_every_commit_whose_lock_holds_the_file(tmp_path: Path):
+    """Commits that did not touch dvc.lock still hold it; a commit without dvc.lock holds nothing."""
+    from stages.lock_history import commits_holding
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+
+    def commit(message: str, lock_md5: str | None, note: str) -> str:
+        (repo / "note.txt").write_text(note)
+        if lock_md5:
+            outs = [{"path": "models/m/model.onnx", "hash": "md5", "md5": lock_md5}]
+            (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"validate@m": {"outs": outs}}}))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", message)
+        return git(repo, "rev-parse", "HEAD").strip()
+
+    commit("no lock yet", None, "1")
+    second = commit("lock X", "a" * 32, "2")
+    third = commit("docs only", None, "3")
+    commit("lock Y", "b" * 32, "4")
+    held = commits_holding(repo, "validate@m", "models/m/model.onnx", "a" * 32)
+    assert [(c.sha, c.subject) for c in held] == [(third, "docs only"), (second, "lock X")]
+    assert commits_holding(repo, "validate@other", "models/m/model.onnx", "a" * 32) == []
+    assert commits_holding(tmp_path, "validate@m", "models/m/model.onnx", "a" * 32) is None  # not a repository
+
+
+def test_source_address_keeps_the_archive_member_and_drops_secrets():
+    from stages import lineage
+    from stages.config import load_model
+
+    spec = load_model(MODEL, REPO / "params.yaml")
+    address = "https://user:pw@mirror.example.com/models/signet_models.zip?X-Amz-Signature=s3cr3t#signet.pkl"
+    url_spec = spec.model_copy(update={"source": spec.source.model_copy(update={"kind": "url", "urls": {"signet.pkl": address}})})
+    source = lineage.source_record(url_spec)
+    assert source == {"kind": "url", "urls": {"signet.pkl": "https://mirror.example.com/models/signet_models.zip?X-Amz-Signature=REDACTED#signet.pkl"}}
+    assert lineage.source_record(spec) == {"kind": "builtin", "seed": 4001, "note": lineage.SYNTHETIC_NOTE}
