@@ -91,7 +91,9 @@ def verify_folder(folder: Path, public_key: Path) -> None:
 def _mismatch(exc: BaseException) -> str:
     """model-signing lists changed files with raw digest bytes; name the files instead."""
     text = str(exc)
-    changed = re.findall(r"Hash mismatch for '([^']{1,200})'", text)
+    # The names sit inside the repr of a list of strings: quoted 'x' or, when a digest's bytes hold
+    # a double quote, \'x\'.
+    changed = re.findall(r"Hash mismatch for \\?'([^'\\]{1,200})\\?'", text)
     if changed:
         return f"changed since signing: {', '.join(changed)}"
     return _reason(exc)

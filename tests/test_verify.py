@@ -349,3 +349,12 @@ def test_source_address_keeps_the_archive_member_and_drops_secrets():
     source = lineage.source_record(url_spec)
     assert source == {"kind": "url", "urls": {"signet.pkl": "https://mirror.example.com/models/signet_models.zip?X-Amz-Signature=REDACTED#signet.pkl"}}
     assert lineage.source_record(spec) == {"kind": "builtin", "seed": 4001, "note": lineage.SYNTHETIC_NOTE}
+
+
+@pytest.mark.parametrize("digest", [b"\x01plain", b'\x01"quoted'])
+def test_signature_mismatch_names_the_changed_files_whatever_the_digest_bytes(digest: bytes):
+    """model-signing reports `Signature mismatch: [<str>, ...]`; a `"` in a digest's repr changes the quoting."""
+    from stages.signing import _mismatch
+
+    diffs = [f"Hash mismatch for '{name}': Expected 'Digest(digest_value={digest!r})', Actual '...'" for name in ("README.md", "model.onnx")]
+    assert _mismatch(ValueError(f"Signature mismatch: {diffs}")) == "changed since signing: README.md, model.onnx"
