@@ -111,6 +111,8 @@ class ValidationSpec(_Strict):
 
 class ModelSpec(_Strict):
     description: str
+    # The ONNX file's model_version: raise it when a rebuild is meant to replace what users have.
+    version: Annotated[int, Field(ge=1)] = 1
     family: Literal[FAMILIES]  # type: ignore[valid-type]
     files: Annotated[list[str], Field(min_length=1)]
     source: SourceSpec

@@ -1,4 +1,4 @@
-"""Graph surgery for the patch stage: names, shapes, canonical form, lineage metadata.
+"""Graph surgery for the patch stage (names, shapes, canonical form) and the ONNX metadata.
 
 Every function takes and returns an `onnx.ModelProto`; none touches weights' values, so the
 patched graph computes exactly what the converter's graph computed.
@@ -122,6 +122,23 @@ def set_lineage(model: onnx.ModelProto, name: str, raw: Path, files: Iterable[st
     for key, value in entries.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
+
+
+def set_metadata(model: onnx.ModelProto, entries: dict[str, str], version: int, doc: str) -> None:
+    """Replace the file's metadata_props by `entries` (in key order), set model_version and doc_string.
+
+    None of these touch the graph, so the published file computes exactly what was validated.
+    """
+    del model.metadata_props[:]
+    for key in sorted(entries):
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, entries[key]
+    model.model_version = version
+    model.doc_string = doc
+
+
+def metadata_of(model: onnx.ModelProto) -> dict[str, str]:
+    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def serialize(model: onnx.ModelProto) -> bytes:

@@ -2,8 +2,9 @@
 
 Inputs: drawn signature-like images (and every image in `validation.image_dirs`), prepared as
 the model expects. Over tolerance the stage exits non-zero and publishes nothing; within it,
-models/<model>/ receives model.onnx, validation.json (DVC metrics), samples.csv (DVC plots)
-and lineage.json, each written atomically.
+models/<model>/ receives model.onnx (with its lineage in the ONNX metadata), lineage.json,
+provenance.intoto.json and README.md (the model card), all hashed in dvc.lock, and
+validation.json (DVC metrics) and samples.csv (DVC plots), each written atomically.
 """
 
 from __future__ import annotations
@@ -14,26 +15,22 @@ import hashlib
 import io
 import json
 import logging
-from importlib import metadata
 from pathlib import Path
 
 import onnx
 import onnxruntime as ort
 
-from stages import paths
-from stages.digests import sha256_file
+from stages import lineage, model_card, onnx_tools, paths, provenance
 from stages.atomic import write_bytes
 from stages.cli import model_parser, run_stage
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.families import load_family, references
 from stages.preprocess import IMAGE_SUFFIXES
-from stages.sources.download import scrub_url
 from stages.validation import Validator
 from stages.weight_trace import summary as weight_summary
 
 log = logging.getLogger(__name__)
-TOOLCHAIN = ("onnx", "onnxruntime", "tf2onnx", "tensorflow", "tf-keras", "torch", "numpy")
 
 
 def user_images(name: str, spec: ModelSpec) -> list[Path]:
@@ -55,37 +52,31 @@ def samples_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def lineage(name: str, spec: ModelSpec, onnx_bytes: bytes) -> dict:
-    """Where the published file comes from: upstream bytes, source, converter and toolchain."""
-    raw = paths.raw_dir(name)
-    source: dict = {"kind": spec.source.kind}
-    if spec.source.kind == "kaggle" and spec.source.kaggle:
-        source["kernel"] = spec.source.kaggle.kernel
-    if spec.source.kind == "url":
-        source["urls"] = {file: scrub_url(address) for file, address in spec.source.urls.items()}
-    if spec.source.kind == "builtin":
-        source["seed"] = spec.source.seed
-        source["note"] = "synthetic stand-in weights: its verdicts mean nothing"
+def published_files(name: str, spec: ModelSpec, patched: bytes, validators: list[Validator], weights: dict[str, int]) -> dict[str, bytes]:
+    """model.onnx with its lineage metadata, lineage.json, the provenance statement, the model card.
+
+    The ONNX graph is the validated one byte for byte; only metadata_props, model_version and
+    doc_string are set, from the lineage record (stages/lineage.py), which holds the verdict and
+    the rule it was given under but no measured value, so these bytes are machine-independent.
+    """
+    model = onnx.load_from_string(patched)
+    record = lineage.build_record(
+        name, spec, paths.raw_dir(name), lineage.CODE_DIR,
+        (model.producer_name, model.producer_version),
+        lineage.validation_record(spec, [v.reference_name for v in validators], len(validators[0].per_sample), weights),
+    )
+    onnx_tools.set_metadata(model, lineage.metadata_entries(record), spec.version, lineage.doc_string(record))
+    onnx_bytes = onnx_tools.serialize(model)
+    onnx_sha256 = hashlib.sha256(onnx_bytes).hexdigest()
+    statement = provenance.statement(record, onnx_sha256)
+    provenance.check_format(statement)
+    document = lineage.lineage_document(record, onnx_sha256, spec.onnx.opset)
     return {
-        "model": name,
-        "description": spec.description,
-        "family": spec.family,
-        "source": source,
-        "upstream_files": {
-            f: {"sha256": sha256_file(raw / f), "size": (raw / f).stat().st_size} for f in sorted(spec.files)
-        },
-        "onnx": {"file": "model.onnx", "sha256": hashlib.sha256(onnx_bytes).hexdigest(), "opset": spec.onnx.opset},
-        "toolchain": {package: _version(package) for package in TOOLCHAIN},
+        "model.onnx": onnx_bytes,
+        "lineage.json": (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
+        provenance.FILE: provenance.serialize(statement),
+        model_card.FILE: model_card.render(spec, record, onnx_sha256).encode(),
     }
-
-
-def _version(package: str) -> str | None:
-    """The installed release, without a local build label (`2.13.0+cpu` -> `2.13.0`): the label
-    names the wheel a machine happened to install, not the code, and must not change lineage."""
-    try:
-        return metadata.version(package).split("+")[0]
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def check_weights(name: str, spec: ModelSpec, onnx_bytes: bytes) -> dict[str, int]:
@@ -140,8 +131,7 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     primary = validators[0]
     # Every payload is ready before the first write, so a failure cannot publish half a set.
     published = {
-        "model.onnx": onnx_bytes,
-        "lineage.json": (json.dumps(lineage(name, spec, onnx_bytes), indent=2, sort_keys=True) + "\n").encode(),
+        **published_files(name, spec, onnx_bytes, validators, weights),
         "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
         "samples.csv": samples_csv(primary.per_sample).encode(),
     }

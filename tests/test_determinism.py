@@ -132,7 +132,8 @@ def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project:
     """Every stage rerun on capped kernels: metrics may move in their last bits, tracked outputs may not.
 
     data/raw (the stand-in, with its calibrated statistics), converted.onnx, patched.onnx,
-    model.onnx and lineage.json are DVC outs hashed in dvc.lock; validation.json and samples.csv
+    model.onnx, lineage.json, the provenance and the card are DVC outs hashed in dvc.lock;
+    validation.json and samples.csv
     are top-level metrics and plots, outside dvc.lock, precisely because of this.
     """
     import subprocess
@@ -147,7 +148,8 @@ def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project:
         assert result.returncode == 0, result.stderr[-2000:]
     assert digests(project / "data" / "raw" / model) == digests(built_project / "data" / "raw" / model)
     for tracked in (f"data/interim/{model}/converted.onnx", f"data/interim/{model}/patched.onnx",
-                    f"models/{model}/model.onnx", f"models/{model}/lineage.json"):
+                    f"models/{model}/model.onnx", f"models/{model}/lineage.json",
+                    f"models/{model}/provenance.intoto.json", f"models/{model}/README.md"):
         assert file_digest(project / tracked) == file_digest(built_project / tracked), tracked
 
 

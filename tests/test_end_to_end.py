@@ -64,7 +64,7 @@ def test_every_model_is_published(reproduced):
     clone, _ = reproduced
     models = yaml.safe_load((clone / "params.yaml").read_text())["models"]
     for name in models:
-        for artifact in ("model.onnx", "validation.json", "samples.csv", "lineage.json"):
+        for artifact in ("model.onnx", "validation.json", "samples.csv", "lineage.json", "provenance.intoto.json", "README.md"):
             assert (clone / "models" / name / artifact).is_file(), f"{name}/{artifact}"
 
 
@@ -82,3 +82,17 @@ def test_metrics_and_plots_are_readable_by_dvc(reproduced):
     assert metrics.returncode == 0 and "max_abs_error" in metrics.stdout
     plots = dvc(clone, "plots", "show", "--json")
     assert plots.returncode == 0 and "samples.csv" in plots.stdout
+
+
+def test_every_published_model_verifies_and_names_the_commit(reproduced):
+    """The auditor's command on the whole fresh build: every link passes, the clone's commit holds each file."""
+    import sys
+
+    clone, _ = reproduced
+    models = yaml.safe_load((clone / "params.yaml").read_text())["models"]
+    paths = [f"models/{name}/model.onnx" for name in models]
+    result = subprocess.run([sys.executable, "-m", "stages.verify", *paths], cwd=clone, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.stdout.count("=> verified") == len(models)
+    head = git(clone, "rev-parse", "HEAD").strip()
+    assert result.stdout.count(f"PASS  history     dvc.lock holds this file in 1 commit(s): {head[:10]} (clone)") == len(models)

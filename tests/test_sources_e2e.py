@@ -1,9 +1,10 @@
-"""End to end: `dvc repro` with `source: kaggle` gives the ONNX files of the `builtin` run, bit for bit.
+"""End to end: `dvc repro` with `source: kaggle` gives the ONNX graphs of the `builtin` run, bit for bit.
 
 In a scratch copy of the repository: `dvc repro` the two Kaggle models from their builtin
 stand-ins; serve exactly those upstream bytes as the kernels' output from the fake Kaggle API;
 switch both models to `kind: kaggle` in params.yaml (the one-line switch); plain `dvc repro` with
-the real kagglesdk client (the switch alone must make DVC refetch and re-publish the lineage). The published model.onnx files must be byte-identical, the pins recorded,
+the real kagglesdk client (the switch alone must make DVC refetch and re-publish the lineage). The published
+graphs must be byte-identical (the metadata differs: it names the source and whether weights are synthetic), the pins recorded,
 a further `dvc repro` must download nothing, and the Kaggle key must appear in no file or output.
 """
 
@@ -57,7 +58,16 @@ def dvc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of the ONNX graph (weights and nodes), leaving out the file's lineage metadata."""
+    import onnx
+
+    return hashlib.sha256(onnx.load(str(path)).graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def upstream_files(clone: Path, name: str) -> dict[str, bytes]:
@@ -101,6 +111,8 @@ def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_p
     assert {name: digest(clone / "models" / name / "model.onnx") for name in MODELS} == builtin
     for name in MODELS:
         assert json.loads((clone / "models" / name / "lineage.json").read_text())["source"]["kind"] == "kaggle"
+        published = metadata(clone / "models" / name / "model.onnx")
+        assert (published["source.kind"], published["source.kernel"], published["synthetic_weights"]) == ("kaggle", MODELS[name], "false")
     downloads = sorted(seen.path for seen in fake.requests_to("/kf/"))
     assert downloads == sorted(fake.file_path(MODELS[name], f) for name in MODELS for f in served[name])
     lock = LockFile.load(clone / "sources.lock.yaml")

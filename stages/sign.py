@@ -1,0 +1,77 @@
+"""Sign published models (release step): verify each folder, then write models/<name>/model.sig.
+
+The private key is an EC PEM named by $MODEL_SIGNING_KEY (or --key), kept outside the
+repository; $MODEL_SIGNING_KEY_PASSWORD unlocks an encrypted one. A model is signed only when
+every check of `python -m stages.verify` passes for it, so a signature never vouches for a file
+that does not match its lineage, dvc.lock, params and code. Works offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from stages import paths, signing
+from stages.cli import report_errors
+from stages.config import PARAMS_FILE, load_params
+from stages.errors import PipelineError
+from stages.verify import verify_file
+
+log = logging.getLogger("stages.sign")
+
+
+def private_key(given: Path | None, root: Path) -> Path:
+    """The key path from --key or the environment; refused when it lies inside the project."""
+    if given is None:
+        named = os.environ.get(signing.KEY_ENV)
+        if not named:
+            raise PipelineError(f"no signing key: set {signing.KEY_ENV} to an EC private key PEM; {signing.NEW_KEY_HINT}")
+        given = Path(named)
+    if given.resolve().is_relative_to(root.resolve()):
+        raise PipelineError(f"signing key {given} is inside the project {root}: keep private keys out of the repository")
+    return given
+
+
+def sign_models(names: list[str], root: Path, key: Path, password: str | None) -> list[Path]:
+    """Verify then sign each model's published folder; nothing is signed if any model fails."""
+    folders = []
+    for name in names:
+        onnx_file = root / paths.published_dir(name) / "model.onnx"
+        if not onnx_file.is_file():
+            raise PipelineError(f"{onnx_file}: not found; build it first (dvc repro validate@{name})")
+        failed = [f"{c.link} ({c.detail})" for c in verify_file(onnx_file, root, signature=False) if c.status == "FAIL"]
+        if failed:
+            raise PipelineError(f"{onnx_file} fails verification, not signing anything: {'; '.join(failed)}"[:1500])
+        folders.append(onnx_file.parent)
+    signatures = []
+    for folder in folders:
+        signatures.append(signing.sign_folder(folder, key, password))
+        log.info("signed %s -> %s", folder, signatures[-1])
+    return signatures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.sign", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", help="model names (default: every model of params.yaml)")
+    parser.add_argument("--key", type=Path, default=None, help=f"EC private key PEM (default: ${signing.KEY_ENV})")
+    parser.add_argument("--root", type=Path, default=Path("."), help="the project checkout (default: .)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[stages.sign] %(message)s", stream=sys.stderr)
+
+    def run() -> None:
+        known = load_params(args.root / PARAMS_FILE).models
+        unknown = [name for name in args.models if name not in known]
+        if unknown:
+            raise PipelineError(f"{args.root / PARAMS_FILE}: no model {unknown} (known: {', '.join(sorted(known))})")
+        key = private_key(args.key, args.root)
+        sign_models(args.models or sorted(known), args.root, key, os.environ.get(signing.KEY_PASSWORD_ENV))
+
+    return report_errors(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

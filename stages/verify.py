@@ -1,0 +1,355 @@
+"""Check published ONNX files against their lineage, the project's locks, code, params and signature.
+
+For each file it recomputes the digests and prints one PASS / FAIL / SKIP line per link:
+  onnx         the file loads and carries lineage metadata (what it is, whether weights are real)
+  lineage      lineage.json beside it names these bytes and holds the same facts as the metadata
+  provenance   provenance.intoto.json is the SLSA statement rebuilt from them, subject = these bytes
+  model card   README.md beside it names these bytes and warns of synthetic weights when it must
+  dvc.lock     the checkout's dvc.lock records the md5 of model.onnx and of every file beside it
+  history      the git commits whose dvc.lock holds this model.onnx
+  pins         sources.lock.yaml pins the upstream sha256 of a kaggle / url source
+  upstream     data/raw/<model>/ (when present) holds the upstream bytes the metadata names
+  params       the checkout's params entry has the digest the metadata names
+  code         the checkout's stages/ package has the digest the metadata names
+  signature    model.sig (when present) verifies with the public key
+Exit status 0 when nothing failed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stages import lineage, lock_history, model_card, provenance, signing
+from stages.cli import report_errors
+from stages.config import MODEL_NAME, PARAMS_FILE, load_params
+from stages.digests import md5_file, sha256_file
+from stages.errors import PipelineError
+from stages.sources.pins import LOCK_FILE as PINS_FILE, LockFile
+
+SHOWN_COMMITS = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    link: str
+    status: str  # "PASS", "FAIL" or "SKIP"
+    detail: str
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """Untrusted text (metadata, JSON values) escaped and shortened for one output line."""
+    text = repr(value) if not isinstance(value, str) else repr(value)[1:-1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def first_difference(actual: Any, expected: Any, where: str = "") -> str | None:
+    """The path of the first value that differs between two JSON-like trees, or None."""
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        for key in sorted(set(actual) | set(expected), key=str):
+            if key not in actual or key not in expected:
+                return f"{where}.{key}".lstrip(".") + (" is missing" if key not in actual else " is unexpected")
+            found = first_difference(actual[key], expected[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(actual, list) and isinstance(expected, list) and len(actual) == len(expected):
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            found = first_difference(a, e, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    if actual != expected or type(actual) is not type(expected):
+        return f"{where.lstrip('.')} is {shown(actual, 60)}, expected {shown(expected, 60)}"
+    return None
+
+
+@dataclass
+class Subject:
+    """One ONNX file under audit and what was read from it and beside it."""
+
+    path: Path
+    root: Path
+    sha256: str = ""
+    metadata: dict[str, str] | None = None
+    header: dict[str, Any] | None = None  # doc_string, model_version, producer of the ONNX file
+    record: dict[str, Any] | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def model(self) -> str:
+        return (self.metadata or {}).get("model", "")
+
+
+def check_onnx(subject: Subject) -> Check:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(subject.path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        return Check("onnx", "FAIL", f"not a readable ONNX file ({shown(str(exc), 100)})")
+    subject.sha256 = sha256_file(subject.path)
+    subject.metadata = {prop.key: prop.value for prop in model.metadata_props}
+    subject.header = {"doc_string": model.doc_string, "model_version": model.model_version,
+                      "producer": [model.producer_name, model.producer_version]}
+    missing = [key for key in ("model", "code_sha256", "params_sha256", "synthetic_weights", "validation.verdict")
+               if key not in subject.metadata]
+    if missing:
+        return Check("onnx", "FAIL", f"no lineage metadata {missing}: not a file this pipeline published")
+    meta = subject.metadata
+    if not MODEL_NAME.match(meta["model"]):  # it names folders and dvc.lock stages below
+        return Check("onnx", "FAIL", f"metadata model {shown(meta['model'])} is not a model name ({MODEL_NAME.pattern})")
+    weights = ("SYNTHETIC stand-in weights, not the upstream model" if meta["synthetic_weights"] == "true"
+               else f"upstream weights from {shown(meta.get('source.kind'))}")
+    return Check("onnx", "PASS", (
+        f"{shown(meta['model'])} v{model.model_version}, {weights}; validation {shown(meta['validation.verdict'])} "
+        f"against {shown(meta.get('validation.reference'))} on {shown(meta.get('validation.samples'))} samples; "
+        f"sha256 {subject.sha256}"
+    ))
+
+
+def check_lineage(subject: Subject) -> Check:
+    path = subject.folder / "lineage.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        onnx_sha256 = document["onnx"]["sha256"]
+        record = lineage.record_of(document)
+        expected = lineage.metadata_entries(record)
+        doc = lineage.doc_string(record)
+    except FileNotFoundError:
+        return Check("lineage", "FAIL", f"{path} is missing")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return Check("lineage", "FAIL", f"{path} is damaged ({shown(str(exc), 80)})")
+    if onnx_sha256 != subject.sha256:
+        return Check("lineage", "FAIL", f"{path} names sha256 {shown(onnx_sha256)}, the file has {subject.sha256}")
+    difference = first_difference(subject.metadata, expected)
+    if difference:
+        return Check("lineage", "FAIL", f"the ONNX metadata and {path} disagree: metadata {difference} by lineage.json")
+    header = subject.header or {}
+    if header.get("doc_string") != doc or header.get("model_version") != record.get("model_version"):
+        return Check("lineage", "FAIL", f"the ONNX doc_string or model_version differs from {path}")
+    if header.get("producer") != [record["converter"]["name"], record["converter"]["version"]]:
+        return Check("lineage", "FAIL", f"the ONNX producer differs from converter in {path}")
+    subject.record = record
+    return Check("lineage", "PASS", f"{path} names these bytes and holds the same {len(expected)} facts as the metadata")
+
+
+def check_provenance(subject: Subject) -> Check:
+    path = subject.folder / provenance.FILE
+    if subject.record is None:
+        return Check("provenance", "SKIP", "lineage.json is not usable (see above)")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Check("provenance", "FAIL", f"{path} is missing")
+    except ValueError as exc:
+        return Check("provenance", "FAIL", f"{path} is not JSON ({shown(str(exc), 80)})")
+    try:
+        provenance.check_format(document)
+    except PipelineError as exc:
+        return Check("provenance", "FAIL", f"{path}: {exc}")
+    difference = first_difference(document, provenance.statement(subject.record, subject.sha256))
+    if difference:
+        return Check("provenance", "FAIL", f"{path} differs from the statement rebuilt from lineage: {difference}")
+    return Check("provenance", "PASS", f"{path}: SLSA v1 statement, subject sha256 {subject.sha256}")
+
+
+def check_card(subject: Subject) -> Check:
+    path = subject.folder / model_card.FILE
+    try:
+        card = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Check("model card", "FAIL", f"{path} is missing")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Check("model card", "FAIL", f"{path} is unreadable ({shown(str(exc), 60)})")
+    if f"`model.onnx` sha256 `{subject.sha256}`" not in card:
+        return Check("model card", "FAIL", f"{path} does not name this file's sha256")
+    synthetic = (subject.metadata or {}).get("synthetic_weights") == "true"
+    if synthetic != ("**Synthetic weights:" in card):
+        return Check("model card", "FAIL", f"{path} {'lacks' if synthetic else 'has'} the synthetic-weights warning")
+    return Check("model card", "PASS", f"{path} names these bytes" + (" and warns of synthetic weights" if synthetic else ""))
+
+
+def check_dvc_lock(subject: Subject) -> Check:
+    lock = subject.root / lock_history.LOCK
+    try:
+        recorded = lock_history.lock_md5s(lock.read_bytes(), f"validate@{subject.model}")
+    except FileNotFoundError:
+        return Check("dvc.lock", "FAIL", f"{lock} is missing; run from the project root (--root)")
+    if not recorded:
+        return Check("dvc.lock", "FAIL", f"{lock} has no stage validate@{shown(subject.model)}")
+    differing = []
+    for out, md5 in sorted(recorded.items()):
+        beside = subject.folder / Path(out).name
+        actual = md5_file(beside) if beside.is_file() else None
+        if actual is None:
+            differing.append(f"{Path(out).name} is missing")
+        elif actual != md5:
+            differing.append(f"{Path(out).name} has md5 {actual}, dvc.lock says {md5}")
+    if differing:
+        return Check("dvc.lock", "FAIL", f"{lock} (validate@{subject.model}): " + "; ".join(differing))
+    return Check("dvc.lock", "PASS", f"{lock} records the md5 of all {len(recorded)} files: " + ", ".join(Path(o).name for o in sorted(recorded)))
+
+
+def check_history(subject: Subject) -> Check:
+    out = f"models/{subject.model}/model.onnx"
+    md5 = md5_file(subject.path)
+    commits = lock_history.commits_holding(subject.root, f"validate@{subject.model}", out, md5)
+    if commits is None:
+        return Check("history", "SKIP", f"{subject.root} is not a git checkout")
+    if not commits:
+        return Check("history", "SKIP", f"no commit's dvc.lock holds md5 {md5} for {out} (not committed yet?)")
+    named = ", ".join(f"{c.sha[:10]} ({shown(c.subject, 50)})" for c in commits[:SHOWN_COMMITS])
+    more = f" and {len(commits) - SHOWN_COMMITS} older" if len(commits) > SHOWN_COMMITS else ""
+    return Check("history", "PASS", f"dvc.lock holds this file in {len(commits)} commit(s): {named}{more}")
+
+
+def upstream_digests(metadata: dict[str, str]) -> dict[str, str]:
+    return {key.split(":", 1)[1]: value for key, value in metadata.items() if key.startswith("upstream_sha256:")}
+
+
+def check_pins(subject: Subject) -> Check:
+    meta = subject.metadata or {}
+    if meta.get("source.kind") == "builtin":
+        return Check("pins", "PASS", "built-in stand-in: synthetic bytes, not pinned by design")
+    path = subject.root / PINS_FILE
+    try:
+        pinned = LockFile.load(path).pins_for(subject.model)
+    except PipelineError as exc:
+        return Check("pins", "FAIL", str(exc))
+    wrong = [f"{shown(file)} is {sha}, pinned {pinned[file].sha256 if file in pinned else 'nothing'}"
+             for file, sha in sorted(upstream_digests(meta).items()) if file not in pinned or pinned[file].sha256 != sha]
+    if wrong:
+        return Check("pins", "FAIL", f"{path}: " + "; ".join(wrong))
+    return Check("pins", "PASS", f"{path} pins every upstream file the metadata names")
+
+
+def check_upstream(subject: Subject) -> Check:
+    raw = subject.root / "data" / "raw" / subject.model
+    if not raw.is_dir():
+        return Check("upstream", "SKIP", f"{raw} is not present (dvc pull or dvc repro fetch@{subject.model} to check it)")
+    wrong = []
+    for file, sha in sorted(upstream_digests(subject.metadata or {}).items()):
+        local = raw / file
+        actual = sha256_file(local) if local.resolve().is_relative_to(raw.resolve()) and local.is_file() else None
+        if actual is None:
+            wrong.append(f"{shown(file)} is missing")
+        elif actual != sha:
+            wrong.append(f"{shown(file)} has sha256 {actual}, the metadata names {shown(sha)}")
+    if wrong:
+        return Check("upstream", "FAIL", f"{raw}: " + "; ".join(wrong))
+    return Check("upstream", "PASS", f"{raw} holds the upstream bytes the metadata names")
+
+
+def check_params(subject: Subject) -> Check:
+    path = subject.root / PARAMS_FILE
+    try:
+        models = load_params(path).models
+    except PipelineError as exc:
+        return Check("params", "FAIL", str(exc).splitlines()[0])
+    if subject.model not in models:
+        return Check("params", "FAIL", f"{path} has no model {shown(subject.model)}")
+    digest = lineage.params_digest(models[subject.model])
+    wanted = (subject.metadata or {}).get("params_sha256")
+    if digest != wanted:
+        return Check("params", "FAIL", f"{path} models.{subject.model} has sha256 {digest}, the file was built from {shown(wanted)}")
+    return Check("params", "PASS", f"{path} models.{subject.model} has the digest the file was built from")
+
+
+def check_code(subject: Subject) -> Check:
+    package = subject.root / "stages"
+    digest = lineage.code_digest(package)
+    wanted = (subject.metadata or {}).get("code_sha256")
+    if digest != wanted:
+        return Check("code", "FAIL", f"{package}/ has sha256 {digest}, the file was built by code {shown(wanted)}")
+    return Check("code", "PASS", f"{package}/ is the code the file was built by")
+
+
+def check_signature(subject: Subject, public_key: Path | None, required: bool) -> Check:
+    signature = subject.folder / signing.SIGNATURE_FILE
+    missing = "FAIL" if required else "SKIP"
+    if not signature.is_file():
+        return Check("signature", missing, f"{signature} is absent (unsigned build; sign with python -m stages.sign)")
+    if public_key is None:
+        return Check("signature", missing, f"{signature} present but no public key (--public-key or ${signing.PUBLIC_KEY_ENV})")
+    try:
+        signing.verify_folder(subject.folder, public_key)
+    except PipelineError as exc:
+        return Check("signature", "FAIL", str(exc))
+    return Check("signature", "PASS", f"{signature} verifies with {public_key.name} over {', '.join(signed_files(subject.folder))}")
+
+
+def signed_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in signing.UNSIGNED)
+
+
+def verify_file(path: Path, root: Path, public_key: Path | None = None, require_signature: bool = False,
+                signature: bool = True) -> list[Check]:
+    """Every check of one ONNX file, in order; stops after `onnx` when the file is unusable."""
+    subject = Subject(path=path, root=root)
+    first = check_onnx(subject)
+    if first.status == "FAIL":
+        return [first]
+    checks: list[Callable[[Subject], Check]] = [
+        check_lineage, check_provenance, check_card, check_dvc_lock, check_history,
+        check_pins, check_upstream, check_params, check_code,
+    ]
+    results = [first, *(check(subject) for check in checks)]
+    if signature:
+        results.append(check_signature(subject, public_key, require_signature))
+    return results
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog="python -m stages.verify",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    result.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="published model.onnx files, e.g. models/*/model.onnx")
+    result.add_argument("--root", type=Path, default=Path("."), help="the project checkout to check against (default: .)")
+    result.add_argument("--public-key", type=Path, default=None,
+                        help=f"EC public key PEM for model.sig (default: ${signing.PUBLIC_KEY_ENV})")
+    result.add_argument("--require-signature", action="store_true", help="fail when a file is unsigned or no public key is given")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    key = args.public_key or (Path(os.environ[signing.PUBLIC_KEY_ENV]) if os.environ.get(signing.PUBLIC_KEY_ENV) else None)
+    failed: list[str] = []
+
+    def run() -> None:
+        for path in args.paths:
+            if not path.is_file():
+                raise PipelineError(f"{path}: not a file; give published model.onnx files (models/<name>/model.onnx)")
+        for path in args.paths:
+            print(path)
+            checks = verify_file(path, args.root, key, args.require_signature)
+            for check in checks:
+                print(f"  {check.status:<4}  {check.link:<10}  {check.detail}")
+            broken = [check.link for check in checks if check.status == "FAIL"]
+            if broken:
+                failed.append(path.as_posix())
+                print(f"  => FAILED: {', '.join(broken)}")
+            else:
+                print("  => verified")
+        if failed:
+            raise PipelineError(f"{len(failed)} of {len(args.paths)} files failed verification: {', '.join(failed)}")
+
+    return report_errors(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
