@@ -161,6 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(400, {"code": 400, "message": message})
             return
         if fault.kind == "trickle":  # headers at once, then one byte every `extra` ms
+            data = fault.body or data
             self.send_response(200)
             self.send_header("Content-Type", fault.content_type)
             self.send_header("Content-Length", str(len(data)))

@@ -409,24 +409,20 @@ print("live" if os.path.exists(marker) else "inert")
 
 
 def zip_archive(members: list[tuple[str, bytes]], extract_version: int | None = None) -> bytes:
-    """A zip with these members in order (names may repeat); optionally a crafted header version."""
+    """A zip with these members in order (names may repeat); optionally a crafted
+    "version needed to extract" in every header (64: a version Python's zipfile refuses)."""
     import warnings
 
     out = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # a duplicate name
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as bundle:
             for name, data in members:
                 info = zipfile.ZipInfo(name)
-                bundle.writestr(info, data)
                 if extract_version is not None:
                     info.extract_version = extract_version
-    data = out.getvalue()
-    if extract_version is not None:
-        # patch "version needed to extract" in every local header and central directory entry
-        data = data.replace(b"PK\x03\x04\x14\x00", b"PK\x03\x04" + struct.pack("<H", extract_version))
-        data = data.replace(b"PK\x01\x02\x14\x03\x14\x00", b"PK\x01\x02\x14\x03" + struct.pack("<H", extract_version))
-    return data
+                bundle.writestr(info, data)
+    return out.getvalue()
 
 
 def pickled(value: object) -> bytes:

@@ -22,6 +22,7 @@ import email.utils
 import errno
 import hashlib
 import http.client
+import ipaddress
 import logging
 import os
 import re
@@ -42,6 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 import urllib3
 from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
 from tqdm import tqdm
 
 from stages.atomic import fsync_dir
@@ -60,6 +62,8 @@ T = TypeVar("T")
 SECRET_QUERY_WORDS = ("token", "key", "sig", "secret", "password", "passwd", "auth", "credential", "session", "code")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRY_SECONDS = re.compile(r"[0-9]{1,9}", re.ASCII)
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$", re.ASCII)
 
 
 def pause(seconds: float) -> None:
@@ -186,6 +190,11 @@ def prepared_origin(final: str) -> str:
     library = (library_scheme, (library_view.host or "").lower().strip("[]"), library_view.port or DEFAULT_PORTS.get(library_scheme, 0))
     if (scheme, host, port) != library or not host or scheme not in DEFAULT_PORTS:
         raise ValueError("an ambiguous or incomplete address")
+    if not _HOST_NAME.match(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("not a valid host name") from None
     return f"{scheme}://{host}:{port}"
 
 
@@ -412,10 +421,15 @@ def _get(session: requests.Session, url: str, job: Job, policy: RetryPolicy) -> 
         prepared = job.auth(prepared)
     try:
         settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
-        return session.send(
-            prepared, allow_redirects=False, timeout=(policy.connect_timeout, policy.read_timeout),
-            **{**settings, "stream": True},
+        # The adapter itself, not Session.send: with allow_redirects=False the session still
+        # prepares the next hop of a redirect (and raises on a malformed Location) before we
+        # have checked it; we follow redirects ourselves.
+        response = session.get_adapter(prepared.url).send(
+            prepared, stream=True, timeout=(policy.connect_timeout, policy.read_timeout),
+            verify=settings["verify"], cert=settings["cert"], proxies=settings["proxies"],
         )
+        extract_cookies_to_jar(session.cookies, prepared, response.raw)  # Drive's download_warning cookie
+        return response
     except requests.exceptions.SSLError as exc:
         raise PipelineError(
             f"{job.what}: TLS verification failed for {host_of(url)} ({_ssl_reason(exc)}); check the system clock and CA certificates"

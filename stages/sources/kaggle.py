@@ -198,6 +198,9 @@ class _BoundedAdapter(HTTPAdapter):
                     raise ApiResponseRefused(f"an API response larger than {self._max_bytes} bytes")
                 if time.monotonic() > ends:
                     raise ApiResponseRefused(f"an API response still arriving after {self._seconds:g} s")
+        except ApiResponseRefused:  # a RequestException, and so an OSError: before the clause below
+            response.close()
+            raise
         except urllib3.exceptions.ReadTimeoutError as exc:
             response.close()
             raise requests.exceptions.ReadTimeout(exc) from None
