@@ -76,6 +76,7 @@ class _Global:
 
 RECONSTRUCT, NDARRAY, DTYPE, SCALAR = _Global("_reconstruct"), _Global("ndarray"), _Global("dtype"), _Global("scalar")
 ORDERED_DICT, SET, FROZENSET, ENCODE = _Global("OrderedDict"), _Global("set"), _Global("frozenset"), _Global("encode")
+BYTES = _Global("bytes")
 
 # (module, name) as written in the file: Python 2 pickles say numpy.core.multiarray and
 # __builtin__, Python 3 ones numpy._core.multiarray and builtins.
@@ -86,6 +87,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], _Global] = {
     ("numpy", "dtype"): DTYPE,
     **{(module, "set"): SET for module in ("__builtin__", "builtins")},
     **{(module, "frozenset"): FROZENSET for module in ("__builtin__", "builtins")},
+    **{(module, "bytes"): BYTES for module in ("__builtin__", "builtins")},  # b"" at protocol < 3
     ("collections", "OrderedDict"): ORDERED_DICT,
     ("_codecs", "encode"): ENCODE,  # how Python 3 writes bytes at protocol 2
 }
@@ -399,6 +401,10 @@ class _Machine:
             return _dtype_spec(args)
         if function is SCALAR:
             return _scalar(args)
+        if function is BYTES:
+            if args != ():
+                raise Refused(f"unexpected bytes arguments {shown(args, 120)}")
+            return b""
         if function is ENCODE:
             if len(args) != 2 or not isinstance(args[0], str) or args[1] not in ("latin1", "latin-1"):
                 raise Refused(f"unexpected _codecs.encode arguments {shown(args, 120)}")

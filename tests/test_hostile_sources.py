@@ -398,3 +398,87 @@ def test_a_damaged_archive_through_the_stage_is_one_line(tmp_path) -> None:
     assert "zip file version 6.4" in outcome.error_lines[0] and "Traceback" not in outcome.stderr
     assert hostile.snapshot(project) == before
     assert hashlib.sha256(previous.read_bytes()).hexdigest() == hashlib.sha256(b"previous good bytes").hexdigest()
+
+
+# ---- the same hostile answers through `python -m stages.fetch`, each under the limits ----------
+
+SERVER_CASES = {
+    # case: (fault on the file's path, regex of the one error line)
+    "redirect-bad-port": (Fault("redirect", location="http://127.0.0.1:99999/x"), "refusing a redirect"),
+    "redirect-bad-ipv6": (Fault("redirect", location="http://[::1/x"), "refusing a redirect"),
+    "redirect-two-ports": (Fault("redirect", location="http://a:b:c/x"), "refusing a redirect"),
+    "redirect-bad-host": (Fault("redirect", location="http://%e3%80%82l/x"), "refusing a redirect"),
+    "redirect-other-scheme": (Fault("redirect", location="file:///etc/passwd"), "refusing a redirect .* to a file address"),
+    "redirect-escapes": (Fault("redirect", location="http://\x1b\x07\x85" + "z" * 10_000 + "/x"),
+                         r"refusing a redirect .*\\x1b\\x07\\x85zzz.*characters in all"),
+    "reason-escapes": (Fault.raw(b"", status=418, reason="I'm a \x1b[31mteapot\x1b[0m" + "!" * 5000), r"HTTP 418 \(I'm a \\x1b\[31mteapot"),
+    "html-page": (Fault.raw(b"<html>\x1b[2J sign in</html>", content_type="text/html"), "sent an HTML page instead of the file"),
+}
+LISTING_CASES = {
+    "name-not-a-string": ({"files": [{"fileName": 5, "url": "http://localhost:7777/kf/x"}], "nextPageToken": ""}, "it is a int"),
+    "name-escapes": ({"files": [{"fileName": "\x1b[31m\nerror: forged", "url": "http://x/y"}], "nextPageToken": ""},
+                     r"'\\x1b\[31m\\nerror: forged'"),
+    "url-bad-port": ({"files": [{"fileName": "signet.pkl", "url": "http://localhost:99999/kf/x"}], "nextPageToken": ""},
+                     "is not a valid download address"),
+    "files-not-a-list": ({"files": 5}, "unexpected answer from the Kaggle API|not a list of files"),
+    "deep-json": (None, "unexpected answer from the Kaggle API"),
+    "echo": ("echo", "answered HTTP 400 .*Basic <redacted>"),
+}
+
+
+def signet_project(root: Path, source: dict) -> Path:
+    project = copy_project(root / "project")
+    previous = project / "data" / "raw" / "signet" / "signet.pkl"
+    previous.parent.mkdir(parents=True)
+    previous.write_bytes(b"previous good bytes")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["signet"]["source"].update(source)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def check_stage_refusal(case: str, outcome, before: dict, after: dict, expect: str) -> None:
+    where = f"{case}:\n{outcome.stderr[-2000:]}"
+    assert outcome.code == 1 and len(outcome.error_lines) == 1 and "Traceback" not in outcome.stderr, where
+    assert re.search(expect, outcome.error_lines[0]), where
+    one_line(outcome.error_lines[0][len("error: "):])
+    assert after == before, f"{case}: files changed"
+
+
+def test_hostile_file_servers_through_the_stage(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    with FileServer() as server:
+        def one(item):
+            case, (fault, expect) = item
+            address = server.serve(f"/{case}/signet.pkl", DATA)
+            server.fail(f"/{case}/signet.pkl", *[fault] * 5)
+            project = signet_project(tmp_path / case, {"kind": "url", "urls": {"signet.pkl": address}})
+            before = hostile.snapshot(tmp_path / case)
+            outcome = hostile.stage(project, "fetch", "signet", env=env, timeout=120)
+            return case, (outcome, before, hostile.snapshot(tmp_path / case), expect)
+
+        with ThreadPoolExecutor(3) as pool:
+            results = dict(pool.map(one, SERVER_CASES.items()))
+    for case, (outcome, before, after, expect) in results.items():
+        check_stage_refusal(case, outcome, before, after, expect)
+
+
+@pytest.mark.parametrize("case", list(LISTING_CASES))
+def test_hostile_listings_through_the_stage(fake, tmp_path, case) -> None:
+    body, expect = LISTING_CASES[case]
+    fake.publish("owner/kernel", {"signet.pkl": DATA})
+    if body == "echo":
+        fake.fail(LIST_PATH, Fault("echo"))
+    else:
+        raw = b"[" * 200_000 if body is None else json.dumps(body).encode()
+        fake.fail(LIST_PATH, *[Fault.raw(raw)] * 5)
+    project = signet_project(tmp_path, {"kind": "kaggle", "kaggle": {"kernel": "owner/kernel"}})
+    env = {"KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY, "KAGGLE_API_ENVIRONMENT": "TEST", "HOME": str(tmp_path / "home"),
+           "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
+    before = hostile.snapshot(tmp_path)
+    outcome = hostile.stage(project, "fetch", "signet", env=env, timeout=120)
+    check_stage_refusal(case, outcome, before, hostile.snapshot(tmp_path), expect)
+    for form in secret_forms():
+        assert form not in outcome.stderr
