@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -154,7 +155,7 @@ def test_the_stage_redacts_secrets_whatever_prints_them(tmp_path) -> None:
         f"def fail(): raise PipelineError('server said ' + {secret_forms()[1]!r} + '\\nerror: forged line')\n"
         "sys.exit(report_errors(fail))\n"
     )
-    outcome = hostile.run_limited([os.sys.executable, "-c", script], project, {"PYTHONPATH": str(project)})
+    outcome = hostile.run_limited([sys.executable, "-c", script], project, {"PYTHONPATH": str(project)})
     assert outcome.code == 1 and len(outcome.error_lines) == 1, outcome.stderr
     assert "<redacted>" in outcome.stderr
     for form in secret_forms():

@@ -251,7 +251,7 @@ def _status_of(exc: requests.HTTPError) -> int:
     if status < 400 and response is not None:
         try:
             status = int(response.json().get("code", status))
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, OverflowError, RecursionError):
             pass
     return status
 
