@@ -13,7 +13,7 @@ import io
 import pickletools
 import re
 import zipfile
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +195,7 @@ def _check_archive(path: Path) -> None:
             infos = bundle.infolist()
             names = [info.filename for info in infos]
             if len(set(names)) != len(names):
-                twice = sorted({name for name in names if names.count(name) > 1})
+                twice = sorted(name for name, count in Counter(names).items() if count > 1)
                 raise PipelineError(f"{path}: refused: the checkpoint archive holds {shown_names(twice, 3)} more than once")
             for info in infos:
                 if info.flag_bits & 0x1 or info.compress_type != zipfile.ZIP_STORED or info.file_size > size:

@@ -4,8 +4,9 @@ Upstream (MODELS.md section 2): `convnet_best_loss.pt` of the Kaggle notebook
 medali1992/siamese-signature-verification-with-confidence, a dict whose key `model` holds the
 state_dict of SiameseModel = SigNet with Mish (`model.*`) + `probs` Linear(4096, 1) +
 `projection2d` Linear(2048, 2) (unused by forward). The notebook saves nothing else
-(`torch.save({'model': model.state_dict()})`), so loading admits tensors and containers only. Inputs are preprocessed signatures, uint8
-[150, 220]; outputs e1, e2 (2048 features each) and the same-writer logit.
+(`torch.save({'model': model.state_dict()})`), so loading admits tensors and containers only.
+Inputs are preprocessed signatures, uint8 [150, 220]; outputs e1, e2 (2048 features each) and
+the same-writer logit.
 """
 
 from __future__ import annotations

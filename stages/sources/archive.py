@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import Counter
 import os
 import tempfile
 import zipfile
@@ -48,7 +49,7 @@ def extract_member(archive: Path, member: str, dest: Path, max_bytes: int, what:
                 f"{what}: the archive {source} has no member '{shown(member, 120)}' (it has: {_listing(names)}); "
                 "fix the '#...' part of the address"
             )
-        repeated = sorted({name for name in names if names.count(name) > 1}) if len(set(names)) != len(names) else []
+        repeated = sorted(name for name, count in Counter(names).items() if count > 1)  # linear: names are many
         if repeated:
             raise PipelineError(
                 f"{what}: the archive {source} lists {_listing(repeated)} more than once; zip readers disagree on which "
