@@ -26,6 +26,19 @@ MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # `resourcekey` is a public part of a share link and stays allowed.
 SECRET_QUERY = re.compile(r"(^|[-_])(token|key|secret|signature|sig|password|passwd|auth|credentials?)($|[-_])", re.IGNORECASE)
 FAMILIES = ("keras_cleaning", "torch_siamese", "lasagne_signet", "torch_signet")
+MB = 1024 * 1024
+# Default size limit of one downloaded file, per kind of model file, when params give none: the
+# largest real upstream file of that kind (MODELS.md; the stand-ins have the same sizes) with
+# room to spare, so that a hostile server cannot fill the disk or the memory of a loader.
+DEFAULT_MAX_BYTES = {
+    "keras_cleaning": 64 * MB,  # SavedModel: variables.data 8.4 MB, saved_model.pb 0.3 MB
+    "torch_siamese": 128 * MB,  # convnet_best_loss.pt: 63 MB
+    "lasagne_signet": 128 * MB,  # signet*.pkl: 63 MB (signet_spp_*.pkl: 41 MB)
+    "torch_signet": 128 * MB,  # signet*.pth: 68 MB
+}
+# A `#member` address downloads a whole zip first (signet_models.zip holds three 63 MB pickles).
+DEFAULT_MAX_ARCHIVE_BYTES = 512 * MB
+DEFAULT_MAX_SECONDS = 1800
 
 
 class _Strict(BaseModel):
@@ -73,7 +86,12 @@ class SourceSpec(_Strict):
     seed: Annotated[int, Field(ge=0)]
     kaggle: KaggleSource | None = None
     urls: dict[str, str] = {}
-    max_bytes: Annotated[int, Field(ge=1)] = 2_000_000_000
+    # Per downloaded file; None: DEFAULT_MAX_BYTES of the model's family (ModelSpec fills it in).
+    max_bytes: Annotated[int, Field(ge=1)] | None = None
+    # A `#member` address's whole archive.
+    max_archive_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ARCHIVE_BYTES
+    # Total time one file may take to download, all attempts included.
+    max_seconds: Annotated[int, Field(ge=1)] = DEFAULT_MAX_SECONDS
 
     @model_validator(mode="after")
     def _kind_has_details(self) -> "SourceSpec":
@@ -127,6 +145,16 @@ class ModelSpec(_Strict):
             if name.startswith("/") or "\\" in name or ".." in parts or not parts:
                 raise ValueError(f"{name!r} must be a relative path inside the model folder")
         return files
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_size_limit(cls, data: object) -> object:
+        """A source without `max_bytes` gets its family's default (DEFAULT_MAX_BYTES)."""
+        if isinstance(data, dict) and isinstance(data.get("source"), dict) and data.get("family") in DEFAULT_MAX_BYTES:
+            source = data["source"]
+            if source.get("max_bytes") is None:
+                data = {**data, "source": {**source, "max_bytes": DEFAULT_MAX_BYTES[data["family"]]}}
+        return data
 
     @model_validator(mode="after")
     def _cross_references(self) -> "ModelSpec":

@@ -11,8 +11,9 @@ W (out, in, kh, kw) and a dense layer W (in, out), each followed by its batch no
 mean and inv_std (four vectors). No layer has a bias (Lasagne's `batch_norm` removes it).
 
 Loading: a pickle can call any importable function while it loads, so `load_lasagne_pickle`
-uses an unpickler that resolves only numpy's array/dtype reconstructors and plain containers;
-any other global (os.system, builtins.open, ...) is refused before anything is called.
+never uses Python's unpickler: `stages.safe_pickle` interprets the opcodes itself, builds plain
+containers and numpy arrays (from a checked dtype code, byte order, shape and raw bytes) and
+refuses any other global (os.system, builtins.open, ...), bounded in memory, depth and size.
 
 This module holds no converter or oracle code: `stages.signet_onnx` builds the ONNX graph from
 `ARCHITECTURES`, while `stages.oracle` keeps its own, independent copy of the layer facts.
@@ -21,18 +22,17 @@ This module holds no converter or oracle code: `stages.signet_onnx` builds the O
 from __future__ import annotations
 
 import io
-import pickle
 import struct
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy._core import multiarray as _multiarray
 
+from stages import safe_pickle
 from stages.errors import PipelineError
+from stages.untrusted import shown, shown_names, shown_repr
 
 # --------------------------------------------------------------------------------------------
 # Layer layout (sigver_wiwd signet.py, signet_spp_300dpi.py, signet_spp_600dpi.py)
@@ -144,6 +144,8 @@ UPSTREAM_FILES = {
 }
 INPUT_SIZE = (150, 220)
 IMG_SIZE = (170, 242)
+# The largest upstream pickle (SigNet) holds 15.8 M float32 weights, 63 MB.
+MAX_PICKLE_BYTES = 256 * 1024 * 1024
 
 
 def architecture(variant: str) -> Architecture:
@@ -337,88 +339,6 @@ def _check_array(slot: ParamSlot, array: Any, source: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-class _ArrayClassToken:
-    """Stands for numpy.ndarray inside a pickle: only `_reconstruct` accepts it.
-
-    numpy.ndarray itself is callable with any shape, so a pickle calling it directly could ask
-    for terabytes; the token does nothing when called.
-    """
-
-
-def _reconstruct(subtype: Any, shape: Any, _typecode: Any) -> np.ndarray:
-    """numpy's `_reconstruct(ndarray, (0,), b'b')`: an empty array that BUILD then fills.
-
-    numpy's __setstate__ checks the data length against shape x itemsize, so the memory an
-    array takes is bounded by the bytes in the file.
-    """
-    if subtype is not _ArrayClassToken or tuple(shape) != (0,):
-        raise pickle.UnpicklingError(f"unexpected numpy _reconstruct arguments ({subtype!r}, {shape!r})")
-    return _multiarray._reconstruct(np.ndarray, (0,), b"b")
-
-
-_PLAIN_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: no objects, no records
-
-
-def _dtype(spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
-    """numpy.dtype(spec, align, copy) for plain numeric type codes only ('f4', 'i8', ...)."""
-    if not isinstance(spec, (str, bytes)):
-        raise pickle.UnpicklingError(f"refused dtype specification {spec!r}")
-    code = spec.decode("latin1") if isinstance(spec, bytes) else spec
-    try:
-        dtype = np.dtype(code, align=bool(align), copy=True)
-    except TypeError:
-        raise pickle.UnpicklingError(f"refused dtype {code!r}") from None
-    if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise pickle.UnpicklingError(f"refused dtype {code!r}: only plain numeric dtypes are allowed")
-    return dtype
-
-
-def _scalar(dtype: Any, data: Any) -> Any:
-    """numpy.core.multiarray.scalar(dtype, bytes) for plain numeric dtypes (numpy scalars)."""
-    if not isinstance(dtype, np.dtype) or dtype.kind not in _PLAIN_KINDS or dtype.fields is not None:
-        raise pickle.UnpicklingError(f"refused numpy scalar of dtype {dtype!r}")
-    raw = data.encode("latin1") if isinstance(data, str) else data
-    if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
-        raise pickle.UnpicklingError("malformed numpy scalar data")
-    return np.frombuffer(raw, dtype=dtype)[0]
-
-
-# (module, name) as written in the pickle -> what it resolves to. Python 2 pickles say
-# numpy.core.multiarray and __builtin__; Python 3 ones say numpy._core.multiarray and builtins.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(module, "_reconstruct"): _reconstruct for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(module, "scalar"): _scalar for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    ("numpy", "ndarray"): _ArrayClassToken,
-    ("numpy", "dtype"): _dtype,
-    **{(module, name): kind for module in ("__builtin__", "builtins") for name, kind in (("set", set), ("frozenset", frozenset))},
-    ("collections", "OrderedDict"): OrderedDict,
-}
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """The pickle names a global outside the allow-list; nothing it names has been called."""
-
-    def __init__(self, module: str, name: str):
-        super().__init__(f"{module}.{name}")
-        self.module, self.name = module, name
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only `_ALLOWED_GLOBALS`; a GLOBAL opcode for anything else stops the load.
-
-    The refusal happens when the global is looked up, i.e. before any REDUCE/BUILD could call it.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise RefusedGlobal(module, name) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not allowed")
-
-
 @dataclass(frozen=True)
 class LasagnePickle:
     """The loaded, not yet layout-checked content of an upstream pickle."""
@@ -429,19 +349,22 @@ class LasagnePickle:
 
 
 def safe_unpickle(data: bytes, source: str) -> Any:
-    """Unpickle with the restricted unpickler (Python 2 strings decoded as latin1, as upstream needs)."""
+    """Read a pickle with `stages.safe_pickle` (plain data and checked numpy arrays only; Python 2
+    strings decoded as latin1, as upstream needs); nothing the file names is ever called."""
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except RefusedGlobal as exc:
+        return safe_pickle.load(data)
+    except safe_pickle.RefusedGlobal as exc:
         raise PipelineError(
-            f"{source}: refused to load: the pickle asks for the global '{exc.module}.{exc.name}'. "
+            f"{source}: refused to load: the pickle asks for the global '{shown(exc.module, 80)}.{shown(exc.name, 80)}'. "
             "Only numpy arrays, dtypes and plain containers are admitted, because any other global can "
             "run code while unpickling; nothing was executed. Is this really an upstream SigNet pickle?"
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, UnicodeDecodeError, struct.error, MemoryError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PipelineError(f"{source}: not a readable pickle ({type(exc).__name__}: {first})") from None
+    except safe_pickle.Refused as exc:
+        raise PipelineError(f"{source}: refused to load: {exc}; nothing was executed") from None
+    except safe_pickle.Malformed as exc:
+        raise PipelineError(f"{source}: not a readable pickle ({exc})") from None
+    except MemoryError:
+        raise PipelineError(f"{source}: not a readable pickle (it needs more memory than this machine has)") from None
 
 
 def _pair(value: Any, key: str, source: str) -> tuple[int, int]:
@@ -449,7 +372,7 @@ def _pair(value: Any, key: str, source: str) -> tuple[int, int]:
         not isinstance(value, (tuple, list)) or len(value) != 2
         or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value)
     ):
-        raise PipelineError(f"{source}: '{key}' is {value!r}, expected a pair of positive ints (rows, cols)")
+        raise PipelineError(f"{source}: '{key}' is {shown_repr(value)}, expected a pair of positive ints (rows, cols)")
     return int(value[0]), int(value[1])
 
 
@@ -457,6 +380,9 @@ def load_lasagne_pickle(path: Path) -> LasagnePickle:
     """Read an upstream pickle safely and check its top-level structure (not the layer shapes)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_PICKLE_BYTES:
+            raise PipelineError(f"{path}: {size} bytes, more than any SigNet pickle ({MAX_PICKLE_BYTES} at most); refused")
         data = path.read_bytes()
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found") from None
@@ -471,7 +397,7 @@ def load_lasagne_pickle(path: Path) -> LasagnePickle:
         raise PipelineError(f"{path}: holds a {type(content).__name__}, expected a dict with input_size, img_size, params")
     missing = [key for key in ("input_size", "img_size", "params") if key not in content]
     if missing:
-        raise PipelineError(f"{path}: the dict lacks {missing}; it has {sorted(map(str, content))}")
+        raise PipelineError(f"{path}: the dict lacks {missing}; it has {shown_names(content)}")
     params = content["params"]
     if not isinstance(params, (list, tuple)):
         raise PipelineError(f"{path}: 'params' is a {type(params).__name__}, expected a list of numpy arrays")
@@ -497,6 +423,9 @@ def load_checked(path: Path, variant: str) -> tuple[LasagnePickle, list[LayerWei
 # --------------------------------------------------------------------------------------------
 # Writing the upstream format (for the built-in stand-ins)
 # --------------------------------------------------------------------------------------------
+
+
+_PLAIN_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: no objects, no records
 
 
 class Py2PickleWriter:

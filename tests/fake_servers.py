@@ -20,17 +20,21 @@ credentials never follow a redirect, redirect to a `FileServer` on another port.
 `Fault`s, consumed one per request of their path: an HTTP status (with Retry-After), a
 connection reset mid-body, a truncated body (Content-Length larger than what is sent), a stall
 mid-body (to kill a client mid-download), a request never answered, a redirect, or a chunked
-body of unannounced size.
+body of unannounced size; and what a hostile server does: trickle the body a byte at a time,
+send an endless body or a gzip bomb, echo the request's Authorization header in an error, use
+a reason phrase with escape codes, or answer a body of its own choosing (`Fault.raw`).
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import secrets
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,10 +55,28 @@ class Fault:
     after: int = 0
     location: str = ""
     extra: int = 1000
+    body: bytes = b""
+    content_type: str = "application/json"
+    reason: str = ""
 
     @classmethod
     def http(cls, status: int, retry_after: str | None = None) -> "Fault":
         return cls("status", status=status, retry_after=retry_after)
+
+    @classmethod
+    def raw(cls, body: bytes, status: int = 200, content_type: str = "application/json", reason: str = "") -> "Fault":
+        """Answer exactly `body` (a listing of the server's choosing, an odd page)."""
+        return cls("raw", status=status, body=body, content_type=content_type, reason=reason)
+
+
+_BOMB: list[bytes] = []
+
+
+def gzip_bomb() -> bytes:
+    """About 250 KB of gzip that inflates to 256 MB of JSON-ish spaces (made once per process)."""
+    if not _BOMB:
+        _BOMB.append(gzip.compress(b"[" + b" " * (256 << 20), compresslevel=9))
+    return _BOMB[0]
 
 
 @dataclass(frozen=True)
@@ -122,6 +144,66 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             body = json.dumps({"code": fault.status, "message": f"fake error {fault.status}"}).encode()
             self.send_body(fault.status, body, "application/json", extra)
+            return
+        if fault.kind == "raw":
+            self.send_response(fault.status, fault.reason or None)
+            self.send_header("Content-Type", fault.content_type)
+            self.send_header("Content-Length", str(len(fault.body)))
+            self.end_headers()
+            self.wfile.write(fault.body)
+            return
+        if fault.kind == "echo":  # an error page that repeats the request's credentials back
+            auth = self.headers.get("Authorization") or ""
+            decoded = ""
+            if auth.startswith("Basic "):
+                decoded = base64.b64decode(auth[6:]).decode("utf-8", "replace")
+            message = f"bad request; you sent Authorization: {auth} ({decoded}), key={quote(decoded.partition(':')[2], safe='')}"
+            self.send_json(400, {"code": 400, "message": message})
+            return
+        if fault.kind == "trickle":  # headers at once, then one byte every `extra` ms
+            data = fault.body or data
+            self.send_response(200)
+            self.send_header("Content-Type", fault.content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for index in range(len(data)):
+                    if self.owner.release.is_set():
+                        break
+                    self.wfile.write(data[index:index + 1])
+                    self.wfile.flush()
+                    time.sleep(fault.extra / 1000)
+            except OSError:
+                pass
+            self.close_connection = True
+            return
+        if fault.kind == "endless":  # a chunked JSON body that never ends
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            piece = b'{"fileName": "f", "url": "http://x/y"},' * 1000
+            try:
+                self.wfile.write(b'%x\r\n%s\r\n' % (10, b'{"files":['))
+                for _ in range(200_000):  # 8 GB at most, should the client never stop reading
+                    if self.owner.release.is_set():
+                        break
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except OSError:
+                pass
+            self.close_connection = True
+            return
+        if fault.kind == "gzip-bomb":
+            bomb = gzip_bomb()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            try:
+                self.wfile.write(bomb)
+            except OSError:
+                pass
             return
         if fault.kind == "hang":  # accept the request, never answer: only a client timeout ends it
             self.owner.stalled.set()

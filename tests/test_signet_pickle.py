@@ -209,8 +209,9 @@ def test_a_malicious_pth_is_refused_by_weights_only(tmp_path: Path):
     assert marker.exists()
     marker.unlink()
     raw = write_raw(tmp_path / "raw", "signet_pth", buffer.getvalue())
-    with pytest.raises(PipelineError, match="not a loadable PyTorch checkpoint"):
+    with pytest.raises(PipelineError, match=r"refused to load: the checkpoint asks for the global 'posix\.system'") as caught:
         torch_signet.check_loadable(raw, spec("signet_pth"))
+    assert "weights_only" not in str(caught.value), "the refusal never suggests turning the protection off"
     assert not marker.exists()
 
 

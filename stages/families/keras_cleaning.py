@@ -3,6 +3,10 @@
 Upstream (MODELS.md section 1): the `model/` SavedModel written by tf.keras 2.6 in the Kaggle
 notebook victordibia/signature-image-cleaning-with-tensorflow-2-0, serving signature
 `input_1` float32 [None, 224, 224, 3] -> `conv2d_6` float32 [None, 224, 224, 3], values in [0, 1].
+
+The SavedModel is untrusted: TensorFlow runs its graph ops while loading it, so every op is
+checked against an allow-list (stages.families.savedmodel_ops) before TensorFlow or tf2onnx
+touches the folder, in check_loadable, convert and reference alike.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError, first_line
+from stages.families.savedmodel_ops import check_savedmodel
 from stages.preprocess import load_rgb
 from stages.weight_trace import WeightTracer
 from stages.samples import signature_rgb
@@ -114,9 +119,10 @@ def write_builtin(dest: Path, spec: ModelSpec) -> None:
 
 
 def _serving_signature(raw: Path):
+    folder = raw / SAVED_MODEL
+    check_savedmodel(folder)  # before TensorFlow runs any op of the untrusted graph
     import tensorflow as tf
 
-    folder = raw / SAVED_MODEL
     try:
         loaded = tf.saved_model.load(str(folder))
         signature = loaded.signatures["serving_default"]
@@ -146,6 +152,7 @@ def check_loadable(raw: Path, spec: ModelSpec) -> None:
 
 def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
     """Run the tf2onnx command line on the SavedModel, exactly as the seed did, plus the opset."""
+    check_savedmodel(raw / SAVED_MODEL)  # tf2onnx loads (and so runs) the graph: check its ops first
     command = [
         sys.executable, "-m", "tf2onnx.convert",
         "--saved-model", str(raw / SAVED_MODEL),
@@ -160,6 +167,7 @@ def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
 
 def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """TensorFlow's serving signature, fed and read by the ONNX names of params."""
+    check_savedmodel(raw / SAVED_MODEL)  # before TensorFlow is even imported
     import tensorflow as tf
 
     _loaded, signature = _serving_signature(raw)

@@ -3,8 +3,10 @@
 Upstream (MODELS.md section 2): `convnet_best_loss.pt` of the Kaggle notebook
 medali1992/siamese-signature-verification-with-confidence, a dict whose key `model` holds the
 state_dict of SiameseModel = SigNet with Mish (`model.*`) + `probs` Linear(4096, 1) +
-`projection2d` Linear(2048, 2) (unused by forward). Inputs are preprocessed signatures, uint8
-[150, 220]; outputs e1, e2 (2048 features each) and the same-writer logit.
+`projection2d` Linear(2048, 2) (unused by forward). The notebook saves nothing else
+(`torch.save({'model': model.state_dict()})`), so loading admits tensors and containers only.
+Inputs are preprocessed signatures, uint8 [150, 220]; outputs e1, e2 (2048 features each) and
+the same-writer logit.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from torch import nn
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.preprocess import SIGNET_CANVAS, load_signature, preprocess_signature
-from stages.families.torch_layers import FEATURES, SigNet, export_unfused, calibrate_batch_norm, load_state, synthetic_state, torch_load
-from stages.torch_oracle import SiameseOracle
-from stages.weight_trace import WeightTracer
+from stages.families.torch_layers import (
+    FEATURES, SigNet, calibrate_batch_norm, check_keys, export_unfused, load_state, synthetic_state, torch_load,
+)
 from stages.samples import signature_gray, stroke_samples
+from stages.torch_oracle import SiameseOracle
+from stages.untrusted import shown_names
+from stages.weight_trace import WeightTracer
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "PyTorch"
@@ -53,29 +58,27 @@ class SiameseModel(nn.Module):
 
 
 def write_builtin(dest: Path, spec: ModelSpec) -> None:
-    """torch.save a dict like the notebook's: `model` state_dict plus non-tensor training extras."""
+    """torch.save exactly what the notebook saves: `{'model': model.state_dict()}`, nothing else."""
     state = synthetic_state(SiameseModel(), spec.source.seed)
     calibrate_batch_norm(state, spec.source.seed, "mish", prefix="model.")
-    rng = np.random.Generator(np.random.PCG64(spec.source.seed + 1))
-    checkpoint = {
-        "model": state,
-        "epoch": 17,
-        "best_loss": 0.2841,
-        # The notebook keeps its validation predictions next to the weights.
-        "preds": rng.uniform(0, 1, size=(64,)).astype(np.float32),
-    }
     buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
+    torch.save({"model": state}, buffer)
     (dest / CHECKPOINT).write_bytes(buffer.getvalue())
 
 
 def load_model(raw: Path) -> SiameseModel:
-    """Load the checkpoint with weights_only=True (numpy arrays admitted) into an eval model."""
+    """Load the checkpoint with weights_only=True (tensors and plain containers only) into an eval model.
+
+    The checkpoint must be a dict with string keys holding the state_dict under `model`; every
+    tensor is checked for dtype, shape and finiteness before it is loaded.
+    """
     path = raw / CHECKPOINT
-    checkpoint = torch_load(path, allow_numpy=True)
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise PipelineError(f"{path}: expected a dict with key 'model' holding the state_dict, found {keys}")
+    checkpoint = torch_load(path)
+    if not isinstance(checkpoint, dict):
+        raise PipelineError(f"{path}: holds a {type(checkpoint).__name__}, expected a dict with key 'model' holding the state_dict")
+    check_keys(checkpoint, f"{path}: the checkpoint")
+    if "model" not in checkpoint:
+        raise PipelineError(f"{path}: expected a dict with key 'model' holding the state_dict, found keys {shown_names(checkpoint)}")
     model = SiameseModel()
     load_state(model, checkpoint["model"], str(path))
     return model.eval()
@@ -115,7 +118,7 @@ GRAPH_LITERALS = {255.0: "forward_once divides the uint8 images by 255"}
 
 def _state_as_stored(raw: Path) -> dict[str, np.ndarray]:
     load_model(raw)  # the layout checks
-    return {key: value.numpy() for key, value in torch_load(raw / CHECKPOINT, allow_numpy=True)["model"].items()}
+    return {key: value.numpy() for key, value in torch_load(raw / CHECKPOINT)["model"].items()}
 
 
 def independent_reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:

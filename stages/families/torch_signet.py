@@ -31,10 +31,14 @@ import torch
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.preprocess import SIGNET_CANVAS, preprocess_signature
-from stages.families.torch_layers import FEATURES, SigNet, export_unfused, calibrate_batch_norm, load_state, synthetic_state, torch_load
-from stages.torch_oracle import SigNetOracle
-from stages.weight_trace import WeightTracer
+from stages.families.torch_layers import (
+    FEATURES, SigNet, calibrate_batch_norm, check_keys, check_tensor, export_unfused, load_state, synthetic_state,
+    torch_load,
+)
 from stages.samples import batched_signature_samples, stroke_samples
+from stages.torch_oracle import SigNetOracle
+from stages.untrusted import shown_names
+from stages.weight_trace import WeightTracer
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "PyTorch"
@@ -75,17 +79,21 @@ def write_builtin(dest: Path, spec: ModelSpec) -> None:
 
 
 def _check_head(state: object, name: str, rows: int | None, path: Path, may_be_empty: bool) -> None:
-    """A head is {'weight': (rows, 2048), 'bias': (rows,)}; rows=None accepts any class count."""
+    """A head is {'weight': (rows, 2048), 'bias': (rows,)} float32, finite; rows=None accepts any class count."""
+    where = f"{path}: {name}"
     if not isinstance(state, dict):
-        raise PipelineError(f"{path}: {name} is a {type(state).__name__}, expected a state dict")
+        raise PipelineError(f"{where} is a {type(state).__name__}, expected a state dict")
+    check_keys(state, where)
     if not state and may_be_empty:
         return
     weight, bias = state.get("weight"), state.get("bias")
     if sorted(state) != ["bias", "weight"] or not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor):
-        raise PipelineError(f"{path}: {name} has keys {sorted(state)}, expected 'weight' and 'bias' tensors")
+        raise PipelineError(f"{where} has keys {shown_names(state, 5)}, expected 'weight' and 'bias' tensors")
     if weight.ndim != 2 or weight.shape[1] != FEATURES or bias.shape != (weight.shape[0],) or (rows and weight.shape[0] != rows):
         want = f"({rows or 'n'}, {FEATURES})"
-        raise PipelineError(f"{path}: {name} weight {tuple(weight.shape)} / bias {tuple(bias.shape)}, expected weight {want} and a matching bias")
+        raise PipelineError(f"{where} weight {tuple(weight.shape)} / bias {tuple(bias.shape)}, expected weight {want} and a matching bias")
+    check_tensor(weight, f"{where} weight", torch.float32, tuple(weight.shape))
+    check_tensor(bias, f"{where} bias", torch.float32, tuple(bias.shape))
 
 
 def load_model(raw: Path, spec: ModelSpec) -> SigNet:
@@ -149,6 +157,7 @@ def independent_reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arra
 
 def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
     """Every tensor of the .pth tuple, by its key; the export may only copy or transpose them."""
+    load_model(raw, spec)  # the layout and tensor checks
     state, classification, forgery = torch_load(_checkpoint_path(raw, spec))
     upstream = {f"state_dict.{key}": value.numpy() for key, value in state.items()}
     upstream |= {f"classification_layer.{key}": value.numpy() for key, value in classification.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import Counter
 import os
 import tempfile
 import zipfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from stages.atomic import fsync_dir
 from stages.errors import PipelineError
 from stages.sources.pins import Pin
+from stages.untrusted import shown
 
 
 def split_member(address: str) -> tuple[str, str | None]:
@@ -32,17 +34,27 @@ def extract_member(archive: Path, member: str, dest: Path, max_bytes: int, what:
     """Copy `member` of the zip `archive` to `dest` atomically; return its Pin.
 
     Raises PipelineError naming the archive and member when the archive is not a zip, the member
-    is missing (listing what is there), or it inflates beyond `max_bytes`.
+    is missing (listing what is there) or listed more than once (zip readers disagree on which
+    copy counts: `unzip` shows the first, Python's zipfile the last), it cannot be extracted, or
+    it inflates beyond `max_bytes`. Names from the archive are shown escaped and shortened.
     """
     try:
         bundle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PipelineError(f"{what}: {source} is not a readable zip archive ({exc}); check the address") from None
+    except Exception as exc:  # BadZipFile, and ValueError/struct.error/... for a crafted directory
+        raise PipelineError(f"{what}: {source} is not a readable zip archive ({_reason(exc)}); check the address") from None
     with bundle:
         names = bundle.namelist()
         if member not in names:
-            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-            raise PipelineError(f"{what}: the archive {source} has no member {member!r} (it has: {shown}); fix the '#...' part of the address")
+            raise PipelineError(
+                f"{what}: the archive {source} has no member '{shown(member, 120)}' (it has: {_listing(names)}); "
+                "fix the '#...' part of the address"
+            )
+        repeated = sorted(name for name, count in Counter(names).items() if count > 1)  # linear: names are many
+        if repeated:
+            raise PipelineError(
+                f"{what}: the archive {source} lists {_listing(repeated)} more than once; zip readers disagree on which "
+                "copy is the file, so it is refused"
+            )
         digest, size = hashlib.sha256(), 0
         fd, temporary = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
@@ -59,12 +71,26 @@ def extract_member(archive: Path, member: str, dest: Path, max_bytes: int, what:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, dest)
+        except PipelineError:
+            raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
-            raise PipelineError(f"{what}: {member} in {source} is damaged ({exc}); fetch again") from None
-        except (RuntimeError, NotImplementedError) as exc:  # encrypted, or a compression zipfile lacks
-            raise PipelineError(f"{what}: {member} in {source} cannot be extracted ({exc}); use an unencrypted zip") from None
+            raise PipelineError(f"{what}: {member} in {source} is damaged ({_reason(exc)}); fetch again") from None
+        except OSError as exc:
+            raise PipelineError(f"{what}: cannot write {dest.name} into {dest.parent} ({exc.strerror or _reason(exc)})") from None
+        except Exception as exc:  # encrypted, an unsupported version or compression, a crafted header
+            raise PipelineError(f"{what}: {member} in {source} cannot be extracted ({_reason(exc)}); use a plain zip") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
     fsync_dir(dest.parent)
     return Pin(sha256=digest.hexdigest(), size=size, source=f"{source}#{member}")
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {shown(str(exc), 120)}" if str(exc) else type(exc).__name__
+
+
+def _listing(names: list[str]) -> str:
+    """Up to ten member names, escaped and shortened (they are the archive's to choose)."""
+    shown_names = ", ".join(shown(name, 80) for name in names[:10])
+    return shown_names + (f" ... ({len(names)} in all)" if len(names) > 10 else "")

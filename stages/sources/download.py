@@ -5,10 +5,14 @@ Guarantees, whatever the server does:
   only when complete, within the size limit and equal to their pin (if one is given);
 - connection errors, cut bodies, HTTP 429 and 5xx are retried a bounded number of times with
   exponential backoff (or the server's Retry-After, capped); other statuses fail at once;
-- redirects are followed by hand: credentials go only to the origin they belong to, never to
-  another host, and https never downgrades to http;
+- redirects (and confirmation pages) are followed by hand: credentials go only to the origin
+  they belong to, decided on every hop from the URL exactly as requests will send it (its own
+  normalisation, the host its adapter connects to; an address the two URL parsers involved
+  read differently is refused), and https never moves to http by any path;
+- a total deadline per file (`source.max_seconds`, all attempts included): a server that
+  trickles bytes cannot hold the stage forever;
 - messages name the model, file and host, never a full URL (Kaggle download URLs are signed)
-  nor a header.
+  nor a header; text the server chose (a reason phrase) is escaped and shortened.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import email.utils
 import errno
 import hashlib
 import http.client
+import ipaddress
 import logging
 import os
+import re
+import signal
 import socket
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,12 +41,15 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
 from tqdm import tqdm
 
 from stages.atomic import fsync_dir
 from stages.errors import PipelineError
 from stages.sources.pins import Pin, mismatch_message
+from stages.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,10 @@ USER_AGENT = "signature-onnx-pipeline (python-requests)"
 T = TypeVar("T")
 # Query parameters whose values are secrets in the wild (signed URLs, API keys, OAuth tokens).
 SECRET_QUERY_WORDS = ("token", "key", "sig", "secret", "password", "passwd", "auth", "credential", "session", "code")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_RETRY_SECONDS = re.compile(r"[0-9]{1,9}", re.ASCII)
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$", re.ASCII)
 
 
 def pause(seconds: float) -> None:
@@ -87,6 +102,8 @@ class Job:
     max_bytes: int
     source: str
     expected: Pin | None = None
+    max_seconds: float | None = None  # total deadline for this file, all attempts included
+    limit_param: str = "max_bytes"  # the params key (under source) that sets max_bytes
     auth: AuthBase | None = None
     auth_origin: str | None = None
     interstitial: Callable[[requests.Response], str | None] | None = None
@@ -114,6 +131,10 @@ class DiskError(PipelineError):
     """Writing the downloaded bytes failed locally (disk full, read-only, permissions)."""
 
 
+class DeadlineExceeded(BaseException):
+    """The file's total deadline passed. A BaseException, so no library's `except Exception` eats it."""
+
+
 class TransientError(Exception):
     """A failure worth another attempt: network, cut body, 429 or 5xx."""
 
@@ -132,25 +153,65 @@ class TransientError(Exception):
 
 
 def host_of(url: str) -> str:
-    """host[:port] of a URL, the only part of a download URL that messages show."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{host}:{parts.port}" if parts.port else host
+    """host[:port] of a URL, the only part of a download URL that messages show (escaped)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "?", parts.port
+    except ValueError:
+        return "an unparsable address"
+    return shown(f"{host}:{port}" if port else host, 120)
+
+
+def sent_url(url: str) -> tuple[str, str]:
+    """(the URL as requests sends it, its origin scheme://host:port as the connection sees it).
+
+    requests normalises the URL with urllib3's parser (PreparedRequest.prepare_url); its adapter
+    then picks the host to connect to by reading the normalised string with urllib's parser.
+    Raises ValueError for an address that cannot be prepared (see `prepared_origin`).
+    """
+    prepared = requests.models.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, UnicodeError, ValueError) as exc:
+        raise ValueError(f"not a valid address ({type(exc).__name__})") from None
+    final = prepared.url or ""
+    return final, prepared_origin(final)
+
+
+def prepared_origin(final: str) -> str:
+    """The origin of an already prepared URL, read by both parsers requests relies on; an
+    address they read differently (or an incomplete one) raises ValueError."""
+    adapter_view = urlsplit(final)  # how requests.adapters picks the connection's host and port
+    scheme = adapter_view.scheme.lower()
+    port = adapter_view.port or DEFAULT_PORTS.get(scheme, 0)
+    host = (adapter_view.hostname or "").lower()
+    library_view = urllib3.util.parse_url(final)
+    library_scheme = (library_view.scheme or "").lower()
+    library = (library_scheme, (library_view.host or "").lower().strip("[]"), library_view.port or DEFAULT_PORTS.get(library_scheme, 0))
+    if (scheme, host, port) != library or not host or scheme not in DEFAULT_PORTS:
+        raise ValueError("an ambiguous or incomplete address")
+    if not _HOST_NAME.match(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("not a valid host name") from None
+    return f"{scheme}://{host}:{port}"
 
 
 def origin_of(url: str) -> str:
-    """scheme://host:port with the default port made explicit, for same-origin checks."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+    """scheme://host:port (default port explicit) of `url` as the HTTP library will connect to it."""
+    return sent_url(url)[1]
 
 
 def scrub_url(url: str) -> str:
     """The URL without user:password, fragment, or the values of secret-looking query parameters."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc = f"{netloc}:{parts.port}"
+    except ValueError:
+        return "<an unparsable address>"
     query = [
         (key, "REDACTED" if any(word in key.lower() for word in SECRET_QUERY_WORDS) else value)
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
@@ -159,19 +220,44 @@ def scrub_url(url: str) -> str:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: an integer, or an HTTP date; None when absent or unreadable."""
+    """Retry-After as seconds: ASCII digits, or an HTTP date; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _RETRY_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except Exception:  # any header the server makes up: unreadable means "no advice"
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[float]:
+    """Raise DeadlineExceeded in this block after `seconds`; yields the monotonic end time.
+
+    In the main thread (every stage) a SIGALRM timer interrupts even a blocked socket read (a
+    server that trickles headers one byte a minute); elsewhere the callers check the end time
+    between chunks.
+    """
+    ends = time.monotonic() + seconds if seconds else float("inf")
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield ends
+        return
+
+    def ring(_signum: int, _frame: object) -> None:
+        raise DeadlineExceeded()
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield ends
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def describe_network_error(exc: BaseException) -> str:
@@ -232,15 +318,22 @@ def fetch_file(session: requests.Session, job: Job, policy: RetryPolicy = RetryP
     Raises PipelineError (or a subclass) with one actionable line on any final failure; the
     destination is then untouched and no temporary file is left behind.
     """
-    return with_retries(
-        lambda: _attempt(session, job, policy, progress), policy, job.what, f"download from {host_of(job.url)}"
-    )
+    try:
+        with deadline(job.max_seconds) as ends:
+            return with_retries(
+                lambda: _attempt(session, job, policy, progress, ends), policy, job.what, f"download from {host_of(job.url)}"
+            )
+    except DeadlineExceeded:
+        raise PipelineError(
+            f"{job.what}: the download from {host_of(job.url)} took longer than its deadline of {job.max_seconds:g} s "
+            f"(all attempts); check the network, or raise models.{job.model}.source.max_seconds in params.yaml"
+        ) from None
 
 
-def _attempt(session: requests.Session, job: Job, policy: RetryPolicy, progress: bool | None) -> Pin:
+def _attempt(session: requests.Session, job: Job, policy: RetryPolicy, progress: bool | None, ends: float) -> Pin:
     response = _open(session, job, policy)
     with contextlib.closing(response):
-        return _stream(response, job, progress)
+        return _stream(response, job, progress, ends)
 
 
 def _open(session: requests.Session, job: Job, policy: RetryPolicy) -> requests.Response:
@@ -250,8 +343,9 @@ def _open(session: requests.Session, job: Job, policy: RetryPolicy) -> requests.
         response = _get(session, url, job, policy)
         status = response.status_code
         if status in REDIRECT_STATUSES:
-            url = _redirect_target(url, response, job)
+            location = response.headers.get("Location")
             response.close()
+            url = _next_hop(url, location, job, "a redirect")
             redirects += 1
             if redirects > MAX_REDIRECTS:
                 raise PipelineError(f"{job.what}: more than {MAX_REDIRECTS} redirects from {host_of(job.url)}; check the address")
@@ -264,7 +358,7 @@ def _open(session: requests.Session, job: Job, policy: RetryPolicy) -> requests.
         if status != 200:
             response.close()
             raise HttpStatusError(
-                f"{job.what}: {host_of(url)} answered HTTP {status} ({response.reason or 'error'}); check the address",
+                f"{job.what}: {host_of(url)} answered HTTP {status} ({shown(response.reason or 'error', 80)}); check the address",
                 status,
                 host_of(url),
             )
@@ -275,43 +369,74 @@ def _open(session: requests.Session, job: Job, policy: RetryPolicy) -> requests.
                 pages += 1
                 if pages > job.max_interstitials:
                     raise PipelineError(f"{job.what}: {host_of(url)} keeps answering confirmation pages instead of the file")
-                url = next_url
+                url = _next_hop(url, next_url, job, "a confirmation page")
                 continue
         return response
 
 
-def _redirect_target(url: str, response: requests.Response, job: Job) -> str:
-    location = response.headers.get("Location")
+def _next_hop(url: str, location: str | None, job: Job, how: str) -> str:
+    """Where a redirect or a confirmation page sends us, refused if it is not http(s), cannot be
+    read unambiguously, or moves an https download to plain http."""
     if not location:
-        raise PipelineError(f"{job.what}: {host_of(url)} answered a redirect without a Location header")
-    target = urljoin(url, location)
-    scheme = urlsplit(target).scheme
-    if scheme not in ("http", "https"):
-        raise PipelineError(f"{job.what}: refusing a redirect from {host_of(url)} to a {scheme or 'schemeless'} address")
-    if urlsplit(url).scheme == "https" and scheme != "https":
-        raise PipelineError(f"{job.what}: refusing a redirect from https to plain http ({host_of(url)} -> {host_of(target)})")
+        raise PipelineError(f"{job.what}: {host_of(url)} answered {how} without a target address")
+    try:
+        target = urljoin(url, location)
+        _sent, origin = sent_url(target)
+        _sent, here = sent_url(url)
+    except ValueError as exc:
+        scheme = ""
+        try:
+            scheme = urlsplit(urljoin(url, location)).scheme
+        except ValueError:
+            pass
+        if scheme and scheme.lower() not in DEFAULT_PORTS:
+            raise PipelineError(f"{job.what}: refusing {how} from {host_of(url)} to a {shown(scheme, 20)} address") from None
+        raise PipelineError(
+            f"{job.what}: refusing {how} from {host_of(url)} to '{shown(scrub_url(location), 120)}': {exc}"
+        ) from None
+    if here.startswith("https://") and not origin.startswith("https://"):
+        raise PipelineError(f"{job.what}: refusing {how} from https to plain http ({host_of(url)} -> {host_of(target)})")
     return target
 
 
+def _redirect_target(url: str, response: requests.Response, job: Job) -> str:
+    """The next address of a redirect response (see _next_hop)."""
+    return _next_hop(url, response.headers.get("Location"), job, "a redirect")
+
+
 def _get(session: requests.Session, url: str, job: Job, policy: RetryPolicy) -> requests.Response:
-    # Credentials only ever go to their own origin: a redirect to a CDN or another host gets none.
-    auth = job.auth if job.auth is not None and job.auth_origin == origin_of(url) else None
     try:
-        return session.get(
-            url,
-            stream=True,
-            allow_redirects=False,
-            auth=auth,
-            timeout=(policy.connect_timeout, policy.read_timeout),
+        request = requests.Request(
+            "GET", url,
             # Identity encoding: the bytes hashed are the bytes sent, and Content-Length counts them.
             headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT},
         )
+        prepared = session.prepare_request(request)
+        origin = prepared_origin(prepared.url or "")
+    except (ValueError, requests.RequestException, urllib3.exceptions.HTTPError, UnicodeError):
+        raise PipelineError(f"{job.what}: '{shown(scrub_url(url), 120)}' is not a valid download address") from None
+    # Credentials only ever go to their own origin, decided on the URL exactly as it is sent:
+    # a redirect to a CDN or another host (however its Location is spelled) gets none.
+    if job.auth is not None and job.auth_origin == origin:
+        prepared = job.auth(prepared)
+    try:
+        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+        # The adapter itself, not Session.send: with allow_redirects=False the session still
+        # prepares the next hop of a redirect (and raises on a malformed Location) before we
+        # have checked it; we follow redirects ourselves.
+        response = session.get_adapter(prepared.url).send(
+            prepared, stream=True, timeout=(policy.connect_timeout, policy.read_timeout),
+            verify=settings["verify"], cert=settings["cert"], proxies=settings["proxies"],
+        )
+        extract_cookies_to_jar(session.cookies, prepared, response.raw)  # Drive's download_warning cookie
+        return response
     except requests.exceptions.SSLError as exc:
         raise PipelineError(
             f"{job.what}: TLS verification failed for {host_of(url)} ({_ssl_reason(exc)}); check the system clock and CA certificates"
         ) from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
-        raise PipelineError(f"{job.what}: {scrub_url(url)!r} is not a valid download address") from None
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidHeader, urllib3.exceptions.LocationParseError, UnicodeError):
+        raise PipelineError(f"{job.what}: '{shown(scrub_url(url), 120)}' is not a valid download address") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError("network", f"cannot reach {host_of(url)}: {describe_network_error(exc)}") from None
 
@@ -339,11 +464,11 @@ def _content_length(response: requests.Response) -> int | None:
 def _too_large(job: Job, size: str) -> TooLarge:
     return TooLarge(
         f"{job.what}: {size} over the limit of {job.max_bytes} bytes; if this file is really that big, "
-        f"raise models.{job.model}.source.max_bytes in params.yaml"
+        f"raise models.{job.model}.source.{job.limit_param} in params.yaml"
     )
 
 
-def _stream(response: requests.Response, job: Job, progress: bool | None) -> Pin:
+def _stream(response: requests.Response, job: Job, progress: bool | None, ends: float = float("inf")) -> Pin:
     length = _content_length(response)
     if length is not None and length > job.max_bytes:
         raise _too_large(job, f"the server announces {length} bytes,")
@@ -351,6 +476,8 @@ def _stream(response: requests.Response, job: Job, progress: bool | None) -> Pin
         digest, received = hashlib.sha256(), 0
         with _progress(job, length, progress) as bar:
             for chunk in _chunks(response, job, length, lambda: received):
+                if time.monotonic() > ends:  # the check outside the main thread (no timer there)
+                    raise DeadlineExceeded()
                 received += len(chunk)
                 if received > job.max_bytes:
                     raise _too_large(job, "the body grew")

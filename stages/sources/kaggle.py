@@ -9,7 +9,14 @@ Credentials, as the Kaggle tools accept them, first found wins:
 1. an API token: KAGGLE_API_TOKEN (the token, or a file holding it), ~/.kaggle/access_token;
 2. KAGGLE_USERNAME and KAGGLE_KEY, each overriding the same field of kaggle.json;
 3. kaggle.json in $KAGGLE_CONFIG_DIR, ~/.kaggle/ or ~/.config/kaggle/.
-Their values never reach a log, an exception message, a pin, dvc.lock or any output file.
+Their values never reach a log, an exception message, a pin, dvc.lock or any output file: every
+form of them (raw, URL-encoded, base64 of user:key as HTTP Basic sends it) is registered with
+`stages.untrusted` and redacted from anything printed, server echoes included.
+
+The API is untrusted too: every response is read with a size cap (`MAX_API_RESPONSE_BYTES`,
+decompressed bytes: a gzip bomb stops there) within a deadline per call, and an API redirect
+is refused (requests would decide whether to keep the Authorization header with a URL parser
+other than the one it connects with).
 
 `KAGGLE_API_ENVIRONMENT=TEST` points kagglesdk at http://localhost:7777 (the tests' fake API).
 """
@@ -20,23 +27,26 @@ import json
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.sources.download import (
-    HttpStatusError, Job, RetryPolicy, TransientError, describe_network_error, fetch_file, origin_of, parse_retry_after,
-    with_retries,
+    DeadlineExceeded, HttpStatusError, Job, RetryPolicy, TransientError, deadline, describe_network_error, fetch_file,
+    origin_of, parse_retry_after, with_retries,
 )
 from stages.sources.pins import Pin
 from stages.sources.safe_paths import UnsafeName, check_name, resolve_inside
+from stages.untrusted import redact, register_secret, shown
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,9 @@ PAGE_SIZE = 100
 MAX_PAGES = 200
 TOKEN_HELP = "https://www.kaggle.com/settings/api"
 USER_AGENT = "signature-onnx-pipeline (kagglesdk)"
+# One page of the output listing (100 files) is a few tens of KB; nothing legitimate is near this.
+MAX_API_RESPONSE_BYTES = 8 * 1024 * 1024
+API_DEADLINE = 300.0  # seconds for one API call (connect, headers and body)
 T = TypeVar("T")
 
 
@@ -81,12 +94,14 @@ class Credentials:
             return {"api_token": self.token}
         return {"username": self.username, "password": self.key}
 
+    def __post_init__(self) -> None:
+        # From now on every message and log line of this process hides every form of the secrets.
+        register_secret(self.key, self.username)
+        register_secret(self.token)
+
     def redact(self, text: str) -> str:
-        """`text` with every secret value replaced, for anything a server might echo back."""
-        for secret in (self.key, self.token):
-            if secret:
-                text = text.replace(secret, "<redacted>")
-        return text
+        """`text` with every form of every secret replaced, for anything a server might echo back."""
+        return redact(text)
 
 
 def _config_files(env: Mapping[str, str], home: Path) -> list[Path]:
@@ -157,24 +172,63 @@ def api_origin() -> str:
         raise PipelineError(f"KAGGLE_API_ENVIRONMENT: {exc}; unset it to use api.kaggle.com") from None
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """kagglesdk sends without a timeout; a stalled connection must not hang the stage forever."""
+class ApiResponseRefused(requests.RequestException):
+    """An API response this client refuses to read further (too large, a redirect, too slow)."""
 
-    def __init__(self, timeout: tuple[float, float]) -> None:
+
+class _BoundedAdapter(HTTPAdapter):
+    """What kagglesdk's session sends through: a timeout on every call (kagglesdk sets none), the
+    body read here with a size cap and a deadline (kagglesdk would read it whole), no redirects."""
+
+    def __init__(self, timeout: tuple[float, float], max_bytes: int = MAX_API_RESPONSE_BYTES, seconds: float = API_DEADLINE) -> None:
         super().__init__()
-        self._timeout = timeout
+        self._timeout, self._max_bytes, self._seconds = timeout, max_bytes, seconds
 
-    def send(self, request, timeout=None, **kwargs):  # type: ignore[override]
-        return super().send(request, timeout=timeout if timeout is not None else self._timeout, **kwargs)
+    def send(self, request, stream=False, timeout=None, **kwargs):  # type: ignore[override]
+        ends = time.monotonic() + self._seconds
+        response = super().send(request, stream=True, timeout=timeout if timeout is not None else self._timeout, **kwargs)
+        try:
+            if response.is_redirect:
+                raise ApiResponseRefused("the Kaggle API answered with a redirect, which is refused")
+            body = bytearray()
+            # Small reads: urllib3 decompresses each (a gzip bomb inflates at most ~1000x per read).
+            for chunk in response.raw.stream(16 * 1024, decode_content=True):
+                body.extend(chunk)
+                if len(body) > self._max_bytes:
+                    raise ApiResponseRefused(f"an API response larger than {self._max_bytes} bytes")
+                if time.monotonic() > ends:
+                    raise ApiResponseRefused(f"an API response still arriving after {self._seconds:g} s")
+        except ApiResponseRefused:  # a RequestException, and so an OSError: before the clause below
+            response.close()
+            raise
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            response.close()
+            raise requests.exceptions.ReadTimeout(exc) from None
+        except urllib3.exceptions.DecodeError as exc:
+            response.close()
+            raise requests.exceptions.ContentDecodingError(exc) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(exc) from None
+        except BaseException:
+            response.close()
+            raise
+        response._content = bytes(body)  # what requests' .content/.json() read from here on
+        response._content_consumed = True
+        response.close()
+        return response
 
 
 def _bound_client_timeouts(client: object, policy: RetryPolicy) -> None:
-    # Private attribute of kagglesdk 0.1.x; if a later version renames it we only lose the timeout.
+    # Private attribute of kagglesdk 0.1.x; without it the listing would be read unbounded, so
+    # a later version that renames it must fail loudly rather than lose the bounds.
     session = getattr(client.http_client(), "_session", None)  # type: ignore[attr-defined]
-    if isinstance(session, requests.Session):
-        adapter = _TimeoutAdapter((policy.connect_timeout, policy.read_timeout))
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+    if not isinstance(session, requests.Session):
+        raise PipelineError("this kagglesdk version hides its HTTP session; install the pinned kagglesdk (requirements.txt)")
+    adapter = _BoundedAdapter((policy.connect_timeout, policy.read_timeout), seconds=min(API_DEADLINE, policy.read_timeout * 5))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.max_redirects = 0  # and should a redirect get past the adapter, requests refuses it
 
 
 @dataclass(frozen=True)
@@ -197,7 +251,7 @@ def _status_of(exc: requests.HTTPError) -> int:
     if status < 400 and response is not None:
         try:
             status = int(response.json().get("code", status))
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, OverflowError, RecursionError):
             pass
     return status
 
@@ -219,7 +273,7 @@ def _listing_error(ctx: _Context, exc: requests.HTTPError, status: int) -> Pipel
             f"models.{ctx.model}: Kaggle has no kernel {ctx.kernel} (HTTP 404); check {ctx.param} "
             "(owner/slug, as in the notebook's URL)"
         )
-    detail = ctx.credentials.redact(str(exc.args[0]) if exc.args else "")[:200]
+    detail = shown(str(exc.args[0]) if exc.args else "", 200)  # the server's text: redacted, escaped, short
     return PipelineError(f"models.{ctx.model}: the Kaggle API answered HTTP {status} for kernel {ctx.kernel} ({detail})")
 
 
@@ -228,7 +282,15 @@ def _call_with_retries(ctx: _Context, call: Callable[[], T], policy: RetryPolicy
 
     def attempt() -> T:
         try:
-            return call()
+            with deadline(policy.read_timeout * 5):  # a server trickling its headers cannot hold us forever
+                return call()
+        except DeadlineExceeded:
+            raise TransientError("network", "the Kaggle API did not answer in time") from None
+        except ApiResponseRefused as exc:
+            raise PipelineError(
+                f"models.{ctx.model}: refused the Kaggle API's answer while listing kernel {ctx.kernel}: {exc}; "
+                "rerun, and check any proxy between here and Kaggle"
+            ) from None
         except requests.HTTPError as exc:
             status = _status_of(exc)
             if status != 429 and not 500 <= status <= 599:
@@ -238,7 +300,7 @@ def _call_with_retries(ctx: _Context, call: Callable[[], T], policy: RetryPolicy
             raise TransientError(kind, f"HTTP {status} from the Kaggle API", parse_retry_after(headers.get("Retry-After"))) from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise TransientError("network", f"cannot reach the Kaggle API: {describe_network_error(exc)}") from None
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             # A body that is not the JSON kagglesdk expects (a proxy's HTML page, a truncated reply).
             raise PipelineError(
                 f"models.{ctx.model}: unexpected answer from the Kaggle API while listing kernel {ctx.kernel} "
@@ -261,18 +323,25 @@ def list_outputs(client: object, ctx: _Context, policy: RetryPolicy) -> dict[str
         request.page_size, request.page_token = PAGE_SIZE, token
         api = client.kernels.kernels_api_client  # type: ignore[attr-defined]
         response = _call_with_retries(ctx, lambda: api.list_kernel_session_output(request), policy)
-        for item in response.files or []:
-            name, url = item.file_name, item.url
+        items = response.files or []
+        if not isinstance(items, list):
+            raise PipelineError(f"models.{ctx.model}: the Kaggle API's listing of kernel {ctx.kernel} is not a list of files")
+        for item in items:
+            name, url = getattr(item, "file_name", None), getattr(item, "url", None)
             try:
-                check_name(name)
+                check_name(name)  # type: ignore[arg-type]
             except UnsafeName as exc:
                 raise PipelineError(
                     f"models.{ctx.model}: kernel {ctx.kernel} lists an unsafe output name, nothing was written: {exc}"
                 ) from None
+            if not isinstance(url, str):
+                raise PipelineError(f"models.{ctx.model}: kernel {ctx.kernel} lists '{shown(name, 120)}' without a download address")
             if name in files and files[name] != url:
-                raise PipelineError(f"models.{ctx.model}: kernel {ctx.kernel} lists {name!r} twice with different addresses")
+                raise PipelineError(f"models.{ctx.model}: kernel {ctx.kernel} lists '{shown(name, 120)}' twice with different addresses")
             files[name] = url
         token = response.next_page_token or ""
+        if not isinstance(token, str):
+            raise PipelineError(f"models.{ctx.model}: the Kaggle API's listing of kernel {ctx.kernel} has a malformed page token")
         if not token:
             return files
         if token in seen:
@@ -317,10 +386,11 @@ def fetch(
         listing = list_outputs(client, ctx, policy)
     missing = [f for f in spec.files if f not in listing]
     if missing:
-        shown = sorted(listing)[:20]
+        present = sorted(listing)[:20]
+        listed = "[" + ", ".join(f"'{shown(item, 80)}'" for item in present) + "]"
         raise PipelineError(
-            f"models.{name}.files: kernel {kernel}'s output has no {missing} (it has {shown}"
-            f"{' ...' if len(listing) > len(shown) else ''}); check models.{name}.files and {ctx.param}"
+            f"models.{name}.files: kernel {kernel}'s output has no {missing} (it has {listed}"
+            f"{' ...' if len(listing) > len(present) else ''}); check models.{name}.files and {ctx.param}"
         )
     fetched: dict[str, Pin] = {}
     with requests.Session() as session:
@@ -331,7 +401,7 @@ def fetch(
             job = Job(
                 model=name, file=file, url=url, dest=resolve_inside(folder, file),
                 max_bytes=spec.source.max_bytes, source=f"kaggle:{kernel}", expected=pins.get(file),
-                auth=credentials.auth(), auth_origin=origin,
+                auth=credentials.auth(), auth_origin=origin, max_seconds=spec.source.max_seconds,
             )
             log.info("downloading %s", file)
             try:

@@ -12,6 +12,7 @@ import unicodedata
 from pathlib import Path, PurePosixPath
 
 from stages.errors import PipelineError
+from stages.untrusted import shown
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _MAX_NAME = 1024
@@ -21,8 +22,10 @@ class UnsafeName(PipelineError):
     """A remote file name that could escape the target folder or is not a plain relative path."""
 
 
-def _reason(name: str) -> str | None:
+def _reason(name: object) -> str | None:
     """Why `name` is not a safe relative POSIX path, or None when it is."""
+    if not isinstance(name, str):
+        return f"it is a {type(name).__name__}, not a string"
     if not name:
         return "it is empty"
     if len(name) > _MAX_NAME:
@@ -46,7 +49,7 @@ def check_name(name: str) -> PurePosixPath:
     """Return `name` as a relative path, or raise UnsafeName saying why it is refused."""
     reason = _reason(name)
     if reason:
-        raise UnsafeName(f"refusing the remote file name {name[:200]!r}: {reason}")
+        raise UnsafeName(f"refusing the remote file name '{shown(name, 120)}': {reason}")
     return PurePosixPath(name)
 
 
@@ -56,5 +59,5 @@ def resolve_inside(root: Path, name: str) -> Path:
     base = Path(root).resolve()
     candidate = (base / relative).resolve()
     if candidate != base and base not in candidate.parents:
-        raise UnsafeName(f"refusing the remote file name {name!r}: it resolves outside {root}")
+        raise UnsafeName(f"refusing the remote file name '{shown(name, 120)}': it resolves outside {root}")
     return candidate

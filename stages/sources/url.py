@@ -31,6 +31,7 @@ from stages.sources.download import HttpStatusError, Job, RetryPolicy, fetch_fil
 from stages.sources.archive import extract_member, split_member
 from stages.sources.pins import Pin, mismatch_message
 from stages.sources.safe_paths import resolve_inside
+from stages.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,10 @@ def _read_page(response: requests.Response) -> str:
         body.extend(chunk)
         if len(body) >= MAX_PAGE_BYTES:
             break
-    return body[:MAX_PAGE_BYTES].decode(response.encoding or "utf-8", errors="replace")
+    try:
+        return body[:MAX_PAGE_BYTES].decode(response.encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset the server made up
+        return body[:MAX_PAGE_BYTES].decode("utf-8", errors="replace")
 
 
 def _with_query(url: str, extra: Mapping[str, str]) -> str:
@@ -113,24 +117,34 @@ def _with_query(url: str, extra: Mapping[str, str]) -> str:
 
 
 def confirmation_url(page: str, base_url: str, cookies: Mapping[str, str], model: str, file: str) -> str:
-    """Where Drive's confirmation page says the bytes are, or PipelineError saying why none is."""
+    """Where Drive's confirmation page says the bytes are, or PipelineError saying why none is.
+
+    The address is the page's to choose: the downloader checks it like a redirect (http(s)
+    only, never from https to http, read unambiguously) before anything is sent there.
+    """
     parser = _PageParser()
-    parser.feed(page)
-    parser.close()
-    for form in parser.forms:
-        if form["id"] == "download-form" and form["method"] == "get":
-            return _with_query(urljoin(base_url, form["action"] or base_url), dict(form["inputs"]))
-    for href in parser.links:
-        if "export=download" in href:
-            return urljoin(base_url, href)
+    try:
+        parser.feed(page)
+        parser.close()
+    except (AssertionError, ValueError):  # html.parser on a page crafted to confuse it: read what it got
+        pass
+    what = f"models.{model}: {file}"
+    try:
+        for form in parser.forms:
+            if form["id"] == "download-form" and form["method"] == "get":
+                return _with_query(urljoin(base_url, form["action"] or base_url), dict(form["inputs"]))
+        for href in parser.links:
+            if "export=download" in href:
+                return urljoin(base_url, href)
+    except ValueError:  # a form action or link whose host or port cannot be read
+        raise PipelineError(f"{what}: {host_of(base_url)} sent a confirmation page with an unreadable address; refused") from None
     warning = next((value for name, value in cookies.items() if name.startswith("download_warning")), None)
     if warning:
         return _with_query(base_url, {"confirm": warning})
-    what = f"models.{model}: {file}"
     where = f"models.{model}.source.urls"
     if parser.errors:
         raise PipelineError(
-            f"{what}: Google Drive refuses the download: {parser.errors[0][:300]}; wait (the quota resets within "
+            f"{what}: Google Drive refuses the download: {shown(parser.errors[0], 300)}; wait (the quota resets within "
             f"a day) or point {where} at a mirror"
         )
     raise PipelineError(
@@ -154,15 +168,15 @@ def _interstitial(model: str, file: str) -> Callable[[requests.Response], str | 
 
 def _status_error(name: str, file: str, address: str, exc: HttpStatusError) -> PipelineError:
     where = f"models.{name}.source.urls"
-    shown = scrub_url(address)
+    shown_address = shown(scrub_url(address), 200)
     if exc.status in (401, 403):
         return PipelineError(
             f"models.{name}: {exc.host} refused {file} (HTTP {exc.status}): the link is not public (on Google Drive: "
-            f"share it with 'Anyone with the link'); url sources send no credentials; check {where} ({shown})"
+            f"share it with 'Anyone with the link'); url sources send no credentials; check {where} ({shown_address})"
         )
     if exc.status in (404, 410):
-        return PipelineError(f"models.{name}: {file} is not at {shown} (HTTP {exc.status}); check {where}")
-    return PipelineError(f"models.{name}: {file} from {shown}: {exc}")
+        return PipelineError(f"models.{name}: {file} is not at {shown_address} (HTTP {exc.status}); check {where}")
+    return PipelineError(f"models.{name}: {file} from {shown_address}: {exc}")
 
 
 def fetch(
@@ -185,7 +199,7 @@ def fetch(
             # The archive goes to a scratch folder beside the staging folder, never into the layout.
             with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{name}.archive.") as scratch:
                 archive = Path(scratch) / "archive.zip"
-                _download(session, name, file, address, archive, spec, None, policy, progress)
+                _download(session, name, file, address, archive, spec, None, policy, progress, archive=True)
                 log.info("extracting %s from the archive", member)
                 pin = extract_member(archive, member, dest, spec.source.max_bytes, f"models.{name}: {file}", scrub_url(address))
             if file in pins and not pins[file].same_bytes(pin):
@@ -197,15 +211,17 @@ def fetch(
 
 def _download(
     session: requests.Session, name: str, file: str, address: str, dest: Path, spec: ModelSpec,
-    expected: Pin | None, policy: RetryPolicy, progress: bool | None,
+    expected: Pin | None, policy: RetryPolicy, progress: bool | None, archive: bool = False,
 ) -> Pin:
     """One address to `dest` through the shared downloader, with Drive pages and HTTP errors explained."""
-    shown = scrub_url(address)
+    shown_address = scrub_url(address)
     if urlsplit(address).scheme == "http" and expected is None:
         log.warning("models.%s: %s comes over plain http with no pin yet: its pin will only be as good as this network", name, file)
     job = Job(
         model=name, file=file, url=direct_url(address), dest=dest,
-        max_bytes=spec.source.max_bytes, source=shown, expected=expected,
+        max_bytes=spec.source.max_archive_bytes if archive else spec.source.max_bytes,
+        limit_param="max_archive_bytes" if archive else "max_bytes",
+        source=shown_address, expected=expected, max_seconds=spec.source.max_seconds,
         interstitial=_interstitial(name, file),
     )
     log.info("downloading %s from %s", file, host_of(address))

@@ -1,0 +1,151 @@
+"""The building blocks of hostile-input handling: shown text, the one-line reporter, the pickle reader."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+from stages import safe_pickle
+from stages.cli import one_message, report_errors
+from stages.errors import PipelineError
+from stages.untrusted import forget_secrets, redact, register_secret, shown, shown_names, shown_repr
+
+
+@pytest.fixture(autouse=True)
+def clean_secrets():
+    yield
+    forget_secrets()
+
+
+# ---- shown text ------------------------------------------------------------------------------
+
+
+def test_shown_escapes_control_format_and_separator_characters() -> None:
+    text = "a\nerror: forged\r\x1b[31mred\x1b[0m\u202eevil\u2028\x00\x7f\x85"
+    result = shown(text)
+    assert result == "a\\nerror: forged\\r\\x1b[31mred\\x1b[0m\\u202eevil\\u2028\\x00\\x7f\\x85"
+    assert shown("plain ascii and é ü 中文") == "plain ascii and é ü 中文"
+
+
+def test_shown_is_short_whatever_the_input() -> None:
+    result = shown("x" * 10_000_000, 100)
+    assert len(result) < 150 and result.endswith("(10000000 characters in all)")
+    assert len(shown("\x1b" * 1000, 100)) < 150, "escaping expands; the limit still holds"
+    assert shown(b"\xff\xfebytes") == "\\xff\\xfebytes"
+
+
+def test_shown_repr_is_bounded_for_self_repeating_and_deep_values() -> None:
+    loop: list = []
+    loop.extend([loop] * 1000)
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    big = {"k" * 10_000_000: [b"b" * 10_000_000] * 1_000_000}
+    for value in (loop, deep, big, 10 ** 5000, {(1, 2): frozenset(range(10**6))}):
+        result = shown_repr(value)
+        assert len(result) < 300 and "\n" not in result
+
+
+def test_shown_names_lists_a_few_escaped_names() -> None:
+    assert shown_names(["a\n", "b"]) == "['a\\n', 'b']"
+    assert shown_names([str(i) for i in range(50)], 3) == "['0', '1', '2', ... (50 in all)]"
+
+
+def test_every_form_of_a_registered_secret_is_redacted() -> None:
+    register_secret("k+3/b=9&x", "alice")
+    basic = base64.b64encode(b"alice:k+3/b=9&x").decode()
+    text = f"raw k+3/b=9&x, url k%2B3%2Fb%3D9%26x, plus k%2B3%2Fb%3D9%26x, basic {basic} and {basic.rstrip('=')}"
+    assert redact(text).count("<redacted>") == 5 and "k+3" not in redact(text)
+    assert "k+3/b=9&x" not in shown("server said k+3/b=9&x")
+
+
+# ---- the one-line reporter --------------------------------------------------------------------
+
+
+def run_reporter(error: BaseException, capsys) -> tuple[int, list[str]]:
+    def fail() -> None:
+        raise error
+
+    code = report_errors(fail)
+    return code, capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize("error", [
+    PipelineError("server said: x\nerror: forged\x1b[2J"),
+    RecursionError("maximum recursion depth exceeded"),
+    MemoryError(),
+    TypeError("'<' not supported between instances of 'int' and 'str'\n  a second line"),
+    OSError(28, "No space left on device", "data/raw/\nerror: x"),
+])
+def test_every_failure_is_one_error_line_and_exit_1(error, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("STAGES_TRACEBACK", raising=False)
+    code, lines = run_reporter(error, capsys)
+    assert code == 1
+    assert len([line for line in lines if line.startswith("error:")]) == 1, lines
+    assert lines[0].startswith("error:") and "\x1b" not in "".join(lines)
+
+
+def test_a_multi_line_message_keeps_its_lines_indented() -> None:
+    message = one_message("params.yaml: invalid parameters:\n  models.a: bad\nerror: not a second error")
+    lines = message.split("\n")
+    assert lines == ["params.yaml: invalid parameters:", "  models.a: bad", "  error: not a second error"]
+
+
+def test_stages_traceback_shows_the_traceback(monkeypatch) -> None:
+    monkeypatch.setenv("STAGES_TRACEBACK", "1")
+    with pytest.raises(TypeError):
+        report_errors(lambda: (_ for _ in ()).throw(TypeError("boom")))
+
+
+# ---- the pickle reader ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4])
+def test_python3_numpy_pickles_of_every_protocol_read_back(protocol: int) -> None:
+    value = {
+        "f4": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "fortran": np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3)),
+        "big-endian": np.arange(5, dtype=">i4"),
+        "bool": np.array([True, False, True]),
+        "empty": np.zeros((0, 3), np.uint8),
+        "scalar": np.float32(2.5),
+        "nested": [(1, 2.0, "s", b"b", None, True), {"k": [1, 2]}],
+        "ordered": OrderedDict([("a", 1), ("b", 2)]),
+        "set": {1, 2, 3},
+        "frozen": frozenset({"x"}),
+    }
+    data = pickle.dumps(value, protocol=protocol)
+    loaded = safe_pickle.load(data)
+    for key in ("f4", "fortran", "big-endian", "bool", "empty"):
+        assert np.array_equal(loaded[key], value[key]) and loaded[key].shape == value[key].shape
+        assert loaded[key].dtype == value[key].dtype.newbyteorder("=")
+        assert loaded[key].flags.c_contiguous and loaded[key].flags.owndata
+    assert loaded["scalar"] == value["scalar"] and loaded["nested"] == value["nested"]
+    assert loaded["ordered"] == dict(value["ordered"]) and loaded["set"] == value["set"] and loaded["frozen"] == value["frozen"]
+
+
+def test_a_bool_array_holds_only_zeros_and_ones() -> None:
+    import hostile
+
+    bool_dtype = hostile.dtype_with_state(b"b1", hostile.plain_dtype_state(order=b"|"))
+    data = hostile.PROTO2 + hostile.array((2,), bool_dtype, hostile.binstring(b"\x01\x02")) + hostile.STOP
+    with pytest.raises(safe_pickle.Refused, match="bytes other than 0 and 1"):
+        safe_pickle.load(data)
+
+
+def test_shared_values_are_converted_once_and_depth_is_counted_without_recursion() -> None:
+    shared = [np.ones(3, np.float32)]
+    value = [shared] * 1000
+    loaded = safe_pickle.load(pickle.dumps(value, protocol=2))
+    assert all(item is loaded[0] for item in loaded), "a DAG stays a DAG (no exponential copy)"
+    chain: list = []
+    for _ in range(40):
+        chain = [chain, chain]  # 2**40 paths, 40 levels
+    with pytest.raises(safe_pickle.Refused, match="nested more than 32 levels"):
+        safe_pickle.load(pickle.dumps(chain, protocol=2))
+    assert sys.getrecursionlimit() < 100_000
