@@ -2,8 +2,9 @@
 
 Inputs: drawn signature-like images (and every image in `validation.image_dirs`), prepared as
 the model expects. Over tolerance the stage exits non-zero and publishes nothing; within it,
-models/<model>/ receives model.onnx, validation.json (DVC metrics), samples.csv (DVC plots)
-and lineage.json, each written atomically.
+models/<model>/ receives model.onnx, lineage.json and verdict.json (tracked in dvc.lock, the same
+bytes on every machine), validation.json and samples.csv (measured errors, CPU-dependent, outside
+dvc.lock; see stages/verdict.py), each written atomically.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from stages.families import load_family
 from stages.preprocess import IMAGE_SUFFIXES
 from stages.sources.download import scrub_url
 from stages.validation import Validator
+from stages.verdict import VERDICT_FILE, certified_record, serialize
 
 log = logging.getLogger(__name__)
 TOOLCHAIN = ("onnx", "onnxruntime", "tf2onnx", "tensorflow", "tf-keras", "torch", "numpy")
@@ -124,6 +126,10 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     published = {
         "model.onnx": onnx_bytes,
         "lineage.json": (json.dumps(lineage(name, spec, onnx_bytes), indent=2, sort_keys=True) + "\n").encode(),
+        VERDICT_FILE: serialize(certified_record(
+            spec.validation, validator.reference_name, len(validator.per_sample),
+            {output: errors.elements for output, errors in validator.outputs.items()},
+        )),
         "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
         "samples.csv": samples_csv(validator.per_sample).encode(),
     }
