@@ -41,7 +41,7 @@ def set_atol(project: Path, model: str, atol: float) -> None:
     params = project / "params.yaml"
     text = params.read_text()
     at = text.index("atol: ", text.index(f"\n  {model}:\n"))
-    params.write_text(text[:at] + f"atol: {atol!r}" + text[text.index("\n", at):])
+    params.write_text(text[:at] + f"atol: {atol:.1e}" + text[text.index("\n", at):])
 
 
 def report(label: str, seconds: float, baseline: float, baseline_name: str) -> None:
@@ -86,7 +86,7 @@ def run_cache_flow(built: Path, remote: Remote, work: Path) -> None:
     second = clone(origin, work / "second")
     run(second, "dvc", "pull", "--run-cache", "validate@siamese", "--with-deps", env=env)
     set_atol(second, "siamese", 0.0002)
-    seconds, out = run(second, "dvc", "repro", "validate@siamese", env=env)
+    seconds, out = run(second, "dvc", "repro", "--pull", "validate@siamese", env=env)
     assert stages_restored(out) == ["validate@siamese"] and stages_run(out) == [], out
     report("another machine: restored from the pushed run-cache", seconds, ran, "run")
 

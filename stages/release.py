@@ -90,14 +90,13 @@ def check_upstream_meta(root: Path, model: str, name: str, entry: dict) -> None:
 
 def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]:
     """Cache files of the model's whole build (fetch .. validate) that the remote does not hold."""
-    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     target = f"validate@{model}"
     try:
         with Repo(str(root)) as repo:
             status = repo.status(targets=[target], with_deps=True, cloud=True, remote=remote)
-    except DvcException as exc:
+    except Exception as exc:  # no remote, unreachable server, refused credentials: DVC's or the client's types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PipelineError(f"cannot compare the build of {model} with the DVC remote: {first_line[:300]}") from None
     return sorted(path for path, state in status.items() if state in NOT_IN_REMOTE)
@@ -126,7 +125,7 @@ def tag(root: Path, name: str, version: str, stage: str | None, push: bool) -> l
         made.append(f"{name}@{version}")
         if stage:
             api.assign(str(root), name, stage, version=version, push=push)
-            made.append(f"{name}#{stage}")
+            made.append(f"{name}#{stage}#N (stage {stage})")
     except GTOException as exc:
         raise PipelineError(f"gto refused to tag {name} {version}: {str(exc).strip()[:300]}") from None
     return made

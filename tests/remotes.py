@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +20,10 @@ import requests
 from conftest import dvc, git
 
 BUCKET = "signature-models"
-# moto accepts any key pair; these stand for real ones and must never reach a committed file.
-ACCESS_KEY = "AKIATESTONLY0000SIGN"
-SECRET_KEY = "test-only-secret-4f1d9c2e7b"
+# moto accepts any key pair; these stand for real ones and must never reach a committed file
+# (drawn per session: a literal would be found in the clones, which hold this file).
+ACCESS_KEY = "AKIA" + secrets.token_hex(8).upper()
+SECRET_KEY = secrets.token_urlsafe(30)
 IDENTITY = {
     "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
     "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com",
@@ -31,8 +34,11 @@ def environment(**extra: str) -> dict[str, str]:
     """os.environ without any AWS setting (no ~/.aws files either), plus a git identity and `extra`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env.update(IDENTITY)
+    # botocore refuses /dev/null as a config file; an empty one hides any ~/.aws/ of the machine.
+    empty = Path(tempfile.gettempdir()) / "aws-config-empty"
+    empty.touch()
     env.update(
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=str(empty), AWS_CONFIG_FILE=str(empty),
         AWS_EC2_METADATA_DISABLED="true", AWS_DEFAULT_REGION="us-east-1",
     )
     env.update(extra)
