@@ -1,6 +1,6 @@
 """Time getting the models from a remote against building them, and the run-cache against a run.
 
-    python benchmarks/bench_distribution.py [--built CLONE]
+    python benchmarks/bench_distribution.py [--built CLONE --cold-seconds S]
 
 Without --built it first makes a fresh clone of this repository and runs `dvc repro` (the cold
 build, the baseline). Then, for a folder remote and for moto's S3 server on 127.0.0.1: push the
@@ -94,15 +94,18 @@ def run_cache_flow(built: Path, remote: Remote, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--built", type=Path, help="a clone where `dvc repro` has run (default: build one, timed)")
+    parser.add_argument("--cold-seconds", type=float, help="with --built: how long its cold `dvc repro` took")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-distribution-") as scratch:
         work = Path(scratch)
         env = {**os.environ}
         if args.built:
             built = args.built.resolve()
-            cold, _ = run(built, "dvc", "repro", env=env)  # must be a no-op: the build is there
-            print(f"using {built} (no-op repro {cold:.1f} s); cold repro not measured, ratios use 180 s", flush=True)
-            cold = 180.0
+            noop, _ = run(built, "dvc", "repro", env=env)  # must be a no-op: the build is there
+            if args.cold_seconds is None:
+                sys.exit("error: with --built, give --cold-seconds (a cold `dvc repro` of that build, timed)")
+            cold = args.cold_seconds
+            print(f"using {built} (no-op repro {noop:.1f} s), cold repro given: {cold:.1f} s", flush=True)
         else:
             built = fresh_clone(work / "built")
             print("cold dvc repro of every model (the baseline) ...", flush=True)

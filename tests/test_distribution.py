@@ -285,3 +285,16 @@ def test_exp_show_reads_every_models_verdict_on_main(reproduced):
         record = metrics[f"models/{model}/verdict.json"]["data"]
         assert record["verdict"] == "pass" and record["samples"] > 0 and record["tolerance"]["atol"] > 0, model
     assert git(built, "status", "--porcelain") == ""
+
+
+def test_registry_meta_names_the_upstream_bytes_of_the_build(reproduced):
+    """dvc.yaml's artifacts meta.upstream_sha256 must be what the build's lineage.json records."""
+    built, _ = reproduced
+    artifacts = yaml.safe_load((built / "dvc.yaml").read_text())["artifacts"]
+    stale = {}
+    for name, entry in artifacts.items():
+        lineage = json.loads((built / "models" / entry["meta"]["model"] / "lineage.json").read_text())
+        recorded = {file: info["sha256"] for file, info in lineage["upstream_files"].items()}
+        if entry["meta"]["upstream_sha256"] != recorded:
+            stale[name] = recorded
+    assert stale == {}, f"update artifacts.<name>.meta.upstream_sha256 in dvc.yaml to: {stale}"
