@@ -33,6 +33,14 @@ NOT_IN_REMOTE = ("new", "missing")
 LISTED = 20  # missing files printed before "and N more"
 
 
+def reason(error: BaseException | str, limit: int = 200) -> str:
+    """The first line of a tool's message, shortened, with control characters escaped (it may
+    quote a server's reply or a file's content, which must not drive the terminal)."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line[:limit])
+
+
 def artifact_name(model: str) -> str:
     """The registry name of a params key: DVC and GTO allow '-' but not '_' in artifact names."""
     return model.replace("_", "-")
@@ -56,7 +64,7 @@ def check_committed(root: Path) -> None:
         ["git", "status", "--porcelain", "--", *MANIFEST_FILES], cwd=root, capture_output=True, text=True, check=False,
     )
     if changed.returncode != 0:
-        raise PipelineError(f"{root}: not a git repository (git status: {changed.stderr.strip()[:200]})")
+        raise PipelineError(f"{root}: not a git repository (git status: {reason(changed.stderr)})")
     if changed.stdout.strip():
         files = ", ".join(line[3:] for line in changed.stdout.splitlines())
         raise PipelineError(f"uncommitted changes in {files}: commit them first, the tag must name the build it releases")
@@ -72,8 +80,7 @@ def committed_lineage(root: Path, model: str) -> dict:
     except ValueError:
         raise PipelineError(f"{path}: not valid JSON; rebuild it: dvc repro -f validate@{model}") from None
     except Exception as exc:  # DVC raises many types (not in cache, no remote, path missing)
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(f"{path} of HEAD's build is neither in the DVC cache nor in the remote ({reason}); build it (dvc repro) or pull it") from None
+        raise PipelineError(f"{path} of HEAD's build is neither in the DVC cache nor in the remote ({reason(exc)}); build it (dvc repro) or pull it") from None
 
 
 def check_upstream_meta(root: Path, model: str, name: str, entry: dict) -> None:
@@ -97,8 +104,7 @@ def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]
         with Repo(str(root)) as repo:
             status = repo.status(targets=[target], with_deps=True, cloud=True, remote=remote)
     except Exception as exc:  # no remote, unreachable server, refused credentials: DVC's or the client's types
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(f"cannot compare the build of {model} with the DVC remote: {first_line[:300]}") from None
+        raise PipelineError(f"cannot compare the build of {model} with the DVC remote: {reason(exc, 300)}") from None
     return sorted(path for path, state in status.items() if state in NOT_IN_REMOTE)
 
 
@@ -127,7 +133,7 @@ def tag(root: Path, name: str, version: str, stage: str | None, push: bool) -> l
             api.assign(str(root), name, stage, version=version, push=push)
             made.append(f"{name}#{stage}#N (stage {stage})")
     except GTOException as exc:
-        raise PipelineError(f"gto refused to tag {name} {version}: {str(exc).strip()[:300]}") from None
+        raise PipelineError(f"gto refused to tag {name} {version}: {reason(exc, 300)}") from None
     return made
 
 

@@ -110,3 +110,11 @@ def test_measured_metrics_and_plots_cover_every_model_output(manifest: dict, mod
 def test_release_help():
     result = subprocess.run([sys.executable, "-m", "stages.release", "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "--version" in result.stdout and "remote" in result.stdout
+
+
+def test_release_messages_quote_tools_on_one_escaped_line():
+    from stages.release import reason
+
+    assert reason("remote said \x1b[2Jcleared\nsecond line") == "remote said \\x1b[2Jcleared"
+    assert reason(RuntimeError("x" * 500), 300) == "x" * 300
+    assert reason(RuntimeError("")) == "RuntimeError"
