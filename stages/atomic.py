@@ -2,7 +2,8 @@
 
 Every stage writes into a temporary sibling and renames it over the target only when the
 content is complete and flushed, so an interrupted or failed run never leaves a half-written
-artifact where a good one was (DVC outs are declared `persist: true` where this matters).
+artifact where a good one was. (Under `dvc repro`, DVC also removes a stage's outputs before
+running it; a failed run leaves dvc.lock on the previous build, which `dvc checkout` restores.)
 """
 
 from __future__ import annotations

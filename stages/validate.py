@@ -3,8 +3,9 @@
 Inputs: drawn signature-like images (and every image in `validation.image_dirs`), prepared as
 the model expects. Over tolerance the stage exits non-zero and publishes nothing; within it,
 models/<model>/ receives model.onnx (with its lineage in the ONNX metadata), lineage.json,
-provenance.intoto.json and README.md (the model card), all hashed in dvc.lock, and
-validation.json (DVC metrics) and samples.csv (DVC plots), each written atomically.
+provenance.intoto.json, README.md (the model card) and verdict.json (stages/verdict.py), all
+hashed in dvc.lock and the same bytes on every machine, and validation.json and samples.csv
+(measured errors, CPU-dependent, outside dvc.lock), each written atomically.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from stages.errors import PipelineError
 from stages.families import load_family, references
 from stages.preprocess import IMAGE_SUFFIXES
 from stages.validation import Validator
+from stages.verdict import VERDICT_FILE, certified_record, serialize
 from stages.weight_trace import summary as weight_summary
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,10 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     # Every payload is ready before the first write, so a failure cannot publish half a set.
     published = {
         **published_files(name, spec, onnx_bytes, validators, weights),
+        VERDICT_FILE: serialize(certified_record(
+            spec.validation, [v.reference_name for v in validators], len(primary.per_sample),
+            {output: errors.elements for output, errors in primary.outputs.items()}, weights,
+        )),
         "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
         "samples.csv": samples_csv(primary.per_sample).encode(),
     }

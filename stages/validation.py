@@ -86,6 +86,8 @@ class Validator:
         stats.abs_error_sum += float(diff.sum())
         stats.elements += diff.size
         row[f"{name}_max_abs_error"] = _sig(float(diff.max()))
+        # The strictest allowance of the sample, drawn as the tolerance line of its plot.
+        row[f"{name}_tolerance"] = _sig(float(allowed.min()))
         if name in self.spec.embedding_outputs:
             self._check_embedding(name, sample, ref, got, stats, row)
         if name == self.spec.decision_output:

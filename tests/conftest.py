@@ -88,3 +88,35 @@ def shared_fixture(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available (../shared is beside the project root in CI)")
     return path
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def fresh_clone(target: Path) -> Path:
+    """A new repository holding the files git tracks here, as they are in the work tree."""
+    target.mkdir(parents=True)
+    for relative in git(REPO, "ls-files", "-z").split("\0"):
+        if relative and (REPO / relative).exists():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / relative, target / relative)
+    git(target, "init", "-q")
+    git(target, "-c", "user.email=ci@example.com", "-c", "user.name=ci", "add", "-A")
+    git(target, "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "clone")
+    return target
+
+
+def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A fresh clone after a full `dvc repro` of every model, built once per test session.
+
+    Tests that share it must leave it as they found it (git status clean, dvc.lock unchanged):
+    tests that change things work in a `git clone` of it that uses its DVC cache.
+    """
+    clone = fresh_clone(tmp_path_factory.mktemp("e2e") / "clone")
+    return clone, dvc(clone, "repro")

@@ -5,35 +5,9 @@ This is the user's main job, run as a user runs it: every model of params.yaml, 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
 import yaml
 
-from conftest import REPO
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def fresh_clone(target: Path) -> Path:
-    """A new repository holding the files git tracks here, as they are in the work tree."""
-    target.mkdir(parents=True)
-    for relative in git(REPO, "ls-files", "-z").split("\0"):
-        if relative and (REPO / relative).exists():
-            (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / relative, target / relative)
-    git(target, "init", "-q")
-    git(target, "-c", "user.email=ci@example.com", "-c", "user.name=ci", "add", "-A")
-    git(target, "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "clone")
-    return target
-
-
-def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
+from conftest import REPO, dvc, git
 
 
 def lock_outputs(lock: dict) -> dict[str, str]:
@@ -42,12 +16,6 @@ def lock_outputs(lock: dict) -> dict[str, str]:
         for stage, entry in lock["stages"].items()
         for out in entry.get("outs", [])
     }
-
-
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    clone = fresh_clone(tmp_path_factory.mktemp("e2e") / "clone")
-    return clone, dvc(clone, "repro")
 
 
 def test_repro_in_a_fresh_clone_reproduces_the_committed_lock(reproduced):
@@ -64,7 +32,8 @@ def test_every_model_is_published(reproduced):
     clone, _ = reproduced
     models = yaml.safe_load((clone / "params.yaml").read_text())["models"]
     for name in models:
-        for artifact in ("model.onnx", "validation.json", "samples.csv", "lineage.json", "provenance.intoto.json", "README.md"):
+        for artifact in ("model.onnx", "verdict.json", "validation.json", "samples.csv", "lineage.json",
+                         "provenance.intoto.json", "README.md"):
             assert (clone / "models" / name / artifact).is_file(), f"{name}/{artifact}"
 
 

@@ -1,0 +1,178 @@
+"""Release a built model: check the remote holds its whole build, then tag it with GTO.
+
+    python -m stages.release MODEL --version v1.0.0 [--stage prod] [--remote NAME] [--push]
+
+It releases the build committed at HEAD (dvc.lock), read from the DVC cache, so the workspace
+need not hold it. Refuses, with the list of what is wrong, when:
+- dvc.yaml, dvc.lock or params.yaml differ from HEAD (the tag must name the build it releases);
+- the artifact's `meta.upstream_sha256` in dvc.yaml differs from the build's lineage.json;
+- the DVC remote lacks any cache file of the model's four stages (what `dvc push` must upload:
+  the files `dvc status --cloud --with-deps validate@MODEL` reports new or missing).
+Then `gto register` makes the git tag `NAME@VERSION` and, with --stage, `gto assign` makes
+`NAME#STAGE#N`; users get the model with `dvc artifacts get REPO NAME --rev VERSION` (or
+`--stage STAGE`). Without --push the tags stay local: `git push origin --tags` publishes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from stages import paths
+from stages.cli import report_errors
+from stages.errors import PipelineError
+
+MANIFEST_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
+# Remote statuses that mean "the remote lacks this file" (`deleted` means remote-only: fine).
+NOT_IN_REMOTE = ("new", "missing")
+LISTED = 20  # missing files printed before "and N more"
+
+
+def reason(error: BaseException | str, limit: int = 200) -> str:
+    """The first line of a tool's message, shortened, with control characters escaped (it may
+    quote a server's reply or a file's content, which must not drive the terminal)."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line[:limit])
+
+
+def artifact_name(model: str) -> str:
+    """The registry name of a params key: DVC and GTO allow '-' but not '_' in artifact names."""
+    return model.replace("_", "-")
+
+
+def find_artifact(root: Path, model: str) -> tuple[str, dict]:
+    """(name, entry) of the dvc.yaml artifact publishing `model` (a params key or artifact name)."""
+    artifacts = (yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("artifacts") or {}
+    for name, entry in artifacts.items():
+        if model in (name, (entry.get("meta") or {}).get("model")):
+            return name, entry
+    raise PipelineError(
+        f"dvc.yaml: no artifact publishes {model!r} (artifacts: {', '.join(sorted(artifacts)) or 'none'}); "
+        f"add an entry named {artifact_name(model)!r} under artifacts:"
+    )
+
+
+def check_committed(root: Path) -> None:
+    """The files that define the build must be committed, so the tag points at this build."""
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", *MANIFEST_FILES], cwd=root, capture_output=True, text=True, check=False,
+    )
+    if changed.returncode != 0:
+        raise PipelineError(f"{root}: not a git repository (git status: {reason(changed.stderr)})")
+    if changed.stdout.strip():
+        files = ", ".join(line[3:] for line in changed.stdout.splitlines())
+        raise PipelineError(f"uncommitted changes in {files}: commit them first, the tag must name the build it releases")
+
+
+def committed_lineage(root: Path, model: str) -> dict:
+    """The lineage.json of the build committed at HEAD, read through DVC (cache, else remote)."""
+    import dvc.api
+
+    path = (paths.published_dir(model) / "lineage.json").as_posix()
+    try:
+        return json.loads(dvc.api.read(path, repo=str(root), rev="HEAD"))
+    except ValueError:
+        raise PipelineError(f"{path}: not valid JSON; rebuild it: dvc repro -f validate@{model}") from None
+    except Exception as exc:  # DVC raises many types (not in cache, no remote, path missing)
+        raise PipelineError(f"{path} of HEAD's build is neither in the DVC cache nor in the remote ({reason(exc)}); build it (dvc repro) or pull it") from None
+
+
+def check_upstream_meta(root: Path, model: str, name: str, entry: dict) -> None:
+    """dvc.yaml's meta.upstream_sha256 must be the build's upstream digests (from lineage.json)."""
+    try:
+        built = {file: info["sha256"] for file, info in committed_lineage(root, model)["upstream_files"].items()}
+    except (KeyError, TypeError, AttributeError):
+        raise PipelineError(f"models/{model}/lineage.json: lacks upstream_files.<file>.sha256; rebuild it: dvc repro -f validate@{model}") from None
+    declared = (entry.get("meta") or {}).get("upstream_sha256") or {}
+    if declared != built:
+        expected = "".join(f"\n        {file}: {digest}" for file, digest in sorted(built.items()))
+        raise PipelineError(f"dvc.yaml: artifacts.{name}.meta.upstream_sha256 differs from the build's lineage.json; set it to:{expected}")
+
+
+def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]:
+    """Cache files of the model's whole build (fetch .. validate) that the remote does not hold."""
+    from dvc.repo import Repo
+
+    target = f"validate@{model}"
+    try:
+        with Repo(str(root)) as repo:
+            status = repo.status(targets=[target], with_deps=True, cloud=True, remote=remote)
+    except Exception as exc:  # no remote, unreachable server, refused credentials: DVC's or the client's types
+        raise PipelineError(f"cannot compare the build of {model} with the DVC remote: {reason(exc, 300)}") from None
+    return sorted(path for path, state in status.items() if state in NOT_IN_REMOTE)
+
+
+def check_remote(root: Path, model: str, remote: str | None) -> None:
+    missing = missing_from_remote(root, model, remote)
+    if missing:
+        shown = "".join(f"\n  {path}" for path in missing[:LISTED])
+        more = f"\n  ... and {len(missing) - LISTED} more" if len(missing) > LISTED else ""
+        push = f"dvc push -r {remote}" if remote else "dvc push"
+        raise PipelineError(
+            f"the DVC remote lacks {len(missing)} cache file(s) of the build of {model}; nothing was tagged. "
+            f"Run `{push} validate@{model} --with-deps` (and check it reports no failure), then release again:{shown}{more}"
+        )
+
+
+def tag(root: Path, name: str, version: str, stage: str | None, push: bool) -> list[str]:
+    """`gto register` (and `gto assign`); returns the tags made."""
+    from gto import api
+    from gto.exceptions import GTOException
+
+    made = []
+    try:
+        api.register(str(root), name, ref="HEAD", version=version, push=push)
+        made.append(f"{name}@{version}")
+        if stage:
+            api.assign(str(root), name, stage, version=version, push=push)
+            made.append(f"{name}#{stage}#N (stage {stage})")
+    except GTOException as exc:
+        raise PipelineError(f"gto refused to tag {name} {version}: {reason(exc, 300)}") from None
+    return made
+
+
+def release(args: argparse.Namespace) -> None:
+    root = Path(args.repo).resolve()
+    name, entry = find_artifact(root, args.model)
+    model = (entry.get("meta") or {}).get("model", args.model)
+    print(f"[release {name}] checking the build is committed", file=sys.stderr)
+    check_committed(root)
+    check_upstream_meta(root, model, name, entry)
+    print(f"[release {name}] checking the DVC remote holds every cache file of the build", file=sys.stderr)
+    check_remote(root, model, args.remote)
+    if args.check_only:
+        print(f"[release {name}] ready to release: the remote holds the whole build", file=sys.stderr)
+        return
+    made = tag(root, name, args.version, args.stage, args.push)
+    print(f"[release {name}] tagged {', '.join(made)}" + ("" if args.push else "; publish with: git push origin --tags"), file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog="python -m stages.release",
+        description="Tag a model version (GTO) after checking the DVC remote holds its whole build.",
+        epilog="Example: dvc push && python -m stages.release signet --version v1.0.0 --stage prod --push",
+    )
+    result.add_argument("model", help="a params.yaml model key (signet_pth) or its artifact name (signet-pth)")
+    result.add_argument("--version", required=True, help="semantic version to register, e.g. v1.0.0")
+    result.add_argument("--stage", help="also assign this stage (e.g. dev, staging, prod) to the version")
+    result.add_argument("--remote", help="DVC remote to check (default: the repository's default remote)")
+    result.add_argument("--push", action="store_true", help="push the tags to the git remote 'origin'")
+    result.add_argument("--check-only", action="store_true", help="only run the checks, tag nothing")
+    result.add_argument("--repo", default=".", help="repository root (default: the current folder)")
+    return result
+
+
+def main() -> None:
+    args = parser().parse_args()
+    sys.exit(report_errors(lambda: release(args)))
+
+
+if __name__ == "__main__":
+    main()

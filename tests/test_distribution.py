@@ -1,0 +1,300 @@
+"""Versioned distribution end to end: build once, push to a remote, get the models elsewhere.
+
+The remotes are an S3-compatible server (moto on 127.0.0.1) and a plain folder. "Another
+machine" is a git clone with an empty DVC cache and no credentials but the remote's. Every
+consumer must get byte-identical files (DVC checks them against dvc.lock) without running a
+stage. The build is the session's shared full `dvc repro` (conftest.reproduced), never changed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import dvc, git
+from remotes import (
+    ACCESS_KEY, SECRET_KEY, MotoS3, Remote, add_default_remote, checked, clone, environment, release,
+    stages_restored, stages_run,
+)
+
+PUBLISHED = ("model.onnx", "lineage.json", "verdict.json")
+
+
+@dataclass
+class Publication:
+    """A repository whose default remote holds the whole build, and what its release said."""
+
+    built: Path
+    origin: Path
+    remote: Remote
+    refused_before_push: subprocess.CompletedProcess
+    refused_after_partial_push: subprocess.CompletedProcess
+    tags_before_full_push: str
+    released: subprocess.CompletedProcess
+    push_seconds: float
+
+
+def publish(built: Path, remote: Remote, origin: Path) -> Publication:
+    """The maintainer's flow: commit the remote, try to release, push, release cleaning v1.0.0."""
+    clone(built, origin, share_cache_of=built)
+    add_default_remote(origin, remote)
+    env = remote.env()
+    version = ("cleaning", "--version", "v1.0.0", "--stage", "prod")
+    refused = release(origin, *version, env=env)
+    checked(dvc(origin, "push", "validate@cleaning", env=env))  # the model's files, not its whole build
+    partial = release(origin, *version, env=env)
+    tags = git(origin, "tag")
+    start = time.perf_counter()
+    checked(dvc(origin, "push", "--run-cache", env=env))
+    seconds = time.perf_counter() - start
+    return Publication(built, origin, remote, refused, partial, tags, release(origin, *version, env=env), seconds)
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["s3", "folder"])
+def publication(request, reproduced, tmp_path_factory) -> Publication:
+    built, build = reproduced
+    assert build.returncode == 0, build.stderr[-2000:]
+    if request.param == "s3":
+        remote = request.getfixturevalue("moto_s3").remote()
+    else:
+        remote = Remote("folder", str(tmp_path_factory.mktemp("shared-folder-remote")))
+    return publish(built, remote, tmp_path_factory.mktemp(f"origin-{request.param}") / "origin")
+
+
+def consumer(publication: Publication, target: Path) -> Path:
+    """A fresh clone on "another machine": its own empty DVC cache, the remote from .dvc/config."""
+    return clone(publication.origin, target)
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
+def test_release_refuses_until_the_remote_holds_the_whole_build(publication: Publication):
+    before = publication.refused_before_push
+    assert before.returncode == 1
+    assert before.stderr.count("error:") == 1 and "Traceback" not in before.stderr
+    assert "nothing was tagged" in before.stderr
+    # One line per cache file (patched.onnx and model.onnx are the same bytes: one file, one name).
+    raw = "data/raw/cleaning/model/variables/variables.data-00000-of-00001"
+    for path in ("models/cleaning/lineage.json", "models/cleaning/verdict.json", raw, "data/interim/cleaning/converted.onnx"):
+        assert f"\n  {path}" in before.stderr, path
+    # `dvc push validate@cleaning` uploads the model's outputs but not what it was built from.
+    partial = publication.refused_after_partial_push
+    assert partial.returncode == 1 and f"\n  {raw}" in partial.stderr
+    assert "models/cleaning/lineage.json" not in partial.stderr and "model.onnx" not in partial.stderr
+    assert publication.tags_before_full_push == ""
+    assert publication.released.returncode == 0, publication.released.stderr
+    tags = set(git(publication.origin, "tag").split())
+    assert {"cleaning@v1.0.0", "cleaning#prod#1"} <= tags
+
+
+@pytest.mark.parametrize("publication", ["s3"], indirect=True)
+def test_release_refuses_uncommitted_or_mismatched_registry(publication: Publication, tmp_path: Path):
+    maintainer = clone(publication.origin, tmp_path / "maintainer", share_cache_of=publication.built)
+    env = publication.remote.env()
+    dvc_yaml = maintainer / "dvc.yaml"
+    manifest = yaml.safe_load(dvc_yaml.read_text())
+    upstream = manifest["artifacts"]["siamese"]["meta"]["upstream_sha256"]
+    tampered_file = sorted(upstream)[0]
+    dvc_yaml.write_text(dvc_yaml.read_text().replace(upstream[tampered_file], "0" * 64))
+    uncommitted = release(maintainer, "siamese", "--version", "v0.1.0", env=env)
+    assert uncommitted.returncode == 1 and "uncommitted changes in dvc.yaml" in uncommitted.stderr
+    subprocess.run(["git", "commit", "-qam", "tampered meta"], cwd=maintainer, check=True, env=env)
+    mismatch = release(maintainer, "siamese", "--version", "v0.1.0", env=env)
+    assert mismatch.returncode == 1 and mismatch.stderr.count("error:") == 1
+    assert "artifacts.siamese.meta.upstream_sha256 differs" in mismatch.stderr
+    assert f"{tampered_file}: {upstream[tampered_file]}" in mismatch.stderr  # says what to write
+    assert git(maintainer, "tag", "-l", "siamese@*") == ""
+    unknown = release(maintainer, "no_such_model", "--version", "v0.1.0", env=env)
+    assert unknown.returncode == 1 and "no artifact publishes 'no_such_model'" in unknown.stderr
+
+
+def test_fresh_clone_pulls_one_model_then_everything_byte_identical(publication: Publication, tmp_path: Path):
+    machine = consumer(publication, tmp_path / "machine")
+    env = publication.remote.env()
+    checked(dvc(machine, "pull", "validate@cleaning", env=env))
+    for file in PUBLISHED:
+        assert same_bytes(machine / "models/cleaning" / file, publication.built / "models/cleaning" / file), file
+    assert not (machine / "models/siamese/model.onnx").exists()
+    pulled = checked(dvc(machine, "pull", env=env))
+    assert stages_run(pulled.stdout) == []
+    for model in yaml.safe_load((machine / "params.yaml").read_text())["models"]:
+        for file in PUBLISHED:
+            assert same_bytes(machine / "models" / model / file, publication.built / "models" / model / file), (model, file)
+    # dvc status re-hashes every output of every stage against dvc.lock: the whole build is there.
+    status = checked(dvc(machine, "status", env=env))
+    assert "Data and pipelines are up to date" in status.stdout
+    assert git(machine, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("publication", ["s3"], indirect=True)
+def test_artifacts_get_by_version_and_stage_get_and_import(publication: Publication, tmp_path: Path):
+    env = publication.remote.env()
+    origin, built = str(publication.origin), publication.built
+    work = tmp_path / "user"
+    work.mkdir()
+    checked(dvc(work, "artifacts", "get", origin, "cleaning", "--rev", "v1.0.0", "-o", "by_version.onnx", env=env))
+    checked(dvc(work, "artifacts", "get", origin, "cleaning", "--stage", "prod", "-o", "by_stage.onnx", env=env))
+    checked(dvc(work, "get", origin, "models/cleaning/lineage.json", "--rev", "cleaning@v1.0.0", "-o", "lineage.json", env=env))
+    assert same_bytes(work / "by_version.onnx", built / "models/cleaning/model.onnx")
+    assert same_bytes(work / "by_stage.onnx", built / "models/cleaning/model.onnx")
+    assert same_bytes(work / "lineage.json", built / "models/cleaning/lineage.json")
+    unreleased = dvc(work, "artifacts", "get", origin, "cleaning", "--rev", "v9.9.9", "-o", "none.onnx", env=env)
+    assert unreleased.returncode != 0 and not (work / "none.onnx").exists()
+    project = tmp_path / "importer"
+    project.mkdir()
+    git(project, "init", "-q")
+    checked(dvc(project, "init", "-q"))
+    checked(dvc(project, "import", origin, "models/cleaning/model.onnx", "-o", "cleaning.onnx", env=env))
+    assert same_bytes(project / "cleaning.onnx", built / "models/cleaning/model.onnx")
+    assert "models/cleaning/model.onnx" in (project / "cleaning.onnx.dvc").read_text()
+
+
+@pytest.mark.parametrize("publication", ["s3"], indirect=True)
+def test_repro_pull_fetches_instead_of_running_stages(publication: Publication, tmp_path: Path):
+    machine = consumer(publication, tmp_path / "machine")
+    env = publication.remote.env()
+    result = checked(dvc(machine, "repro", "--pull", "validate@cleaning", env=env))
+    assert stages_run(result.stdout) == [], result.stdout
+    for file in PUBLISHED:
+        assert same_bytes(machine / "models/cleaning" / file, publication.built / "models/cleaning" / file), file
+    status = checked(dvc(machine, "status", "validate@cleaning", "--with-deps", env=env))
+    assert "Data and pipelines are up to date" in status.stdout
+    assert git(machine, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("publication", ["s3"], indirect=True)
+def test_s3_credentials_from_local_config_or_environment_never_committed(publication: Publication, tmp_path: Path):
+    machine = consumer(publication, tmp_path / "machine")
+    anonymous = dvc(machine, "pull", "validate@cleaning", env=environment())
+    assert anonymous.returncode != 0 and not (machine / "models/cleaning/model.onnx").exists()
+    checked(dvc(machine, "remote", "modify", "--local", "storage", "access_key_id", ACCESS_KEY))
+    checked(dvc(machine, "remote", "modify", "--local", "storage", "secret_access_key", SECRET_KEY))
+    checked(dvc(machine, "pull", "validate@cleaning", env=environment()))
+    assert same_bytes(machine / "models/cleaning/model.onnx", publication.built / "models/cleaning/model.onnx")
+    assert git(machine, "status", "--porcelain") == ""  # .dvc/config.local is ignored by git
+    for repo in (machine, publication.origin):
+        assert subprocess.run(["git", "grep", "-q", SECRET_KEY], cwd=repo).returncode == 1
+        assert subprocess.run(["git", "log", "-p", "--all", "-S", SECRET_KEY, "--oneline"], cwd=repo,
+                              capture_output=True, text=True).stdout == ""
+
+
+def set_atol(project: Path, model: str, atol: float) -> None:
+    params = project / "params.yaml"
+    text = params.read_text()
+    start = text.index(f"\n  {model}:\n")
+    at = text.index("atol: ", start)
+    end = text.index("\n", at)
+    params.write_text(text[:at] + f"atol: {atol:.1e}" + text[end:])  # YAML 1.1 floats need a dot
+
+
+def verdict(project: Path, model: str) -> dict:
+    return json.loads((project / "models" / model / "verdict.json").read_text())
+
+
+def timed(project: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    result = checked(dvc(project, *args, env=env))
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("publication", ["s3"], indirect=True)
+def test_run_cache_restores_reverted_params_experiments_and_other_machines_runs(publication: Publication, tmp_path: Path):
+    machine = consumer(publication, tmp_path / "machine")
+    env = publication.remote.env()
+    checked(dvc(machine, "pull", "--run-cache", "validate@cleaning", "--with-deps", env=env))
+    original = (machine / "models/cleaning/model.onnx").read_bytes()
+    ran, ran_s = timed(machine, "exp", "run", "-n", "loose", "validate@cleaning", "-S", "models.cleaning.validation.atol=0.0002", env=env)
+    assert stages_run(ran.stdout) == ["validate@cleaning"]
+    assert verdict(machine, "cleaning")["tolerance"]["atol"] == 0.0002
+    git(machine, "checkout", "params.yaml")  # the param reverted: the run of main's value is cached
+    back, back_s = timed(machine, "repro", "validate@cleaning", env=env)
+    assert stages_run(back.stdout) == [] and stages_restored(back.stdout) == ["validate@cleaning"]
+    assert verdict(machine, "cleaning")["tolerance"]["atol"] == 0.0001
+    again, again_s = timed(machine, "exp", "run", "-n", "again", "validate@cleaning", "-S", "models.cleaning.validation.atol=0.0002", env=env)
+    assert stages_run(again.stdout) == [] and stages_restored(again.stdout) == ["validate@cleaning"]
+    assert (machine / "models/cleaning/model.onnx").read_bytes() == original
+    print(f"\nvalidate@cleaning: run {ran_s:.1f} s, reverted param restored {back_s:.1f} s, experiment again {again_s:.1f} s")
+    # `dvc exp show` reads verdict.json of main and of each experiment (from the cache).
+    shown = json.loads(checked(dvc(machine, "exp", "show", "--json", env=env)).stdout)
+    key = "models/cleaning/verdict.json"
+    baseline = next(row for row in shown if row["rev"] != "workspace")
+    assert baseline["data"]["metrics"][key]["data"]["tolerance"]["atol"] == 0.0001
+    experiments = {e["name"]: e["revs"][0]["data"]["metrics"][key]["data"] for e in baseline["experiments"] if e.get("name")}
+    assert set(experiments) == {"loose", "again"}
+    assert experiments["loose"]["tolerance"]["atol"] == 0.0002 and experiments["loose"]["verdict"] == "pass"
+    assert experiments["again"]["outputs"]["output"]["max_abs_error_bound"] == 0.0002
+    diff = json.loads(checked(dvc(machine, "metrics", "diff", "HEAD", "loose", "--json", env=env)).stdout)
+    assert diff[key]["tolerance.atol"] == {"old": 0.0001, "new": 0.0002, "diff": 0.0001}
+    # Another machine with the same change restores the run pushed with the run-cache: `dvc pull
+    # --run-cache` brings the run records, `dvc repro --pull` the outputs they name.
+    checked(dvc(machine, "push", "--run-cache", env=env))
+    other = consumer(publication, tmp_path / "other")
+    checked(dvc(other, "pull", "--run-cache", "validate@cleaning", "--with-deps", env=env))
+    set_atol(other, "cleaning", 0.0002)
+    restored, restored_s = timed(other, "repro", "--pull", "validate@cleaning", env=env)
+    assert stages_run(restored.stdout) == [], restored.stdout
+    assert stages_restored(restored.stdout) == ["validate@cleaning"]
+    for file in PUBLISHED:
+        assert same_bytes(other / "models/cleaning" / file, machine / "models/cleaning" / file), file
+    assert (other / "dvc.lock").read_text() == (machine / "dvc.lock").read_text()
+    print(f"validate@cleaning restored on another machine from the pushed run-cache: {restored_s:.1f} s")
+
+
+def test_failed_run_loses_no_good_artifact(reproduced, tmp_path: Path):
+    """DVC deletes a stage's outputs before running it; a failed run never records them, so the
+    previous build stays in dvc.lock and in the cache, and `dvc checkout` puts it back."""
+    built, _ = reproduced
+    machine = clone(built, tmp_path / "machine", share_cache_of=built)
+    env = environment()
+    checked(dvc(machine, "checkout", "validate@cleaning", "--with-deps", env=env))
+    lock = (machine / "dvc.lock").read_bytes()
+    set_atol(machine, "cleaning", 1e-12)  # no float32 network matches its reference that closely
+    failed = dvc(machine, "repro", "validate@cleaning", env=env)
+    assert failed.returncode != 0
+    assert "error: output 'output" in failed.stderr and "Traceback" not in failed.stderr
+    assert (machine / "dvc.lock").read_bytes() == lock
+    assert not (machine / "models/cleaning/verdict.json").exists()  # no verdict for a failed check
+    git(machine, "checkout", "params.yaml")
+    checked(dvc(machine, "checkout", "validate@cleaning", env=env))
+    for file in PUBLISHED:
+        assert same_bytes(machine / "models/cleaning" / file, built / "models/cleaning" / file), file
+    status = checked(dvc(machine, "status", "validate@cleaning", "--with-deps", env=env))
+    assert "Data and pipelines are up to date" in status.stdout
+
+
+def test_exp_show_reads_every_models_verdict_on_main(reproduced):
+    built, _ = reproduced
+    shown = json.loads(checked(dvc(built, "exp", "show", "--json")).stdout)
+    metrics = shown[0]["data"]["metrics"]
+    for model in yaml.safe_load((built / "params.yaml").read_text())["models"]:
+        record = metrics[f"models/{model}/verdict.json"]["data"]
+        assert record["verdict"] == "pass" and record["samples"] > 0 and record["tolerance"]["atol"] > 0, model
+    assert git(built, "status", "--porcelain") == ""
+
+
+def test_registry_meta_names_the_upstream_bytes_of_the_build(reproduced):
+    """dvc.yaml's artifacts meta.upstream_sha256 must be what the build's lineage.json records."""
+    built, _ = reproduced
+    artifacts = yaml.safe_load((built / "dvc.yaml").read_text())["artifacts"]
+    stale = {}
+    for name, entry in artifacts.items():
+        lineage = json.loads((built / "models" / entry["meta"]["model"] / "lineage.json").read_text())
+        recorded = {file: info["sha256"] for file, info in lineage["upstream_files"].items()}
+        if entry["meta"]["upstream_sha256"] != recorded:
+            stale[name] = recorded
+    assert stale == {}, f"update artifacts.<name>.meta.upstream_sha256 in dvc.yaml to: {stale}"
