@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from stages.config import PARAMS_FILE, ModelSpec, load_model
+from signature_onnx.errors import SignatureOnnxError
 from stages.errors import PipelineError
 
 
@@ -44,7 +45,7 @@ def report_errors(action: Callable[[], None]) -> int:
     """Run `action`; return the exit code, printing any failure the user can act on as one line."""
     try:
         action()
-    except PipelineError as exc:
+    except (PipelineError, SignatureOnnxError) as exc:  # the package's bad images and model folders too
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a full disk or a permission problem while writing an artifact

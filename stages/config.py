@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from signature_onnx.preprocessing import Preprocessing
 from stages.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
@@ -26,6 +27,8 @@ MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # `resourcekey` is a public part of a share link and stays allowed.
 SECRET_QUERY = re.compile(r"(^|[-_])(token|key|secret|signature|sig|password|passwd|auth|credentials?)($|[-_])", re.IGNORECASE)
 FAMILIES = ("keras_cleaning", "torch_siamese", "lasagne_signet", "torch_signet")
+# What a published model does, for the `signature_onnx` package (its `preprocessing.json`).
+FAMILY_TASKS = {"keras_cleaning": "clean", "torch_siamese": "verify", "lasagne_signet": "embed", "torch_signet": "embed"}
 
 
 class _Strict(BaseModel):
@@ -106,6 +109,42 @@ class ValidationSpec(_Strict):
     image_dirs: list[str] = []
 
 
+Size = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
+
+
+class PreprocessingSpec(_Strict):
+    """How the model's input is made from an image; published as `models/<name>/preprocessing.json`.
+
+    The package `signature_onnx` reads that file, so users never choose these by hand. Styles:
+    `wiwd` (sigver_wiwd's code, the Lasagne pickles), `sigver` (sigver's scikit-image code, the
+    .pth SigNets and the Siamese notebook), `rgb` (the cleaning model's resized RGB page).
+    """
+
+    style: Literal["wiwd", "sigver", "rgb"]
+    input_size: Size  # (rows, cols) of the network input; for SPP the smallest accepted image
+    canvas: Size | None = None  # the canvas the signature is centered on (signature styles)
+    img_size: Size | None = None  # the canvas is resized to this before the center crop
+    input_divisor: Literal[1, 255] = 1  # the 0..255 image is divided by it (float inputs)
+    spp: bool = False  # SigNet-SPP: 255 - remove_background at the image's own size
+
+    def package_form(self) -> Preprocessing:
+        """The same description as the package reads it from `preprocessing.json`."""
+        return Preprocessing.from_dict(self.model_dump(exclude_none=True), "params preprocessing")
+
+    @model_validator(mode="after")
+    def _sizes_fit_the_style(self) -> "PreprocessingSpec":
+        centered = self.style != "rgb" and not self.spp
+        if centered and (self.canvas is None or self.img_size is None):
+            raise ValueError(f"style {self.style!r} needs canvas and img_size")
+        if not centered and (self.canvas is not None or self.img_size is not None):
+            raise ValueError("canvas and img_size apply only to a centered signature style (not rgb, not spp)")
+        if self.style == "rgb" and self.spp:
+            raise ValueError("spp applies only to the signature styles wiwd and sigver")
+        if centered and any(i > m for i, m in zip(self.input_size, self.img_size)):
+            raise ValueError(f"input_size {self.input_size} must fit inside img_size {self.img_size}")
+        return self
+
+
 class ModelSpec(_Strict):
     description: str
     family: Literal[FAMILIES]  # type: ignore[valid-type]
@@ -113,6 +152,7 @@ class ModelSpec(_Strict):
     source: SourceSpec
     onnx: OnnxSpec
     validation: ValidationSpec
+    preprocessing: PreprocessingSpec
 
     @field_validator("files")
     @classmethod
@@ -132,6 +172,11 @@ class ModelSpec(_Strict):
         unknown = [n for n in named if n not in outputs]
         if unknown:
             raise ValueError(f"validation names outputs {unknown} that onnx.outputs does not declare")
+        size = self.preprocessing.input_size
+        first = self.onnx.inputs[0].shape
+        fixed = first[1:3] if self.preprocessing.style == "rgb" else first[-2:]
+        if not self.preprocessing.spp and all(isinstance(d, int) for d in fixed) and list(fixed) != list(size):
+            raise ValueError(f"preprocessing.input_size {size} differs from the input {self.onnx.inputs[0].name}'s size {list(fixed)}")
         if self.source.kind == "url":
             missing = [f for f in self.files if f not in self.source.urls]
             if missing:

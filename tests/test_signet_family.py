@@ -176,10 +176,17 @@ def test_inputs_are_the_seed_notebooks_golden_preprocessing():
     np.testing.assert_array_equal(lasagne_signet.spp_input(gray, "signet_spp_300dpi")[0, 0], np.load(folder / "processed_spp_py3.npy"))
 
 
-def test_the_pth_input_is_the_preprocessed_scan_divided_by_255(signet_inputs):
-    name, x = signet_inputs[0]
-    gray = load_signature(shared_fixture("signatures", name))
-    np.testing.assert_array_equal(torch_signet.signet_input(gray), x / np.float32(255))
+def test_the_pth_input_is_the_sigver_preprocessed_scan_divided_by_255(signet_inputs):
+    """sigver's models take sigver's scikit-image preprocessing (not sigver_wiwd's) over 255."""
+    from signature_onnx.preprocessing import sigver
+
+    name, wiwd_input = signet_inputs[0]
+    path = shared_fixture("signatures", name)
+    style = spec("signet_pth").preprocessing.package_form()
+    expected = sigver.preprocess_signature(sigver.load_signature(path), (952, 1360)) / np.float32(255)
+    x = torch_signet.signet_input(style.load(path), style)
+    np.testing.assert_array_equal(x, expected[None, None].astype(np.float32))
+    assert not np.array_equal(x, wiwd_input / np.float32(255))  # the two styles do differ
 
 
 # ---- the validator catches conversion errors -----------------------------------------------
