@@ -2,8 +2,8 @@
 
 Inputs: drawn signature-like images (and every image in `validation.image_dirs`), prepared as
 the model expects. Over tolerance the stage exits non-zero and publishes nothing; within it,
-models/<model>/ receives model.onnx, validation.json (DVC metrics), samples.csv (DVC plots)
-and lineage.json, each written atomically.
+models/<model>/ receives model.onnx, validation.json (DVC metrics), samples.csv (DVC plots),
+lineage.json and preprocessing.json (task and input preparation), each written atomically.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from stages import paths
 from stages.digests import sha256_file
 from stages.atomic import write_bytes
 from stages.cli import model_parser, run_stage
-from stages.config import ModelSpec
+from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
+from stages.config import FAMILY_TASKS, ModelSpec
 from stages.errors import PipelineError
 from stages.families import load_family
 from stages.preprocess import IMAGE_SUFFIXES
@@ -124,6 +125,8 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     published = {
         "model.onnx": onnx_bytes,
         "lineage.json": (json.dumps(lineage(name, spec, onnx_bytes), indent=2, sort_keys=True) + "\n").encode(),
+        # What the model does and how its input is made, for the signature_onnx package.
+        PREPROCESSING_FILE: preprocessing_json(name, FAMILY_TASKS[spec.family], spec.preprocessing.package_form()),
         "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
         "samples.csv": samples_csv(validator.per_sample).encode(),
     }

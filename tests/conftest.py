@@ -21,10 +21,11 @@ STEPS = ("fetch", "convert", "patch", "validate")
 
 
 def copy_project(target: Path) -> Path:
-    """Copy what the stages need (params.yaml, stages/) into `target` and return it."""
+    """Copy what the stages need (params.yaml, stages/, signature_onnx/) into `target` and return it."""
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "params.yaml", target / "params.yaml")
-    shutil.copytree(REPO / "stages", target / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "signature_onnx"):  # the stages use the package's preprocessing
+        shutil.copytree(REPO / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
     return target
 
 
