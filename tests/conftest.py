@@ -51,6 +51,19 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+# One model of each preprocessing style and input kind, beside built_project's cleaning and siamese.
+PACKAGE_MODELS = ("signet", "signet_spp_300dpi", "signet_pth")
+
+
+@pytest.fixture(scope="session")
+def published_project(built_project: Path) -> Path:
+    """built_project plus the SigNet-family models of PACKAGE_MODELS, all published (the package's tests)."""
+    for model in PACKAGE_MODELS:
+        for step in STEPS:
+            run_step(built_project, step, model)
+    return built_project
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh scratch project with nothing built."""
