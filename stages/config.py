@@ -101,6 +101,9 @@ class ValidationSpec(_Strict):
     """Tolerances for ONNX Runtime against the source framework, element-wise as numpy.allclose."""
 
     samples: Annotated[int, Field(ge=1, le=256)]
+    # Signature strokes drawn straight at the network's input size, small and centred or over
+    # the whole field, so every spatial position of every feature map sees ink on some input.
+    stroke_samples: Annotated[int, Field(ge=0, le=64)] = 0
     atol: Annotated[float, Field(gt=0)]
     rtol: Annotated[float, Field(ge=0)]
     min_cosine: Annotated[float, Field(gt=0, le=1)] = 0.9999

@@ -9,3 +9,9 @@ from __future__ import annotations
 
 class PipelineError(Exception):
     """A failure with a message that names the file or key at fault and says what to do."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -102,19 +102,32 @@ def signature_gray(seed: int, height: int, width: int) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def stroke_samples(
+    seed: int, count: int, size: tuple[int, int], input_name: str, to_input: Callable[[np.ndarray], np.ndarray]
+) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """`count` network-space stroke images (`calibration.signature_field_images`, another seed
+    than the stand-ins were calibrated with), each through `to_input(uint8 (H, W), ink bright)`."""
+    from stages.calibration import signature_field_images
+
+    images = signature_field_images(seed * 1000 + 500, count, [size])
+    return [(f"strokes_{size[0]}x{size[1]}_{index:03d}", {input_name: to_input(image)}) for index, image in enumerate(images)]
+
+
 def batched_signature_samples(
     seed: int,
     count: int,
     input_name: str,
     prepare: Callable[[np.ndarray, str | None], np.ndarray],
     image_paths: Sequence[Path],
+    strokes: Sequence[tuple[str, dict[str, np.ndarray]]] = (),
     load: Callable[[Path], np.ndarray] | None = None,
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """Validation samples for a fixed-size SigNet: drawn scans, the user's images, then one batch.
+    """Validation samples for a fixed-size SigNet: drawn scans, the user's images, strokes, then one batch.
 
     `prepare(gray, source)` turns a gray scan (float32 0..255, ink dark) into one network input
-    of shape (1, ...); the last sample stacks every input, so a dynamic batch axis is exercised.
-    `load(path)` reads a user's image as the model's preprocessing style does (default: wiwd's).
+    of shape (1, ...); `strokes` are ready samples (`stroke_samples`); the last sample stacks
+    every input, so a dynamic batch axis is exercised. `load(path)` reads a user's image as the
+    model's preprocessing style does (default: wiwd's).
     """
     from stages.preprocess import load_signature
 
@@ -126,6 +139,7 @@ def batched_signature_samples(
         samples.append((f"synthetic_{index:03d}", {input_name: prepare(gray, None)}))
     for path in image_paths:
         samples.append((path.name, {input_name: prepare(load(path), str(path))}))
+    samples.extend(strokes)
     batch = np.concatenate([inputs[input_name] for _sample, inputs in samples])
     samples.append((f"batch_of_{len(batch)}", {input_name: batch}))
     return samples

@@ -17,6 +17,7 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
+import onnx
 import onnxruntime as ort
 
 from stages import paths
@@ -26,10 +27,11 @@ from stages.cli import model_parser, run_stage
 from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
 from stages.config import FAMILY_TASKS, ModelSpec
 from stages.errors import PipelineError
-from stages.families import load_family
+from stages.families import load_family, references
 from stages.preprocess import IMAGE_SUFFIXES
 from stages.sources.download import scrub_url
 from stages.validation import Validator
+from stages.weight_trace import summary as weight_summary
 
 log = logging.getLogger(__name__)
 TOOLCHAIN = ("onnx", "onnxruntime", "tf2onnx", "tensorflow", "tf-keras", "torch", "numpy")
@@ -87,10 +89,17 @@ def _version(package: str) -> str | None:
         return None
 
 
-def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> Validator:
-    """Compare ONNX Runtime with the family's reference on every validation sample."""
+def check_weights(name: str, spec: ModelSpec, onnx_bytes: bytes) -> dict[str, int]:
+    """Trace every constant of the graph to the upstream bytes (stages.weight_trace); counts per rule."""
+    tracer = load_family(spec.family).weight_tracer(paths.raw_dir(name), spec)
+    traces = tracer.trace_model(onnx.load_from_string(onnx_bytes), str(paths.patched_onnx(name)))
+    return weight_summary(traces)
+
+
+def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> list[Validator]:
+    """Compare ONNX Runtime with each of the family's references on every validation sample."""
     family = load_family(spec.family)
-    reference = family.reference(paths.raw_dir(name), spec)
+    found = references(family, paths.raw_dir(name), spec)
     options = ort.SessionOptions()
     # ORT's worker threads spin between runs and steal the cores the reference runs on next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -102,14 +111,14 @@ def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> Validator:
             f"rebuild it: dvc repro -f patch@{name}"
         ) from None
     output_names = [o.name for o in session.get_outputs()]
-    validator = Validator(spec.validation, family.REFERENCE)
+    validators = [Validator(spec.validation, reference_name) for reference_name, _forward in found]
     samples = family.validation_inputs(spec, spec.validation.samples, user_images(name, spec))
     for index, (sample, inputs) in enumerate(samples, 1):
-        expected = reference(inputs)
         actual = dict(zip(output_names, session.run(output_names, inputs)))
-        validator.add(sample, expected, actual)
+        for validator, (_reference_name, forward) in zip(validators, found):
+            validator.add(sample, forward(inputs), actual)
         log.info("sample %d/%d %s: ok", index, len(samples), sample)
-    return validator
+    return validators
 
 
 def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
@@ -117,10 +126,19 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     if not onnx_path.exists():
         raise PipelineError(f"{onnx_path}: not found; run the patch stage first (dvc repro)")
     onnx_bytes = onnx_path.read_bytes()
-    validator = run_validation(name, spec, onnx_bytes)
-    metrics = validator.metrics()
-    for output, summary in metrics["outputs"].items():
-        log.info("%s: %s", output, ", ".join(f"{k} {v}" for k, v in summary.items()))
+    validators = run_validation(name, spec, onnx_bytes)
+    # After the numeric comparison, which names the output and sample a gross error shows in;
+    # this proves the rest, weights that no input reaches included.
+    weights = check_weights(name, spec, onnx_bytes)
+    log.info("weights: every constant traced to the upstream bytes (%s)", ", ".join(f"{k} {v}" for k, v in weights.items()))
+    results = [validator.metrics() for validator in validators]
+    for result in results:
+        for output, summary in result["outputs"].items():
+            log.info("%s vs %s: %s", output, result["reference"], ", ".join(f"{k} {v}" for k, v in summary.items()))
+    metrics = {**results[0], "weights": weights}
+    for extra in results[1:]:
+        metrics["independent_reference"] = {"reference": extra["reference"], "outputs": extra["outputs"]}
+    primary = validators[0]
     # Every payload is ready before the first write, so a failure cannot publish half a set.
     published = {
         "model.onnx": onnx_bytes,
@@ -128,7 +146,7 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
         # What the model does and how its input is made, for the signature_onnx package.
         PREPROCESSING_FILE: preprocessing_json(name, FAMILY_TASKS[spec.family], spec.preprocessing.package_form()),
         "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
-        "samples.csv": samples_csv(validator.per_sample).encode(),
+        "samples.csv": samples_csv(primary.per_sample).encode(),
     }
     target = paths.published_dir(name)
     for file, payload in published.items():

@@ -51,16 +51,34 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-# One model of each preprocessing style and input kind, beside built_project's cleaning and siamese.
-PACKAGE_MODELS = ("signet", "signet_spp_300dpi", "signet_pth")
+SIGNET_LASAGNE = ["signet", "signet_f_lambda0_95", "signet_f_lambda0_999", "signet_spp_300dpi", "signet_spp_600dpi"]
+SIGNET_PTH = ["signet_pth", "signet_f_lambda0_95_pth"]
+SIGNET_MODELS = SIGNET_LASAGNE + SIGNET_PTH
+SIGNET_SPP = {"signet_spp_300dpi", "signet_spp_600dpi"}
+SIGNET_PUBLISHED = ["signet", "signet_spp_300dpi", "signet_pth"]  # validate stage run in the fixture
 
 
 @pytest.fixture(scope="session")
-def published_project(built_project: Path) -> Path:
-    """built_project plus the SigNet-family models of PACKAGE_MODELS, all published (the package's tests)."""
-    for model in PACKAGE_MODELS:
-        for step in STEPS:
-            run_step(built_project, step, model)
+def signet_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch project with fetch, convert and patch run for the seven SigNet models, and
+    validate for one of each kind (SigNet, SigNet-SPP, .pth), one process at a time (each one
+    already uses every core)."""
+    project = copy_project(tmp_path_factory.mktemp("signet"))
+    for model in SIGNET_MODELS:
+        for step in STEPS[:3]:
+            run_step(project, step, model)
+    for model in SIGNET_PUBLISHED:
+        run_step(project, STEPS[3], model)
+    return project
+
+
+@pytest.fixture(scope="session")
+def published_project(built_project: Path, signet_project: Path) -> Path:
+    """built_project (cleaning, siamese) plus signet_project's published SigNet models (one of each
+    preprocessing style and input kind), copied rather than rebuilt: the package's tests."""
+    for model in SIGNET_PUBLISHED:
+        for part in (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}"):
+            shutil.copytree(signet_project / part, built_project / part, dirs_exist_ok=True)
     return built_project
 
 

@@ -36,32 +36,16 @@ from stages.oracle import LasagneOracle
 from stages.preprocess import load_signature
 from stages.validation import Validator
 
-from conftest import REPO, STEPS, copy_project, run_step, shared_fixture
+from conftest import (
+    REPO, SIGNET_LASAGNE, SIGNET_MODELS, SIGNET_PTH, SIGNET_PUBLISHED, SIGNET_SPP, STEPS, copy_project, run_step,
+    shared_fixture,
+)
 
-LASAGNE = ["signet", "signet_f_lambda0_95", "signet_f_lambda0_999", "signet_spp_300dpi", "signet_spp_600dpi"]
-PTH = ["signet_pth", "signet_f_lambda0_95_pth"]
-MODELS = LASAGNE + PTH
-SPP = {"signet_spp_300dpi", "signet_spp_600dpi"}
-PUBLISHED = ["signet", "signet_spp_300dpi", "signet_pth"]  # validate stage run in the fixture
+LASAGNE, PTH, MODELS, SPP, PUBLISHED = SIGNET_LASAGNE, SIGNET_PTH, SIGNET_MODELS, SIGNET_SPP, SIGNET_PUBLISHED
 
 
 def spec(name: str):
     return load_model(name, REPO / "params.yaml")
-
-
-def build(project: Path, models: list[str], steps: tuple[str, ...]) -> None:
-    """Run the stages for each model, one process at a time: each one already uses every core."""
-    for model in models:
-        for step in steps:
-            run_step(project, step, model)
-
-
-@pytest.fixture(scope="session")
-def signet_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("signet"))
-    build(project, MODELS, STEPS[:3])
-    build(project, PUBLISHED, STEPS[3:])
-    return project
 
 
 def onnx_file(project: Path, model: str) -> Path:

@@ -1,6 +1,6 @@
 """Model families: the only code that knows a framework.
 
-A family module (named by `family:` in params.yaml) provides five functions; the generic stages
+A family module (named by `family:` in params.yaml) provides six functions; the generic stages
 call nothing else, so a model's whole path is: its params entry, then its family module.
 
 - `write_builtin(dest, spec)`: write the deterministic stand-in in the exact upstream layout.
@@ -10,7 +10,12 @@ call nothing else, so a model's whole path is: its params entry, then its family
 - `reference(raw, spec)`: a function from ONNX-named inputs to ONNX-named outputs computed by
   the source framework (or, for the Lasagne pickles, an independent NumPy oracle).
 - `validation_inputs(spec, count, image_paths)`: (sample id, inputs) pairs for validation.
-and a constant `REFERENCE` naming what `reference` runs.
+- `weight_tracer(raw, spec)`: a `stages.weight_trace.WeightTracer` holding the upstream tensors
+  as stored (plus the converter's declared exact folds and literals), against which every
+  constant of the ONNX graph must be traced bit for bit.
+and a constant `REFERENCE` naming what `reference` runs. A family whose reference runs the
+module that is exported (PyTorch) also provides `independent_reference(raw, spec)`, a float64
+NumPy forward pass sharing no code with that module, named by `INDEPENDENT_REFERENCE`.
 
 Modules load lazily, so a PyTorch model never imports TensorFlow and the reverse.
 """
@@ -26,6 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from stages.config import ModelSpec
+from stages.weight_trace import WeightTracer
 
 Arrays = dict[str, np.ndarray]
 
@@ -44,6 +50,16 @@ class Family(Protocol):
     def validation_inputs(
         self, spec: ModelSpec, count: int, image_paths: Sequence[Path]
     ) -> list[tuple[str, Arrays]]: ...
+
+    def weight_tracer(self, raw: Path, spec: ModelSpec) -> WeightTracer: ...
+
+
+def references(family: Family, raw: Path, spec: ModelSpec) -> list[tuple[str, Callable[[Arrays], Arrays]]]:
+    """(name, forward) of the family's reference, then of its independent one when it has one."""
+    found = [(family.REFERENCE, family.reference(raw, spec))]
+    if hasattr(family, "independent_reference"):
+        found.append((family.INDEPENDENT_REFERENCE, family.independent_reference(raw, spec)))  # type: ignore[attr-defined]
+    return found
 
 
 def load_family(name: str) -> Family:

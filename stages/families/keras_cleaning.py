@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from stages.config import ModelSpec
-from stages.errors import PipelineError
+from stages.errors import PipelineError, first_line
 from signature_onnx.preprocessing import Preprocessing
+from stages.weight_trace import WeightTracer
 from stages.samples import signature_rgb
 
 # What `reference` runs: named in validation metrics and errors.
@@ -122,9 +123,8 @@ def _serving_signature(raw: Path):
     except KeyError:
         raise PipelineError(f"{folder}: SavedModel has no 'serving_default' signature") from None
     except Exception as exc:  # TF raises many types for a damaged SavedModel
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PipelineError(
-            f"{folder}: TensorFlow cannot load this SavedModel ({first_line}); "
+            f"{folder}: TensorFlow cannot load this SavedModel ({first_line(exc)}); "
             "the download is incomplete or damaged, fetch it again"
         ) from None
     return loaded, signature
@@ -172,6 +172,23 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], d
 
     run.keep_alive = _loaded  # type: ignore[attr-defined]  # the signature dies with its object
     return run
+
+
+def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
+    """Every float variable of the SavedModel's checkpoint (variables/), read as stored.
+
+    The checkpoint reader parses the tensor bundle only; no graph of the SavedModel runs.
+    """
+    import tensorflow as tf
+
+    prefix = raw / SAVED_MODEL / "variables" / "variables"
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        dtypes = reader.get_variable_to_dtype_map()
+        upstream = {name: reader.get_tensor(name) for name, dtype in sorted(dtypes.items()) if dtype.is_floating}
+    except Exception as exc:  # TF raises several types for a damaged bundle
+        raise PipelineError(f"{prefix}: the variables cannot be read ({first_line(exc)})") from None
+    return WeightTracer(upstream)
 
 
 def prepare_image(rgb: np.ndarray, style: Preprocessing) -> np.ndarray:

@@ -21,17 +21,23 @@ This module imports neither onnx nor the oracle at import time, so ONNX-Runtime-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from stages import calibration
+from stages.weight_trace import WeightTracer
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from stages.preprocess import SIGNET_CANVAS, preprocess_signature, remove_background
 from stages.lasagne_pickle import (
     IMG_SIZE,
     INPUT_SIZE,
+    Conv,
+    Pool,
+    SpatialPyramid,
     architecture,
     check_input_size,
     dump_py2_pickle,
@@ -40,7 +46,7 @@ from stages.lasagne_pickle import (
     spp_min_input_size,
     variant_of_file,
 )
-from stages.samples import batched_signature_samples, signature_gray
+from stages.samples import batched_signature_samples, signature_gray, stroke_samples
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "NumPy oracle"
@@ -50,6 +56,11 @@ MAX_SPP_SIZE = (2000, 3000)  # the largest size validated by default
 # these networks take 0..255 (a trained SigNet's first layer has learned the same scale), so
 # every later layer sees O(1) activations and fc1/fc2 come out O(0.1..10), like real features.
 FIRST_LAYER_INPUT_SCALE = 255.0
+# Lasagne's batch_norm default epsilon: inv_std = 1 / sqrt(var + 1e-4).
+LASAGNE_BN_EPSILON = 1e-4
+# Drawn signatures the stand-ins' batch-norm statistics are calibrated on (split over the sizes).
+CALIBRATION_IMAGES = 16
+SPP_CALIBRATION_SIZES = ((150, 220), (100, 160), (260, 400), (400, 600))
 
 Arrays = dict[str, np.ndarray]
 
@@ -74,7 +85,7 @@ def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
     """Lasagne-ordered float32 arrays with realistic scales, the same bytes on every machine.
 
     Sampled from a PCG64 stream (numpy only, no network run): W He-normal (conv1 divided by
-    FIRST_LAYER_INPUT_SCALE), beta N(0, 0.1), gamma U(0.7, 1.3), mean N(0, 0.2),
+    FIRST_LAYER_INPUT_SCALE), beta |N(0, 0.1)|, gamma U(0.7, 1.3), mean N(0, 0.2),
     inv_std = 1/sqrt(U(0.4, 1.6)) (a batch variance of 0.4..1.6).
     """
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -87,7 +98,9 @@ def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
             if slot.index == 0:
                 value = value / FIRST_LAYER_INPUT_SCALE
         elif slot.role == "beta":
-            value = rng.normal(0.0, 0.1, size=slot.shape)
+            # |N(0, 0.1)|: calibrated inputs are centred, so a non-negative shift keeps each unit
+            # active on about half the inputs at least (a negative one can silence it).
+            value = np.abs(rng.normal(0.0, 0.1, size=slot.shape))
         elif slot.role == "gamma":
             value = rng.uniform(0.7, 1.3, size=slot.shape)
         elif slot.role == "mean":
@@ -98,13 +111,58 @@ def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
     return params
 
 
+def calibration_layers(variant: str, params: Sequence[np.ndarray]) -> list[calibration.Layer]:
+    """The network as `stages.calibration` layers, with the weights, gammas and betas of `params`."""
+    arch = architecture(variant)
+    by_layer = iter(range(0, len(params), 5))
+    layers: list[calibration.Layer] = []
+    for layer in arch.layers:
+        if isinstance(layer, Conv):
+            i = next(by_layer)
+            layers.append(calibration.Conv(params[i], params[i + 2], params[i + 1], layer.stride, layer.pad))
+        elif isinstance(layer, Pool):
+            layers.append(calibration.Pool(layer.size, layer.stride))
+        elif isinstance(layer, SpatialPyramid):
+            layers.append(calibration.Pyramid(layer.levels))
+        else:
+            if arch.fixed_input is not None and not any(isinstance(x, calibration.Flatten) for x in layers):
+                layers.append(calibration.Flatten())
+            i = next(by_layer)
+            layers.append(calibration.Dense(params[i], params[i + 2], params[i + 1]))
+    return layers
+
+
+def calibration_sizes(variant: str) -> list[tuple[int, int]]:
+    """Input sizes of the calibration images: SigNet's fixed one, or a spread for SPP."""
+    fixed = architecture(variant).fixed_input
+    return [fixed] if fixed else list(SPP_CALIBRATION_SIZES)
+
+
+def calibrated_params(variant: str, seed: int) -> list[np.ndarray]:
+    """`synthetic_params` with every batch norm's mean and inv_std set from drawn signatures.
+
+    As training leaves them: mean = the layer's mean input, inv_std = 1 / sqrt(var + epsilon),
+    computed by `stages.calibration` in exact arithmetic (the same bits on every machine).
+    """
+    params = synthetic_params(variant, seed)
+    sizes = calibration_sizes(variant)
+    images = calibration.signature_field_images(seed, CALIBRATION_IMAGES, sizes)
+    statistics = calibration.calibrate(calibration_layers(variant, params), images, 0, LASAGNE_BN_EPSILON, "relu")
+    for layer, stats in enumerate(statistics):
+        base = 5 * layer
+        params[base + 3] = stats.mean.astype(np.float32)
+        # Python floats: one correctly rounded sqrt and division per channel, identical everywhere.
+        params[base + 4] = np.array([1.0 / math.sqrt(v + LASAGNE_BN_EPSILON) for v in stats.var], dtype=np.float32)
+    return params
+
+
 def write_builtin(dest: Path, spec: ModelSpec) -> None:
     """Write the stand-in pickle: protocol 2, Python 2 strings, the upstream dict layout."""
     variant = variant_of(spec)
     content = {
         "input_size": INPUT_SIZE,
         "img_size": IMG_SIZE,
-        "params": synthetic_params(variant, spec.source.seed),
+        "params": calibrated_params(variant, spec.source.seed),
     }
     (Path(dest) / spec.files[0]).write_bytes(dump_py2_pickle(content))
 
@@ -169,6 +227,19 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
         return {name: result[layer].astype(np.float32) for name, layer in outputs.items()}
 
     return run
+
+
+def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
+    """The pickle's arrays, the converter's one exact fold, and the SPP guard's literal 1.0.
+
+    The fold: batch norm's scale gamma * inv_std as one float32 multiply per element (as Theano
+    formed it), which IEEE 754 rounds identically on every CPU; `stages.signet_onnx` computes
+    it the same way.
+    """
+    content, weights = load_checked(_pickle_path(raw, spec), variant_of(spec))
+    upstream = {f"params[{index}]": array for index, array in enumerate(content.params)}
+    folds = {f"{w.name} gamma * inv_std": np.multiply(w.gamma, w.inv_std, dtype=np.float32) for w in weights}
+    return WeightTracer(upstream, folds, {1.0: "the SPP input-size guard's multiplier"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,11 +314,20 @@ def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) 
         return style.network_input(style.image(gray, source=source), "float32")
 
     samples: list[tuple[str, Arrays]] = []
-    if architecture(variant).fixed_input is not None:
-        return batched_signature_samples(spec.source.seed, count, name, prepare, image_paths, style.load)
+    to_input = lambda image: image.astype(np.float32)[None, None]  # noqa: E731  (0..255, ink bright)
+    fixed = architecture(variant).fixed_input
+    if fixed is not None:
+        strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, fixed, name, to_input)
+        return batched_signature_samples(spec.source.seed, count, name, prepare, image_paths, strokes, style.load)
     for index, (height, width) in enumerate(spp_validation_sizes(variant, count)):
         gray = signature_gray(spec.source.seed * 1000 + index, height, width)
         samples.append((f"synthetic_{height}x{width}", {name: prepare(gray, None)}))
     for path in image_paths:
         samples.append((path.name, {name: prepare(style.load(path), str(path))}))
+    for size in SPP_CALIBRATION_SIZES:  # strokes over the field, then the same size as one batch
+        strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, size, name, to_input)
+        samples.extend(strokes)
+        if len(strokes) > 1:
+            batch = np.concatenate([inputs[name] for _sample, inputs in strokes])
+            samples.append((f"batch_of_{len(batch)}_{size[0]}x{size[1]}", {name: batch}))
     return samples

@@ -9,12 +9,15 @@ notebook). Input (N, 1, 150, 220) -> conv stack -> 256 x 3 x 5 = 3840 -> fc1 204
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
 from torch import nn
 
+from stages import calibration
 from stages.errors import PipelineError
 
 # (name, out_channels, kernel, stride, padding); None marks a 3x3 stride-2 max pool.
@@ -26,15 +29,42 @@ CONV_STACK = (
     ("conv5", 256, 3, 1, 1), None,
 )
 FLAT_FEATURES = 256 * 3 * 5
+INPUT_SIZE = (150, 220)
+BATCH_NORM_EPS = 1e-5
+CALIBRATION_IMAGES = 16  # drawn signatures the stand-ins' batch-norm statistics come from
 FEATURES = 2048
 ACTIVATIONS = {"relu": nn.ReLU, "mish": nn.Mish}
+# torch.onnx's TorchScript exporter, in its default EVAL mode, folds every Conv + BatchNorm pair
+# into new conv weights computed by PyTorch kernels at export time, whose rounding depends on the
+# CPU's kernels (the ONNX bytes then differ between machines). PRESERVE exports the module in the
+# mode it is in (eval: BatchNormalization with its running statistics) and skips that fold, so
+# every exported weight is a checkpoint tensor, possibly transposed (Linear -> MatMul). ONNX
+# Runtime fuses Conv + BatchNormalization itself when it loads the session. Constant folding
+# still runs and only touches shapes and those transposes (stages.weight_trace proves it).
+UNFUSED_EVAL_EXPORT = torch.onnx.TrainingMode.PRESERVE
+
+
+def export_unfused(model: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str],
+                   output_names: list[str], opset: int, dynamic_axes: dict | None = None) -> bytes:
+    """torch.onnx (TorchScript exporter) of an eval-mode module, BatchNorm kept as its own node."""
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The exporter warns that constant folding may alter parameters of a module in training
+        # mode; this module is in eval mode, and weight_trace proves no parameter was altered.
+        warnings.filterwarnings("ignore", message=r".*constant folding be turned off.*")
+        torch.onnx.export(
+            model.eval(), examples, buffer,
+            input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
+            opset_version=opset, do_constant_folding=True, training=UNFUSED_EVAL_EXPORT, dynamo=False,
+        )
+    return buffer.getvalue()
 
 
 class ConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, activation: str):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=1e-5)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BATCH_NORM_EPS)
         self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +75,7 @@ class DenseBlock(nn.Module):
     def __init__(self, in_features: int, out_features: int, activation: str):
         super().__init__()
         self.fc = nn.Linear(in_features, out_features, bias=False)
-        self.bn = nn.BatchNorm1d(out_features, eps=1e-5)
+        self.bn = nn.BatchNorm1d(out_features, eps=BATCH_NORM_EPS)
         self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,10 +133,44 @@ def synthetic_state(module: nn.Module, seed: int) -> OrderedDict[str, torch.Tens
             value = rng.normal(0.0, 0.2, size=shape)
         else:  # BatchNorm beta and dense biases
             value = rng.normal(0.0, 0.1, size=shape)
+            if ".bn." in key:  # |N(0, 0.1)|: a non-negative shift keeps a calibrated unit active
+                value = np.abs(value)
         dtype = np.int64 if leaf == "num_batches_tracked" else np.float32
         # np.ascontiguousarray would turn the 0-d counter into shape (1,).
         state[key] = torch.from_numpy(np.array(value, dtype=dtype, order="C"))
     return state
+
+
+def calibrate_batch_norm(state: OrderedDict[str, torch.Tensor], seed: int, activation: str, prefix: str = "") -> None:
+    """Set every SigNet BatchNorm's running mean and variance from drawn signatures, in place.
+
+    As training leaves them: the mean and (biased) variance of each batch norm's input over the
+    data, here signature strokes fed as the networks take them (pixels / 255), computed by
+    `stages.calibration` in exact arithmetic, so the stand-in's bytes are the same everywhere.
+    """
+    weights = lambda key: state[f"{prefix}{key}"].numpy()  # noqa: E731
+    layers: list[calibration.Layer] = []
+    blocks: list[str] = []
+    for entry in CONV_STACK:
+        if entry is None:
+            layers.append(calibration.Pool(3, 2))
+            continue
+        name, _out, _kernel, stride, padding = entry
+        block = f"conv_layers.{name}"
+        layers.append(calibration.Conv(weights(f"{block}.conv.weight"), weights(f"{block}.bn.weight"), weights(f"{block}.bn.bias"), stride, padding))
+        blocks.append(block)
+    layers.append(calibration.Flatten())
+    for name in ("fc1", "fc2"):
+        block = f"fc_layers.{name}"
+        layers.append(calibration.Dense(weights(f"{block}.fc.weight").T, weights(f"{block}.bn.weight"), weights(f"{block}.bn.bias")))
+        blocks.append(block)
+    images = calibration.signature_field_images(seed, CALIBRATION_IMAGES, [INPUT_SIZE])
+    # pixels / 255 on the 2^-8 grid: floor(pixel * 256 / 255), integers 0..256.
+    scaled = [(image.astype(np.int64) * 256) // 255 for image in images]
+    statistics = calibration.calibrate(layers, scaled, 8, BATCH_NORM_EPS, activation)
+    for block, stats in zip(blocks, statistics):
+        state[f"{prefix}{block}.bn.running_mean"] = torch.from_numpy(stats.mean.astype(np.float32))
+        state[f"{prefix}{block}.bn.running_var"] = torch.from_numpy(stats.var.astype(np.float32))
 
 
 def load_state(module: nn.Module, state: dict, source: str) -> None:

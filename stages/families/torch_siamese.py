@@ -20,8 +20,10 @@ from torch import nn
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from signature_onnx.preprocessing import Preprocessing
-from stages.families.torch_layers import FEATURES, SigNet, load_state, synthetic_state, torch_load
-from stages.samples import signature_gray
+from stages.families.torch_layers import FEATURES, SigNet, export_unfused, calibrate_batch_norm, load_state, synthetic_state, torch_load
+from stages.torch_oracle import SiameseOracle
+from stages.weight_trace import WeightTracer
+from stages.samples import signature_gray, stroke_samples
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "PyTorch"
@@ -52,6 +54,7 @@ class SiameseModel(nn.Module):
 def write_builtin(dest: Path, spec: ModelSpec) -> None:
     """torch.save a dict like the notebook's: `model` state_dict plus non-tensor training extras."""
     state = synthetic_state(SiameseModel(), spec.source.seed)
+    calibrate_batch_norm(state, spec.source.seed, "mish", prefix="model.")
     rng = np.random.Generator(np.random.PCG64(spec.source.seed + 1))
     checkpoint = {
         "model": state,
@@ -83,19 +86,11 @@ def check_loadable(raw: Path, spec: ModelSpec) -> None:
 
 def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
     """torch.onnx (TorchScript exporter) with the seed's uint8 [150, 220] example inputs."""
-    model = load_model(raw)
     examples = tuple(torch.zeros(INPUT_SHAPE, dtype=torch.uint8) for _ in spec.onnx.inputs)
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(
-            model, examples, buffer,
-            input_names=[t.source_name for t in spec.onnx.inputs],
-            output_names=[t.source_name for t in spec.onnx.outputs],
-            opset_version=spec.onnx.opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    out.write_bytes(buffer.getvalue())
+    out.write_bytes(export_unfused(
+        load_model(raw), examples,
+        [t.source_name for t in spec.onnx.inputs], [t.source_name for t in spec.onnx.outputs], spec.onnx.opset,
+    ))
 
 
 def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
@@ -110,6 +105,33 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], d
         return {name: value.numpy() for name, value in zip(output_names, results)}
 
     return run
+
+
+INDEPENDENT_REFERENCE = "NumPy float64 oracle"
+# forward_once scales the uint8 images: img.float().div(255).
+GRAPH_LITERALS = {255.0: "forward_once divides the uint8 images by 255"}
+
+
+def _state_as_stored(raw: Path) -> dict[str, np.ndarray]:
+    load_model(raw)  # the layout checks
+    return {key: value.numpy() for key, value in torch_load(raw / CHECKPOINT, allow_numpy=True)["model"].items()}
+
+
+def independent_reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """`stages.torch_oracle.SiameseOracle` on the checkpoint's state dict as stored."""
+    oracle = SiameseOracle(_state_as_stored(raw))
+    first, second = (t.name for t in spec.onnx.inputs)
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = oracle(inputs[first], inputs[second])
+        return {t.name: result[t.source_name].astype(np.float32) for t in spec.onnx.outputs}
+
+    return run
+
+
+def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
+    """The checkpoint's `model` state dict, by key; the export may only copy or transpose them."""
+    return WeightTracer(_state_as_stored(raw), literals=GRAPH_LITERALS)
 
 
 def prepare_signature(gray: np.ndarray, style: Preprocessing, source: str | None = None) -> np.ndarray:
@@ -129,6 +151,8 @@ def validation_inputs(
         images.append((f"synthetic_{index:03d}", prepare_signature(signature_gray(spec.source.seed * 1000 + index, height, width), style)))
     for path in image_paths:
         images.append((path.name, prepare_signature(style.load(path), style, str(path))))
+    for sample, inputs in stroke_samples(spec.source.seed, spec.validation.stroke_samples, INPUT_SHAPE, "image", lambda image: image):
+        images.append((sample, inputs["image"]))
     first, second = (t.name for t in spec.onnx.inputs)
     pairs = []
     for (name_a, image_a), (name_b, image_b) in zip(images, images[1:]):

@@ -32,8 +32,10 @@ import torch
 from stages.config import ModelSpec
 from stages.errors import PipelineError
 from signature_onnx.preprocessing import Preprocessing
-from stages.families.torch_layers import FEATURES, SigNet, load_state, synthetic_state, torch_load
-from stages.samples import batched_signature_samples
+from stages.families.torch_layers import FEATURES, SigNet, export_unfused, calibrate_batch_norm, load_state, synthetic_state, torch_load
+from stages.torch_oracle import SigNetOracle
+from stages.weight_trace import WeightTracer
+from stages.samples import batched_signature_samples, stroke_samples
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "PyTorch"
@@ -63,6 +65,7 @@ def write_builtin(dest: Path, spec: ModelSpec) -> None:
     """torch.save the sigver tuple with synthetic weights (PCG64 + float32 only, byte-stable)."""
     path = _checkpoint_path(dest, spec)
     state = synthetic_state(SigNet(activation="relu"), spec.source.seed)
+    calibrate_batch_norm(state, spec.source.seed, "relu")
     rng = np.random.Generator(np.random.PCG64(spec.source.seed + 1))
     classification = _linear_state(rng, BUILTIN_USERS)
     forgery = _linear_state(rng, 1) if path.name in FORGERY_HEAD_FILES else OrderedDict()
@@ -108,18 +111,12 @@ def check_loadable(raw: Path, spec: ModelSpec) -> None:
 
 def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
     """torch.onnx (TorchScript exporter) with a dynamic batch dimension."""
-    model = load_model(raw, spec)
     input_name = spec.onnx.inputs[0].source_name
     output_name = spec.onnx.outputs[0].source_name
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(
-            model, (torch.zeros((1, *INPUT_SHAPE)),), buffer,
-            input_names=[input_name], output_names=[output_name],
-            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-            opset_version=spec.onnx.opset, do_constant_folding=True, dynamo=False,
-        )
-    Path(out).write_bytes(buffer.getvalue())
+    Path(out).write_bytes(export_unfused(
+        load_model(raw, spec), (torch.zeros((1, *INPUT_SHAPE)),), [input_name], [output_name], spec.onnx.opset,
+        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+    ))
 
 
 def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
@@ -134,6 +131,31 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     return run
 
 
+INDEPENDENT_REFERENCE = "NumPy float64 oracle"
+
+
+def independent_reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
+    """`stages.torch_oracle` on the checkpoint's state dict as stored (not via the exported module)."""
+    load_model(raw, spec)  # the layout checks
+    state = torch_load(_checkpoint_path(raw, spec))[0]
+    oracle = SigNetOracle({key: value.numpy() for key, value in state.items()}, "relu")
+    input_name, output_name = spec.onnx.inputs[0].name, spec.onnx.outputs[0].name
+
+    def run(inputs: Arrays) -> Arrays:
+        return {output_name: oracle(inputs[input_name])["fc2"].astype(np.float32)}
+
+    return run
+
+
+def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
+    """Every tensor of the .pth tuple, by its key; the export may only copy or transpose them."""
+    state, classification, forgery = torch_load(_checkpoint_path(raw, spec))
+    upstream = {f"state_dict.{key}": value.numpy() for key, value in state.items()}
+    upstream |= {f"classification_layer.{key}": value.numpy() for key, value in classification.items()}
+    upstream |= {f"forg_layer.{key}": value.numpy() for key, value in forgery.items()}
+    return WeightTracer(upstream)
+
+
 def signet_input(gray: np.ndarray, style: Preprocessing, source: str | None = None) -> np.ndarray:
     """sigver input from a gray scan: float32 (1, 1, 150, 220) in 0..1, made by `style` (params'
     `preprocessing`: sigver's scikit-image code, then divided by 255)."""
@@ -142,8 +164,10 @@ def signet_input(gray: np.ndarray, style: Preprocessing, source: str | None = No
 
 def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
     """Drawn signatures and the user's images, one per sample, then all of them as one batch."""
+    name = spec.onnx.inputs[0].name
     style = spec.preprocessing.package_form()
+    strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, INPUT_SHAPE[1:], name,
+                             lambda image: (image.astype(np.float32) / np.float32(255))[None, None])
     return batched_signature_samples(
-        spec.source.seed, count, spec.onnx.inputs[0].name,
-        lambda gray, source: signet_input(gray, style, source), image_paths, style.load,
+        spec.source.seed, count, name, lambda gray, source: signet_input(gray, style, source), image_paths, strokes, style.load,
     )
