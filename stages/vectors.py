@@ -6,7 +6,8 @@ runtime must meet, and how the vectors were made). Inputs are drawn signatures (
 the cleaning model) prepared by the model's own preprocessing; expected outputs come from a
 float64 NumPy reference of the upstream network, never from ONNX Runtime:
 - Lasagne SigNets: `stages.oracle.LasagneOracle`; sigver .pth SigNets and the Siamese model:
-  `stages.torch_oracle`; the cleaning autoencoder: `stages.cleaning_oracle`.
+  `stages.torch_oracle` (through the families' `independent_reference`); the cleaning
+  autoencoder: `stages.cleaning_oracle`.
 
 Why these bytes are the same on every machine (they are hashed in dvc.lock):
 - the inputs are made with integer arithmetic only: PCG64 integers, OpenCV's integer
@@ -118,38 +119,24 @@ def vector_inputs(spec: ModelSpec) -> list[Arrays]:
 
 
 def float64_reference(name: str, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
-    """A function from graph inputs to the graph's outputs, computed in float64 from upstream bytes."""
+    """Graph inputs -> the graph's outputs, computed in float64 from the upstream bytes and rounded
+    to float32 once: the families' float64 NumPy oracles (`independent_reference` of the torch
+    families, `reference` of the Lasagne one), and `stages.cleaning_oracle` for the cleaning model."""
+    from stages.families import load_family
+
     raw = paths.raw_dir(name)
-    inputs = [t.name for t in spec.onnx.inputs]
-    outputs = {t.name: t.source_name for t in spec.onnx.outputs}
-    if spec.family == "lasagne_signet":
-        from stages.families import lasagne_signet
-        from stages.oracle import LasagneOracle
-
-        variant = lasagne_signet.variant_of(spec)
-        content, _weights = lasagne_signet.load_checked(lasagne_signet._pickle_path(raw, spec), variant)
-        oracle = LasagneOracle(variant, content.params)
-        return lambda feeds: {o: oracle(feeds[inputs[0]])[layer] for o, layer in outputs.items()}
-    if spec.family == "torch_signet":
-        from stages.families import torch_signet
-        from stages.torch_oracle import SigNetOracle
-
-        state = {k: v.numpy() for k, v in torch_signet.load_model(raw, spec).state_dict().items()}
-        signet = SigNetOracle(state, "relu")
-        return lambda feeds: {o: signet(feeds[inputs[0]])[layer] for o, layer in outputs.items()}
-    if spec.family == "torch_siamese":
-        from stages.families import torch_siamese
-        from stages.torch_oracle import SiameseOracle
-
-        state = {k: v.numpy() for k, v in torch_siamese.load_model(raw).state_dict().items()}
-        siamese = SiameseOracle(state)
-        return lambda feeds: {o: siamese(feeds[inputs[0]], feeds[inputs[1]])[source] for o, source in outputs.items()}
+    family = load_family(spec.family)
+    if hasattr(family, "independent_reference"):
+        return family.independent_reference(raw, spec)
+    if spec.family == "lasagne_signet":  # its reference is the float64 NumPy oracle
+        return family.reference(raw, spec)
     if spec.family == "keras_cleaning":
         from stages.cleaning_oracle import CleaningOracle, read_weights
 
         cleaning = CleaningOracle(read_weights(raw / "model" / "variables" / "variables"))
-        return lambda feeds: {o: cleaning(feeds[inputs[0]]) for o in outputs}
-    raise PipelineError(f"models.{name}.family: no float64 reference for family {spec.family!r}")
+        input_name = spec.onnx.inputs[0].name
+        return lambda feeds: {t.name: cleaning(feeds[input_name]).astype(np.float32) for t in spec.onnx.outputs}
+    raise PipelineError(f"models.{name}.family: no float64 NumPy reference for family {spec.family!r}")
 
 
 def vectors(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
@@ -165,7 +152,7 @@ def vectors(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
         for k, (input_name, array) in enumerate(feeds.items()):
             payloads[f"{folder}/input_{k}.pb"] = tensor_bytes(array, input_name)
         for k, output in enumerate(output_names):
-            payloads[f"{folder}/output_{k}.pb"] = tensor_bytes(expected[output].astype(np.float32), output)
+            payloads[f"{folder}/output_{k}.pb"] = tensor_bytes(expected[output], output)
         log.info("%s: %s", folder, ", ".join(f"{n} {a.shape}" for n, a in feeds.items()))
     description = {
         "format": 1,
