@@ -48,6 +48,13 @@ def spec(name: str):
     return load_model(name, REPO / "params.yaml")
 
 
+def build(project: Path, models: list[str], steps: tuple[str, ...]) -> None:
+    """Run the stages for each model, one process at a time: each one already uses every core."""
+    for model in models:
+        for step in steps:
+            run_step(project, step, model)
+
+
 def onnx_file(project: Path, model: str) -> Path:
     """The patched graph: validate publishes exactly these bytes as models/<model>/model.onnx."""
     return project / "data" / "interim" / model / "patched.onnx"
