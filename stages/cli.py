@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from stages.config import PARAMS_FILE, ModelSpec, load_model
+from signature_onnx.errors import SignatureOnnxError
 from stages.errors import PipelineError
 from stages.untrusted import escape, redact, shorten
 
@@ -79,7 +80,7 @@ def report_errors(action: Callable[[], None]) -> int:
     """
     try:
         action()
-    except PipelineError as exc:
+    except (PipelineError, SignatureOnnxError) as exc:  # the package's bad images and model folders too
         print(f"error: {one_message(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:  # a full disk or a permission problem while writing an artifact

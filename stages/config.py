@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from signature_onnx.preprocessing import Preprocessing
 from stages.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
@@ -39,6 +40,8 @@ DEFAULT_MAX_BYTES = {
 # A `#member` address downloads a whole zip first (signet_models.zip holds three 63 MB pickles).
 DEFAULT_MAX_ARCHIVE_BYTES = 512 * MB
 DEFAULT_MAX_SECONDS = 1800
+# What a published model does, for the `signature_onnx` package (its `preprocessing.json`).
+FAMILY_TASKS = {"keras_cleaning": "clean", "torch_siamese": "verify", "lasagne_signet": "embed", "torch_signet": "embed"}
 
 
 class _Strict(BaseModel):
@@ -127,6 +130,42 @@ class ValidationSpec(_Strict):
     image_dirs: list[str] = []
 
 
+Size = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
+
+
+class PreprocessingSpec(_Strict):
+    """How the model's input is made from an image; published as `models/<name>/preprocessing.json`.
+
+    The package `signature_onnx` reads that file, so users never choose these by hand. Styles:
+    `wiwd` (sigver_wiwd's code, the Lasagne pickles), `sigver` (sigver's scikit-image code, the
+    .pth SigNets and the Siamese notebook), `rgb` (the cleaning model's resized RGB page).
+    """
+
+    style: Literal["wiwd", "sigver", "rgb"]
+    input_size: Size  # (rows, cols) of the network input; for SPP the smallest accepted image
+    canvas: Size | None = None  # the canvas the signature is centered on (signature styles)
+    img_size: Size | None = None  # the canvas is resized to this before the center crop
+    input_divisor: Literal[1, 255] = 1  # the 0..255 image is divided by it (float inputs)
+    spp: bool = False  # SigNet-SPP: 255 - remove_background at the image's own size
+
+    def package_form(self) -> Preprocessing:
+        """The same description as the package reads it from `preprocessing.json`."""
+        return Preprocessing.from_dict(self.model_dump(exclude_none=True), "params preprocessing")
+
+    @model_validator(mode="after")
+    def _sizes_fit_the_style(self) -> "PreprocessingSpec":
+        centered = self.style != "rgb" and not self.spp
+        if centered and (self.canvas is None or self.img_size is None):
+            raise ValueError(f"style {self.style!r} needs canvas and img_size")
+        if not centered and (self.canvas is not None or self.img_size is not None):
+            raise ValueError("canvas and img_size apply only to a centered signature style (not rgb, not spp)")
+        if self.style == "rgb" and self.spp:
+            raise ValueError("spp applies only to the signature styles wiwd and sigver")
+        if centered and any(i > m for i, m in zip(self.input_size, self.img_size)):
+            raise ValueError(f"input_size {self.input_size} must fit inside img_size {self.img_size}")
+        return self
+
+
 class ModelSpec(_Strict):
     description: str
     # The ONNX file's model_version: raise it when a rebuild is meant to replace what users have.
@@ -136,6 +175,7 @@ class ModelSpec(_Strict):
     source: SourceSpec
     onnx: OnnxSpec
     validation: ValidationSpec
+    preprocessing: PreprocessingSpec
 
     @field_validator("files")
     @classmethod
@@ -165,6 +205,11 @@ class ModelSpec(_Strict):
         unknown = [n for n in named if n not in outputs]
         if unknown:
             raise ValueError(f"validation names outputs {unknown} that onnx.outputs does not declare")
+        size = self.preprocessing.input_size
+        first = self.onnx.inputs[0].shape
+        fixed = first[1:3] if self.preprocessing.style == "rgb" else first[-2:]
+        if not self.preprocessing.spp and all(isinstance(d, int) for d in fixed) and list(fixed) != list(size):
+            raise ValueError(f"preprocessing.input_size {size} differs from the input {self.onnx.inputs[0].name}'s size {list(fixed)}")
         if self.source.kind == "url":
             missing = [f for f in self.files if f not in self.source.urls]
             if missing:

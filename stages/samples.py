@@ -120,21 +120,25 @@ def batched_signature_samples(
     prepare: Callable[[np.ndarray, str | None], np.ndarray],
     image_paths: Sequence[Path],
     strokes: Sequence[tuple[str, dict[str, np.ndarray]]] = (),
+    load: Callable[[Path], np.ndarray] | None = None,
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Validation samples for a fixed-size SigNet: drawn scans, the user's images, strokes, then one batch.
 
     `prepare(gray, source)` turns a gray scan (float32 0..255, ink dark) into one network input
     of shape (1, ...); `strokes` are ready samples (`stroke_samples`); the last sample stacks
-    every input, so a dynamic batch axis is exercised.
+    every input, so a dynamic batch axis is exercised. `load(path)` reads a user's image as the
+    model's preprocessing style does (default: wiwd's).
     """
     from stages.preprocess import load_signature
+
+    load = load or load_signature
 
     samples = []
     for index in range(count):
         gray = signature_gray(seed * 1000 + index, 240 + 37 * index, 480 + 71 * index)
         samples.append((f"synthetic_{index:03d}", {input_name: prepare(gray, None)}))
     for path in image_paths:
-        samples.append((path.name, {input_name: prepare(load_signature(path), str(path))}))
+        samples.append((path.name, {input_name: prepare(load(path), str(path))}))
     samples.extend(strokes)
     batch = np.concatenate([inputs[input_name] for _sample, inputs in samples])
     samples.append((f"batch_of_{len(batch)}", {input_name: batch}))

@@ -3,9 +3,10 @@
 Inputs: drawn signature-like images (and every image in `validation.image_dirs`), prepared as
 the model expects. Over tolerance the stage exits non-zero and publishes nothing; within it,
 models/<model>/ receives model.onnx (with its lineage in the ONNX metadata), lineage.json,
-provenance.intoto.json, README.md (the model card) and verdict.json (stages/verdict.py), all
-hashed in dvc.lock and the same bytes on every machine, and validation.json and samples.csv
-(measured errors, CPU-dependent, outside dvc.lock), each written atomically.
+provenance.intoto.json, README.md (the model card), verdict.json (stages/verdict.py) and
+preprocessing.json (task and input preparation, for the signature_onnx package), all hashed in
+dvc.lock and the same bytes on every machine, and validation.json and samples.csv (measured
+errors, CPU-dependent, outside dvc.lock), each written atomically.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import onnxruntime as ort
 from stages import lineage, model_card, onnx_tools, paths, provenance
 from stages.atomic import write_bytes
 from stages.cli import model_parser, run_stage
-from stages.config import ModelSpec
+from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
+from stages.config import FAMILY_TASKS, ModelSpec
 from stages.errors import PipelineError
 from stages.families import load_family, references
 from stages.preprocess import IMAGE_SUFFIXES
@@ -138,6 +140,8 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
             spec.validation, [v.reference_name for v in validators], len(primary.per_sample),
             {output: errors.elements for output, errors in primary.outputs.items()}, weights,
         )),
+        # What the model does and how its input is made, for the signature_onnx package.
+        PREPROCESSING_FILE: preprocessing_json(name, FAMILY_TASKS[spec.family], spec.preprocessing.package_form()),
         "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
         "samples.csv": samples_csv(primary.per_sample).encode(),
     }

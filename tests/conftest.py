@@ -21,10 +21,11 @@ STEPS = ("fetch", "convert", "patch", "validate")
 
 
 def copy_project(target: Path) -> Path:
-    """Copy what the stages need (params.yaml, stages/) into `target` and return it."""
+    """Copy what the stages need (params.yaml, stages/, signature_onnx/) into `target` and return it."""
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "params.yaml", target / "params.yaml")
-    shutil.copytree(REPO / "stages", target / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "signature_onnx"):  # the stages use the package's preprocessing
+        shutil.copytree(REPO / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
     return target
 
 
@@ -69,6 +70,16 @@ def signet_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for model in SIGNET_PUBLISHED:
         run_step(project, STEPS[3], model)
     return project
+
+
+@pytest.fixture(scope="session")
+def published_project(built_project: Path, signet_project: Path) -> Path:
+    """built_project (cleaning, siamese) plus signet_project's published SigNet models (one of each
+    preprocessing style and input kind), copied rather than rebuilt: the package's tests."""
+    for model in SIGNET_PUBLISHED:
+        for part in (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}"):
+            shutil.copytree(signet_project / part, built_project / part, dirs_exist_ok=True)
+    return built_project
 
 
 @pytest.fixture

@@ -59,6 +59,13 @@ def test_repository_params_load():
          "look like credentials"),
         (lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "ftp://host.example/f.pt"}),
          "is not an http(s) address"),
+        (lambda p: p["models"]["siamese"].pop("preprocessing"), "models.siamese.preprocessing: Field required"),
+        (lambda p: p["models"]["siamese"]["preprocessing"].update(style="opencv"), "models.siamese.preprocessing.style"),
+        (lambda p: p["models"]["siamese"]["preprocessing"].pop("canvas"), "style 'sigver' needs canvas and img_size"),
+        (lambda p: p["models"]["siamese"]["preprocessing"].update(input_size=[150, 221]), "differs from the input input0's size [150, 220]"),
+        (lambda p: p["models"]["signet"]["preprocessing"].update(img_size=[140, 200]), "must fit inside img_size"),
+        (lambda p: p["models"]["signet_pth"]["preprocessing"].update(input_divisor=256), "models.signet_pth.preprocessing.input_divisor"),
+        (lambda p: p["models"]["cleaning"]["preprocessing"].update(spp=True), "spp applies only"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):

@@ -5,6 +5,8 @@ This is the user's main job, run as a user runs it: every model of params.yaml, 
 
 from __future__ import annotations
 
+import subprocess
+
 import yaml
 
 from conftest import REPO, dvc, git

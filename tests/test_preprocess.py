@@ -1,4 +1,4 @@
-"""Tests of stages/preprocess.py: the sigver_wiwd goldens, the array contracts, bad input."""
+"""Tests of the "wiwd" style (signature_onnx.preprocessing.wiwd, re-exported by stages/preprocess.py): the sigver_wiwd goldens, the array contracts, bad input."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from stages.cli import report_errors
 from stages.errors import PipelineError
 from stages.preprocess import (
     ImageError,
@@ -197,8 +198,14 @@ def test_preprocess_signature_custom_sizes_and_float_truncation(signature: np.nd
     )
 
 
-def test_image_error_is_a_value_error_and_a_pipeline_error() -> None:
-    assert issubclass(ImageError, ValueError) and issubclass(ImageError, PipelineError)
+def test_image_error_is_a_value_error_reported_by_stages_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert issubclass(ImageError, ValueError) and not issubclass(ImageError, PipelineError)
+
+    def fail() -> None:
+        raise ImageError("scan.png: the image data is truncated")
+
+    assert report_errors(fail) == 1
+    assert capsys.readouterr().err == "error: scan.png: the image data is truncated\n"
 
 
 # ------------------------------------------------------------------------------------------

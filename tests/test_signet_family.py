@@ -170,10 +170,17 @@ def test_inputs_are_the_seed_notebooks_golden_preprocessing():
     np.testing.assert_array_equal(lasagne_signet.spp_input(gray, "signet_spp_300dpi")[0, 0], np.load(folder / "processed_spp_py3.npy"))
 
 
-def test_the_pth_input_is_the_preprocessed_scan_divided_by_255(signet_inputs):
-    name, x = signet_inputs[0]
-    gray = load_signature(shared_fixture("signatures", name))
-    np.testing.assert_array_equal(torch_signet.signet_input(gray), x / np.float32(255))
+def test_the_pth_input_is_the_sigver_preprocessed_scan_divided_by_255(signet_inputs):
+    """sigver's models take sigver's scikit-image preprocessing (not sigver_wiwd's) over 255."""
+    from signature_onnx.preprocessing import sigver
+
+    name, wiwd_input = signet_inputs[0]
+    path = shared_fixture("signatures", name)
+    style = spec("signet_pth").preprocessing.package_form()
+    expected = sigver.preprocess_signature(sigver.load_signature(path), (952, 1360)) / np.float32(255)
+    x = torch_signet.signet_input(style.load(path), style)
+    np.testing.assert_array_equal(x, expected[None, None].astype(np.float32))
+    assert not np.array_equal(x, wiwd_input / np.float32(255))  # the two styles do differ
 
 
 # ---- the validator catches conversion errors -----------------------------------------------
@@ -288,7 +295,7 @@ def test_parity_distances_are_the_oracles(signet_project: Path):
 
 
 def test_parity_example_imports_no_other_network_runtime():
-    code = "import sys; import examples.signet_parity; print(sorted(m for m in ('torch', 'onnx', 'tensorflow', 'stages.oracle') if m in sys.modules))"
+    code = "import sys; import examples.signet_parity; print(sorted(m for m in ('torch', 'onnx', 'tensorflow', 'stages', 'pydantic', 'yaml') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -306,7 +313,7 @@ def test_parity_example_refuses_a_too_small_image_clearly(signet_project: Path, 
         cwd=REPO, capture_output=True, text=True,
     )
     assert result.returncode == 1
-    assert "b2.png: the image is 30x200 (rows x cols), smaller than the smallest input signet_spp_300dpi accepts, 37x37" in result.stderr
+    assert "b2.png: the image is 30x200, smaller than the 37x37 this SPP model accepts" in result.stderr
 
 
 def load_script(name: str, path: Path):

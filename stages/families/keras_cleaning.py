@@ -21,8 +21,8 @@ import numpy as np
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError, first_line
+from signature_onnx.preprocessing import Preprocessing
 from stages.families.savedmodel_ops import check_savedmodel
-from stages.preprocess import load_rgb
 from stages.weight_trace import WeightTracer
 from stages.samples import signature_rgb
 
@@ -199,15 +199,10 @@ def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
     return WeightTracer(upstream)
 
 
-def prepare_image(rgb: np.ndarray) -> np.ndarray:
-    """What the notebook feeds the model: RGB resized to 224x224, scaled to [0, 1].
-
-    rgb: uint8 (H, W, 3). Returns float32 (1, 224, 224, 3) in [0, 1].
-    """
-    import cv2
-
-    resized = cv2.resize(rgb, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
-    return (resized.astype(np.float32) / 255.0)[None]
+def prepare_image(rgb: np.ndarray, style: Preprocessing) -> np.ndarray:
+    """What the notebook feeds the model (params' `preprocessing`, style rgb): RGB resized to
+    224x224 (OpenCV INTER_AREA), scaled to [0, 1]. rgb: uint8 (H, W, 3); returns float32 (1, 224, 224, 3)."""
+    return style.network_input(style.image(rgb), "float32")
 
 
 def validation_inputs(
@@ -215,11 +210,12 @@ def validation_inputs(
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Drawn cluttered pages (varied sizes and aspect ratios), then the user's images."""
     name = spec.onnx.inputs[0].name
+    style = spec.preprocessing.package_form()
     samples = []
     for index in range(count):
         height, width = 300 + 37 * index, 420 + 53 * index
         page = signature_rgb(spec.source.seed * 1000 + index, height, width, clutter=True)
-        samples.append((f"synthetic_{index:03d}", {name: prepare_image(page)}))
+        samples.append((f"synthetic_{index:03d}", {name: prepare_image(page, style)}))
     for path in image_paths:
-        samples.append((path.name, {name: prepare_image(load_rgb(path))}))
+        samples.append((path.name, {name: prepare_image(style.load(path), style)}))
     return samples

@@ -29,7 +29,7 @@ import numpy as np
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
-from stages.preprocess import SIGNET_CANVAS, load_signature, preprocess_signature, remove_background
+from stages.preprocess import SIGNET_CANVAS, preprocess_signature, remove_background
 from stages.lasagne_pickle import (
     IMG_SIZE,
     INPUT_SIZE,
@@ -310,17 +310,24 @@ def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) 
     """
     variant = variant_of(spec)
     name = spec.onnx.inputs[0].name
+    style = spec.preprocessing.package_form()  # the model's own preprocessing, from params
+
+    def prepare(gray: np.ndarray, source: str | None) -> np.ndarray:
+        if architecture(variant).fixed_input is None:
+            check_input_size(variant, gray.shape[0], gray.shape[1], source or "image")
+        return style.network_input(style.image(gray, source=source), "float32")
+
     samples: list[tuple[str, Arrays]] = []
     to_input = lambda image: image.astype(np.float32)[None, None]  # noqa: E731  (0..255, ink bright)
     fixed = architecture(variant).fixed_input
     if fixed is not None:
         strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, fixed, name, to_input)
-        return batched_signature_samples(spec.source.seed, count, name, signet_input, image_paths, strokes)
+        return batched_signature_samples(spec.source.seed, count, name, prepare, image_paths, strokes, style.load)
     for index, (height, width) in enumerate(spp_validation_sizes(variant, count)):
         gray = signature_gray(spec.source.seed * 1000 + index, height, width)
-        samples.append((f"synthetic_{height}x{width}", {name: spp_input(gray, variant)}))
+        samples.append((f"synthetic_{height}x{width}", {name: prepare(gray, None)}))
     for path in image_paths:
-        samples.append((path.name, {name: spp_input(load_signature(path), variant, str(path))}))
+        samples.append((path.name, {name: prepare(style.load(path), str(path))}))
     for size in SPP_CALIBRATION_SIZES:  # strokes over the field, then the same size as one batch
         strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, size, name, to_input)
         samples.extend(strokes)

@@ -21,7 +21,7 @@ from torch import nn
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
-from stages.preprocess import SIGNET_CANVAS, load_signature, preprocess_signature
+from signature_onnx.preprocessing import Preprocessing
 from stages.families.torch_layers import (
     FEATURES, SigNet, calibrate_batch_norm, check_keys, export_unfused, load_state, synthetic_state, torch_load,
 )
@@ -33,7 +33,6 @@ from stages.weight_trace import WeightTracer
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "PyTorch"
 CHECKPOINT = "convnet_best_loss.pt"
-CANVAS = SIGNET_CANVAS
 INPUT_SHAPE = (150, 220)
 
 
@@ -138,21 +137,23 @@ def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
     return WeightTracer(_state_as_stored(raw), literals=GRAPH_LITERALS)
 
 
-def prepare_signature(gray: np.ndarray) -> np.ndarray:
-    """The notebook's preprocessing: uint8 (150, 220), ink bright, from a gray scan (float, 0..255)."""
-    return preprocess_signature(gray, CANVAS).astype(np.uint8)
+def prepare_signature(gray: np.ndarray, style: Preprocessing, source: str | None = None) -> np.ndarray:
+    """The notebook's preprocessing (params' `preprocessing`: sigver's scikit-image code, img_size
+    (256, 256), crop (150, 220)): uint8 (150, 220), ink bright, from a gray scan (0..255)."""
+    return style.network_input(style.image(gray, source=source), "uint8")
 
 
 def validation_inputs(
     spec: ModelSpec, count: int, image_paths: Sequence[Path]
 ) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Pairs of signatures: drawn ones (consecutive pairs), then the user's images paired in turn."""
+    style = spec.preprocessing.package_form()
     images: list[tuple[str, np.ndarray]] = []
     for index in range(count + 1):
         height, width = 260 + 41 * index, 520 + 67 * index
-        images.append((f"synthetic_{index:03d}", prepare_signature(signature_gray(spec.source.seed * 1000 + index, height, width))))
+        images.append((f"synthetic_{index:03d}", prepare_signature(signature_gray(spec.source.seed * 1000 + index, height, width), style)))
     for path in image_paths:
-        images.append((path.name, prepare_signature(load_signature(path))))
+        images.append((path.name, prepare_signature(style.load(path), style, str(path))))
     for sample, inputs in stroke_samples(spec.source.seed, spec.validation.stroke_samples, INPUT_SHAPE, "image", lambda image: image):
         images.append((sample, inputs["image"]))
     first, second = (t.name for t in spec.onnx.inputs)

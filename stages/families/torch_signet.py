@@ -10,8 +10,9 @@ forg_layer_state))`:
   the state of a parameter-less stub module when it trains without forgeries).
 Only the feature extractor is converted; the two heads are checked for shape and dropped.
 
-ONNX I/O: input `input` float32 [batch, 1, 150, 220], the `preprocess_signature` output on the
-(952, 1360) canvas DIVIDED BY 255 (values 0..1; sigver's models were trained that way, unlike
+ONNX I/O: input `input` float32 [batch, 1, 150, 220], the `preprocess_signature` output of
+sigver's scikit-image style (params `preprocessing`, style sigver) on the (952, 1360) canvas
+DIVIDED BY 255 (values 0..1; sigver's models were trained that way, unlike
 the Lasagne ones); output `fc2` float32 [batch, 2048], the SigNet features after fc2's ReLU
 (sigver's forward returns fc2 only, so there is no fc1 output).
 
@@ -30,7 +31,7 @@ import torch
 
 from stages.config import ModelSpec
 from stages.errors import PipelineError
-from stages.preprocess import SIGNET_CANVAS, preprocess_signature
+from signature_onnx.preprocessing import Preprocessing
 from stages.families.torch_layers import (
     FEATURES, SigNet, calibrate_batch_norm, check_keys, check_tensor, export_unfused, load_state, synthetic_state,
     torch_load,
@@ -42,7 +43,6 @@ from stages.weight_trace import WeightTracer
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "PyTorch"
-CANVAS = SIGNET_CANVAS
 INPUT_SHAPE = (1, 150, 220)
 # GPDS users 300..880 trained the classification layer (sigver README: --users 300 881).
 BUILTIN_USERS = 581
@@ -165,15 +165,18 @@ def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
     return WeightTracer(upstream)
 
 
-def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
-    """sigver input from a gray scan: float32 (1, 1, 150, 220) in 0..1 (preprocessed / 255)."""
-    processed = preprocess_signature(gray, CANVAS, source=source)
-    return (processed.astype(np.float32) / np.float32(255))[None, None]
+def signet_input(gray: np.ndarray, style: Preprocessing, source: str | None = None) -> np.ndarray:
+    """sigver input from a gray scan: float32 (1, 1, 150, 220) in 0..1, made by `style` (params'
+    `preprocessing`: sigver's scikit-image code, then divided by 255)."""
+    return style.network_input(style.image(gray, source=source), "float32")
 
 
 def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
     """Drawn signatures and the user's images, one per sample, then all of them as one batch."""
     name = spec.onnx.inputs[0].name
+    style = spec.preprocessing.package_form()
     strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, INPUT_SHAPE[1:], name,
                              lambda image: (image.astype(np.float32) / np.float32(255))[None, None])
-    return batched_signature_samples(spec.source.seed, count, name, signet_input, image_paths, strokes)
+    return batched_signature_samples(
+        spec.source.seed, count, name, lambda gray, source: signet_input(gray, style, source), image_paths, strokes, style.load,
+    )

@@ -1,0 +1,251 @@
+"""The published models in ONNX Runtime, in the style of Optimum's ORTModel classes.
+
+    from signature_onnx import ORTModelForSignatureVerification
+    verifier = ORTModelForSignatureVerification.from_pretrained("models/siamese")
+    result = verifier.verify("a.png", "b.png", threshold=0.5)
+
+`from_pretrained` takes a published model folder or its `model.onnx`; the folder's
+`preprocessing.json` says how images are prepared, so callers pass image files (or arrays) and
+never choose a preprocessing by hand. `AutoORTModel.from_pretrained` picks the class from the
+folder's task. A model built from synthetic stand-in weights warns (`SyntheticWeightsWarning`)
+on every result, and each result says so.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from signature_onnx.errors import ImageError, ModelFolderError
+from signature_onnx.folder import ModelFolder
+from signature_onnx.progress import progress
+
+ImageLike = str | os.PathLike[str] | np.ndarray
+
+
+class SyntheticWeightsWarning(UserWarning):
+    """The model's weights are the pipeline's synthetic stand-ins: its results mean nothing."""
+
+
+def _session(onnx_path: Path, threads: int | None):
+    """An ONNX Runtime CPU session; a file ORT cannot load fails naming it (one line)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail / InvalidProtobuf / NoSuchFile types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFolderError(f"{onnx_path}: ONNX Runtime cannot load it ({first[:300]}); pull or rebuild it") from None
+
+
+class ORTSignatureModel:
+    """One published model in an ONNX Runtime session, with its preprocessing.
+
+    Attributes: `folder` (ModelFolder: name, task, preprocessing, synthetic), `session`.
+    """
+
+    task: ClassVar[str | None] = None
+
+    def __init__(self, folder: ModelFolder, session) -> None:
+        self.folder = folder
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
+        self._check_graph()
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], *, threads: int | None = None) -> "ORTSignatureModel":
+        """Load a model folder (or its model.onnx) for this class's task."""
+        folder = ModelFolder.open(path)
+        if cls.task is not None and folder.task != cls.task:
+            raise ModelFolderError(
+                f"{folder.onnx_path}: model {folder.name!r} is a {folder.task!r} model, not a {cls.task!r} one; "
+                f"use the {_TASK_COMMANDS[folder.task]!r} command (or its class) with it"
+            )
+        model = cls(folder, _session(folder.onnx_path, threads))
+        model.warn_if_synthetic()
+        return model
+
+    @property
+    def synthetic(self) -> bool:
+        return self.folder.synthetic
+
+    def synthetic_warning(self) -> str | None:
+        """The loud warning text for a model with synthetic weights, else None."""
+        if not self.folder.synthetic:
+            return None
+        return (
+            f"WARNING: {self.folder.name} has SYNTHETIC stand-in weights ({self.folder.source}); "
+            "this result means nothing"
+        )
+
+    def warn_if_synthetic(self) -> None:
+        message = self.synthetic_warning()
+        if message:
+            warnings.warn(message, SyntheticWeightsWarning, stacklevel=3)
+
+    def prepare(self, image: ImageLike) -> np.ndarray:
+        """The network input for one image file or array (gray 0..255, or RGB for cleaning)."""
+        style = self.folder.preprocessing
+        source = str(image) if not isinstance(image, np.ndarray) else None
+        array = style.load(image) if source is not None else image
+        dtype = "uint8" if self.session.get_inputs()[0].type == "tensor(uint8)" else "float32"
+        return style.network_input(style.image(array, source=source), dtype)
+
+    def _check_graph(self) -> None:
+        """Refuse a graph whose inputs do not fit the task (a folder holding another model)."""
+
+    def _run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        names = list(outputs or self.output_names)
+        try:
+            values = self.session.run(names, feeds)
+        except Exception as exc:  # ORT's own error types: a bad shape, an SPP input below its minimum
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ImageError(f"{self.folder.onnx_path}: ONNX Runtime refused the input ({first[:300]})") from None
+        return dict(zip(names, values))
+
+    def _fail_graph(self, expected: str) -> None:
+        shapes = {i.name: (i.type, i.shape) for i in self.session.get_inputs()}
+        raise ModelFolderError(f"{self.folder.onnx_path}: inputs {shapes} do not fit a {self.folder.task!r} model; expected {expected}")
+
+
+class ORTModelForSignatureCleaning(ORTSignatureModel):
+    """The cleaning autoencoder: an RGB page in, the cleaned page out (224x224, or resized back)."""
+
+    task = "clean"
+
+    def _check_graph(self) -> None:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 4:
+            self._fail_graph("one float32 input [1, 224, 224, 3]")
+
+    def clean(self, image: ImageLike, *, original_size: bool = False) -> np.ndarray:
+        """Clean one page.
+
+        Args:
+            image: an image file, or a uint8 RGB array (rows, cols, 3).
+            original_size: resize the result back to the input's size (OpenCV INTER_CUBIC).
+
+        Returns:
+            uint8 RGB (224, 224, 3), or (rows, cols, 3) with `original_size`.
+        """
+        import cv2
+
+        style = self.folder.preprocessing
+        source = str(image) if not isinstance(image, np.ndarray) else None
+        rgb = style.load(image) if source is not None else np.asarray(image)
+        x = style.network_input(style.image(rgb, source=source), "float32")
+        out = self._run({self.input_names[0]: x})[self.output_names[0]][0]
+        cleaned = (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        self.warn_if_synthetic()
+        if original_size:
+            return cv2.resize(cleaned, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_CUBIC)
+        return cleaned
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The Siamese verdict on a pair.
+
+    probability: sigmoid(logit), the notebook's "same writer" confidence in [0, 1];
+    cosine: cosine similarity of the two embeddings; same_writer: probability >= threshold
+    (None when no threshold was given); synthetic_weights: True when the result means nothing.
+    """
+
+    logit: float
+    probability: float
+    cosine: float
+    threshold: float | None
+    same_writer: bool | None
+    synthetic_weights: bool
+
+
+class ORTModelForSignatureVerification(ORTSignatureModel):
+    """The Siamese verifier: two signatures in, embeddings and a same-writer logit out."""
+
+    task = "verify"
+
+    def _check_graph(self) -> None:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 2 or len(self.output_names) != 3:
+            self._fail_graph("two uint8 inputs [150, 220] and three outputs (e1, e2, logit)")
+
+    def verify(self, image_a: ImageLike, image_b: ImageLike, *, threshold: float | None = None) -> Verification:
+        """Compare two signatures (files or gray arrays, paper 255); see `Verification`."""
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
+        feeds = dict(zip(self.input_names, (self.prepare(image_a), self.prepare(image_b))))
+        e1, e2, logit = (self._run(feeds)[name] for name in self.output_names)
+        logit_value = float(np.asarray(logit, dtype=np.float64).reshape(-1)[0])
+        probability = float(1.0 / (1.0 + np.exp(-logit_value)))
+        a, b = (np.asarray(e, dtype=np.float64).reshape(-1) for e in (e1, e2))
+        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+        cosine = float(a @ b / norms) if norms > 0 else 0.0
+        self.warn_if_synthetic()
+        decision = None if threshold is None else probability >= threshold
+        return Verification(logit_value, probability, cosine, threshold, decision, self.synthetic)
+
+
+class ORTModelForSignatureFeatures(ORTSignatureModel):
+    """A SigNet feature extractor (SigNet, SigNet-F, SigNet-SPP, sigver .pth): images in, features out."""
+
+    task = "embed"
+
+    def _check_graph(self) -> None:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 4:
+            self._fail_graph("one float32 input [batch, 1, rows, cols]")
+
+    @property
+    def layers(self) -> list[str]:
+        """The feature layers this model outputs (fc1 and fc2, or fc2 only for sigver .pth)."""
+        return list(self.output_names)
+
+    def embed(self, images: Iterable[ImageLike], *, layer: str = "fc2", batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        """Features of each image, float32 (N, 2048).
+
+        Fixed-size SigNets run in batches of `batch_size`; SigNet-SPP runs each image at its own
+        size (one at a time). Images are files or gray arrays (paper 255, ink dark).
+        """
+        if layer not in self.output_names:
+            raise ValueError(f"{self.folder.name} has no layer {layer!r}; it outputs {self.output_names}")
+        items = list(images)
+        if not items:
+            raise ValueError("no images to embed")
+        step = 1 if self.folder.preprocessing.spp else max(1, batch_size)
+        features = []
+        bar = progress(total=len(items), desc=f"embed ({self.folder.name})", unit="img", enabled=show_progress)
+        with bar:
+            for start in range(0, len(items), step):
+                chunk = items[start : start + step]
+                batch = np.concatenate([self.prepare(item) for item in chunk])
+                features.append(self._run({self.input_names[0]: batch}, [layer])[layer])
+                bar.update(len(chunk))
+        self.warn_if_synthetic()
+        return np.concatenate(features).astype(np.float32)
+
+
+_CLASSES: dict[str, type[ORTSignatureModel]] = {
+    "clean": ORTModelForSignatureCleaning,
+    "verify": ORTModelForSignatureVerification,
+    "embed": ORTModelForSignatureFeatures,
+}
+_TASK_COMMANDS = {"clean": "clean", "verify": "verify", "embed": "embed"}
+
+
+class AutoORTModel:
+    """Loads any published model folder with the class of its task."""
+
+    @staticmethod
+    def from_pretrained(path: str | os.PathLike[str], *, threads: int | None = None) -> ORTSignatureModel:
+        folder = ModelFolder.open(path)
+        return _CLASSES[folder.task].from_pretrained(path, threads=threads)
