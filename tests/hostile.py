@@ -23,17 +23,33 @@ import hashlib
 import io
 import os
 import pickle
-import resource
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-MEMORY_LIMIT = 1 << 30  # bytes of address space for a stage fed a hostile input
+# A stage fed a hostile input may hold at most 1 GiB of memory (peak resident set, measured per
+# run). The address space is capped higher, at 2 GiB, as the guard that stops a runaway
+# allocation: torch, OpenCV and scikit-image map about 1.2 GB of address space at import
+# without touching it, so an address-space cap of 1 GiB would fail every run that imports them.
+MEMORY_LIMIT = 1 << 30  # bytes of peak resident memory
+ADDRESS_SPACE_LIMIT = 2 << 30
 TIMEOUT = 180  # seconds
+# Runs the command under the address-space cap, waits for it with wait4 (which reports the
+# child's own peak RSS), writes that peak to the file named by argv[1] and exits with its status.
+_MEASURED_RUN = """
+import os, resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+child = subprocess.Popen(sys.argv[2:])
+_pid, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss * 1024))
+sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+"""
 
 
 @dataclass(frozen=True)
@@ -56,28 +72,27 @@ class Outcome:
         return [line for line in self.stderr.splitlines() if line.startswith("error:")]
 
 
-def _limit_memory() -> None:  # runs in the child, before exec
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Outcome:
-    """Run `args` under a 1 GiB address-space limit and a timeout; a timeout fails the caller."""
+    """Run `args` under the address-space cap and a timeout; fail the caller when it times out or
+    its peak resident memory exceeds MEMORY_LIMIT."""
     environment = {
         **os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {}),
     }
-    start = time.monotonic()
-    process = subprocess.Popen(
-        args, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_limit_memory,
-    )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        raise AssertionError(f"{' '.join(args)} ran longer than {timeout} s:\n{err[-2000:]}") from None
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak_rss"
+        wrapper = [sys.executable, "-c", _MEASURED_RUN.format(limit=ADDRESS_SPACE_LIMIT), str(peak_file), *args]
+        start = time.monotonic()
+        process = subprocess.Popen(wrapper, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            raise AssertionError(f"{' '.join(args)} ran longer than {timeout} s:\n{err[-2000:]}") from None
+        peak = int(peak_file.read_text()) if peak_file.exists() else 0
+    if peak > MEMORY_LIMIT:
+        raise AssertionError(f"{' '.join(args)} held {peak / 2**20:.0f} MiB, over the {MEMORY_LIMIT / 2**20:.0f} MiB limit")
     return Outcome(process.returncode, out, err, time.monotonic() - start)
 
 

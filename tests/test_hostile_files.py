@@ -265,3 +265,17 @@ def test_a_live_savedmodel_through_fetch_convert_and_validate(live_savedmodel, t
         outcome = hostile.stage(project, step, "cleaning")
         check_refusal(step, (outcome, before, hostile.snapshot(tmp_path / "case")), r"refused: op 'WriteFile'")
     assert not marker.exists()
+
+
+def test_the_harness_catches_a_run_over_the_memory_limit(tmp_path: Path):
+    """The limits every hostile run is held to: 1.2 GiB touched fails the caller; 2.5 GiB cannot
+    even be mapped; 200 MiB passes."""
+    import sys
+
+    from hostile import run_limited
+
+    touch = "import sys; block = bytearray(int(sys.argv[1]) << 20); block[::4096] = b'x' * len(block[::4096])"
+    assert run_limited([sys.executable, "-c", touch, "200"], tmp_path).code == 0
+    with pytest.raises(AssertionError, match="over the 1024 MiB limit"):
+        run_limited([sys.executable, "-c", touch, "1200"], tmp_path)
+    assert run_limited([sys.executable, "-c", touch, "2560"], tmp_path).code != 0  # MemoryError under the cap

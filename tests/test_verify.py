@@ -75,7 +75,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
     project.mkdir()
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "sources.lock.yaml"):
         shutil.copy2(REPO / name, project / name)
-    shutil.copytree(REPO / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "signature_onnx"):  # the stages use the package's preprocessing
+        shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
     (project / ".dvc").mkdir()
     shutil.copy2(REPO / ".dvc" / "config", project / ".dvc" / "config")
     shutil.copy2(REPO / ".dvc" / ".gitignore", project / ".dvc" / ".gitignore")
