@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from stages.config import load_model  # noqa: E402
+from stages.core.params import load_model  # noqa: E402
 from stages.families import load_family  # noqa: E402
 
 MODELS = ("cleaning", "siamese", "signet_pth")
@@ -102,7 +102,7 @@ def bench_model(project: Path, name: str, repeat: int, threads: int) -> None:
     reference = family.reference(Path("data/raw") / name, spec)
     samples = family.validation_inputs(spec, 2, [])
     feeds = samples[0][1]
-    fixed_batch = any(isinstance(d, int) for d in spec.onnx.inputs[0].shape[:1]) or spec.family == "torch_siamese"
+    fixed_batch = any(isinstance(d, int) for d in spec.onnx.inputs[0].shape[:1]) or spec.network.architecture == "siamese"
     batch32 = feeds if fixed_batch else {k: np.concatenate([v] * 32) for k, v in feeds.items()}
     calls32 = 32 if fixed_batch else 1
     print(f"\n== {name} ({family.REFERENCE} source); ms per item, median of {repeat}, {threads} threads ==")
@@ -138,13 +138,14 @@ def bench_end_to_end(project: Path, images: list[Path], repeat: int, threads: in
     import torch
 
     from signature_onnx import ORTModelForSignatureFeatures, ORTModelForSignatureVerification
-    from stages.families import torch_siamese, torch_signet
+    from stages.families.torch_sigver import siamese as torch_siamese
+    from stages.families.torch_sigver import signet as torch_signet
 
     torch.set_num_threads(threads)
     os.chdir(project)
     verifier = ORTModelForSignatureVerification.from_pretrained("models/siamese", threads=threads)
     embedder = ORTModelForSignatureFeatures.from_pretrained("models/signet_pth", threads=threads)
-    siamese = torch_siamese.load_model(Path("data/raw/siamese"))
+    siamese = torch_siamese.load_model(Path("data/raw/siamese"), load_model("siamese"))
     signet = torch_signet.load_model(Path("data/raw/signet_pth"), load_model("signet_pth"))
     a, b = images[0], images[1]
 
@@ -189,7 +190,7 @@ def main() -> None:
     else:
         from PIL import Image
 
-        from stages.samples import signature_rgb
+        from stages.core.drawings import signature_rgb
 
         folder = Path(tempfile.mkdtemp())
         images = []

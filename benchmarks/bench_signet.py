@@ -33,14 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from stages.config import load_model  # noqa: E402
-from stages.families import lasagne_signet, torch_signet  # noqa: E402
-from stages.lasagne_pickle import (  # noqa: E402
-    Conv, Dense, Pool, SpatialPyramid, architecture, check_params, load_checked, variant_of_file,
-)
-from stages.oracle import LasagneOracle  # noqa: E402
-from stages.samples import signature_gray  # noqa: E402
-from stages.signet_onnx import build_model  # noqa: E402
+from stages.core.params import load_model  # noqa: E402
+from stages.families import lasagne_signet  # noqa: E402
+from stages.families.lasagne_signet import standin  # noqa: E402
+from stages.families.torch_sigver import signet as torch_signet  # noqa: E402
+from stages.families.lasagne_signet.layout import Conv, Dense, Pool, SpatialPyramid, architecture, check_params  # noqa: E402
+from stages.families.lasagne_signet.pickle_file import load_checked  # noqa: E402
+from stages.families.lasagne_signet.oracle import LasagneOracle  # noqa: E402
+from stages.core.drawings import signature_gray  # noqa: E402
+from stages.families.lasagne_signet.onnx_builder import build_model  # noqa: E402
 
 SPP_SIZES = ((300, 450), (1000, 1500), (2000, 3000))
 QUICK_SPP_SIZES = ((100, 150), (200, 300), (300, 450))
@@ -95,13 +96,13 @@ class LasagneTwin(torch.nn.Module):
 def lasagne_model(name: str) -> tuple[str, list[np.ndarray], bytes, str]:
     """(variant, flat params, ONNX bytes, where from) for a Lasagne model of params.yaml."""
     spec = load_model(name, REPO / "params.yaml")
-    variant = variant_of_file(spec.files[0])
+    variant = spec.network.architecture
     raw = REPO / "data" / "raw" / name / spec.files[0]
     published = REPO / "models" / name / "model.onnx"
     if raw.exists() and published.exists():
         content, _ = load_checked(raw, variant)
         return variant, content.params, published.read_bytes(), "pipeline files"
-    params = lasagne_signet.synthetic_params(variant, spec.source.seed)
+    params = standin.synthetic_params(variant, spec.source.seed)
     model = build_model(architecture(variant), check_params(variant, params, name), opset=spec.onnx.opset)
     return variant, params, model.SerializeToString(), "built-in stand-in, in memory"
 

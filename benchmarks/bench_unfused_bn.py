@@ -33,9 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from stages.config import load_model  # noqa: E402
-from stages.families import torch_siamese, torch_signet  # noqa: E402
-from stages.families.torch_layers import export_unfused  # noqa: E402
+from stages.core.params import load_model  # noqa: E402
+from stages.families.torch_sigver import siamese as torch_siamese  # noqa: E402
+from stages.families.torch_sigver import signet as torch_signet  # noqa: E402
+from stages.families.torch_sigver.layers import export_unfused  # noqa: E402
 
 MODELS = ("siamese", "signet_pth", "signet_f_lambda0_95_pth")
 
@@ -55,7 +56,7 @@ def raw_folder(name: str, spec, scratch: Path) -> Path:
     raw = REPO / "data" / "raw" / name
     if all((raw / f).is_file() for f in spec.files):
         return raw
-    family = torch_siamese if spec.family == "torch_siamese" else torch_signet
+    family = torch_siamese if spec.network.architecture == "siamese" else torch_signet
     target = scratch / name
     target.mkdir(parents=True)
     family.write_builtin(target, spec)
@@ -94,8 +95,8 @@ def main() -> None:
         for name in MODELS:
             spec = load_model(name, REPO / "params.yaml")
             raw = raw_folder(name, spec, Path(scratch))
-            if spec.family == "torch_siamese":
-                module = torch_siamese.load_model(raw)
+            if spec.network.architecture == "siamese":
+                module = torch_siamese.load_model(raw, spec)
                 examples = tuple(torch.zeros((150, 220), dtype=torch.uint8) for _ in range(2))
                 unfused = export_unfused(module, examples, ["input0", "input1"], ["e1", "e2", "logit"], 17)
                 cases = [(1, {"input0": rng.integers(0, 256, (150, 220), dtype=np.uint8),

@@ -10,10 +10,10 @@ import logging
 import tempfile
 from pathlib import Path
 
-from stages import paths
-from stages.atomic import write_bytes
-from stages.cli import model_parser, run_stage
-from stages.config import ModelSpec
+from stages.core import paths
+from stages.core.atomic import write_bytes
+from stages.core.cli import model_parser, run_stage
+from stages.core.params import ModelSpec
 from stages.families import load_family
 
 log = logging.getLogger(__name__)

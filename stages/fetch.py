@@ -14,12 +14,12 @@ import logging
 import shutil
 from pathlib import Path
 
-from stages import paths
-from stages.atomic import restore_retired, staged_directory
-from stages.cli import model_parser, run_stage
-from stages.config import ModelSpec
-from stages.digests import sha256_file
-from stages.errors import PipelineError
+from stages.core import paths
+from stages.core.atomic import restore_retired, staged_directory
+from stages.core.cli import model_parser, run_stage
+from stages.core.params import ModelSpec
+from stages.core.digests import sha256_file
+from stages.core.errors import PipelineError
 from stages.families import load_family
 from stages.sources import check_layout, fetch_into, pins
 

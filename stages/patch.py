@@ -15,11 +15,13 @@ import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
-from stages import onnx_tools, paths
-from stages.atomic import write_bytes
-from stages.cli import model_parser, run_stage
-from stages.config import ModelSpec, TensorSpec
-from stages.errors import PipelineError
+from stages.core import onnx_graph
+
+from stages.core import paths
+from stages.core.atomic import write_bytes
+from stages.core.cli import model_parser, run_stage
+from stages.core.params import ModelSpec, TensorSpec
+from stages.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 ORT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
@@ -27,14 +29,14 @@ ORT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
 
 def patch_model(model: onnx.ModelProto, name: str, spec: ModelSpec) -> onnx.ModelProto:
     """Apply every edit in order and return the checked, shape-inferred model."""
-    onnx_tools.rename_io(model, spec.onnx.inputs, "input")
-    onnx_tools.rename_io(model, spec.onnx.outputs, "output")
-    onnx_tools.set_shapes(model, spec.onnx.inputs, "input")
-    onnx_tools.set_shapes(model, spec.onnx.outputs, "output")
-    onnx_tools.canonical_names(model)
-    onnx_tools.strip_documentation(model)
-    onnx_tools.pin_producer(model)
-    onnx_tools.set_lineage(model, name, paths.raw_dir(name), spec.files)
+    onnx_graph.rename_io(model, spec.onnx.inputs, "input")
+    onnx_graph.rename_io(model, spec.onnx.outputs, "output")
+    onnx_graph.set_shapes(model, spec.onnx.inputs, "input")
+    onnx_graph.set_shapes(model, spec.onnx.outputs, "output")
+    onnx_graph.canonical_names(model)
+    onnx_graph.strip_documentation(model)
+    onnx_graph.pin_producer(model)
+    onnx_graph.set_lineage(model, name, paths.raw_dir(name), spec.files)
     try:
         onnx.checker.check_model(model, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
@@ -69,7 +71,7 @@ def patch(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     except (DecodeError, ValueError) as exc:
         raise PipelineError(f"{source}: not a readable ONNX file ({exc}); rebuild it: dvc repro -f convert@{name}") from None
     patched = patch_model(model, name, spec)
-    data = onnx_tools.serialize(patched)
+    data = onnx_graph.serialize(patched)
     check_in_runtime(data, spec)
     write_bytes(paths.patched_onnx(name), data)
     log.info("wrote %s: %s -> %s", paths.patched_onnx(name),

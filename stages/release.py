@@ -23,9 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from stages import paths
-from stages.cli import report_errors
-from stages.errors import PipelineError
+from stages.core import paths
+from stages.core.cli import report_errors
+from stages.core.errors import PipelineError
 
 MANIFEST_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
 # Remote statuses that mean "the remote lacks this file" (`deleted` means remote-only: fine).

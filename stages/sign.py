@@ -14,10 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-from stages import paths, signing
-from stages.cli import report_errors
-from stages.config import PARAMS_FILE, load_params
-from stages.errors import PipelineError
+from stages.core import paths
+
+from stages.publish import signing
+from stages.core.cli import report_errors
+from stages.core.params import PARAMS_FILE, load_params
+from stages.core.errors import PipelineError
 from stages.verify import verify_file
 
 log = logging.getLogger("stages.sign")

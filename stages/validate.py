@@ -22,17 +22,25 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from stages import lineage, model_card, onnx_tools, paths, provenance
-from stages.atomic import write_bytes
-from stages.cli import model_parser, run_stage
+from stages.publish import lineage
+
+from stages.publish import model_card
+
+from stages.core import onnx_graph
+
+from stages.core import paths
+
+from stages.publish import provenance
+from stages.core.atomic import write_bytes
+from stages.core.cli import model_parser, run_stage
 from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
-from stages.config import FAMILY_TASKS, ModelSpec
-from stages.errors import PipelineError
+from stages.core.params import ModelSpec
+from stages.core.errors import PipelineError
 from stages.families import load_family, references
-from stages.preprocess import IMAGE_SUFFIXES
-from stages.validation import Validator
-from stages.verdict import VERDICT_FILE, certified_record, serialize
-from stages.weight_trace import summary as weight_summary
+from signature_onnx.preprocessing.files import IMAGE_SUFFIXES
+from stages.core.comparison import Validator
+from stages.publish.verdict import VERDICT_FILE, certified_record, serialize
+from stages.core.weight_trace import summary as weight_summary
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +73,12 @@ def published_files(name: str, spec: ModelSpec, patched: bytes, validators: list
     """
     model = onnx.load_from_string(patched)
     record = lineage.build_record(
-        name, spec, paths.raw_dir(name), lineage.CODE_DIR,
+        name, spec, paths.raw_dir(name), lineage.PROJECT_ROOT,
         (model.producer_name, model.producer_version),
         lineage.validation_record(spec, [v.reference_name for v in validators], len(validators[0].per_sample), weights),
     )
-    onnx_tools.set_metadata(model, lineage.metadata_entries(record), spec.version, lineage.doc_string(record))
-    onnx_bytes = onnx_tools.serialize(model)
+    onnx_graph.set_metadata(model, lineage.metadata_entries(record), spec.version, lineage.doc_string(record))
+    onnx_bytes = onnx_graph.serialize(model)
     onnx_sha256 = hashlib.sha256(onnx_bytes).hexdigest()
     statement = provenance.statement(record, onnx_sha256)
     provenance.check_format(statement)
@@ -84,7 +92,7 @@ def published_files(name: str, spec: ModelSpec, patched: bytes, validators: list
 
 
 def check_weights(name: str, spec: ModelSpec, onnx_bytes: bytes) -> dict[str, int]:
-    """Trace every constant of the graph to the upstream bytes (stages.weight_trace); counts per rule."""
+    """Trace every constant of the graph to the upstream bytes (stages.core.weight_trace); counts per rule."""
     tracer = load_family(spec.family).weight_tracer(paths.raw_dir(name), spec)
     traces = tracer.trace_model(onnx.load_from_string(onnx_bytes), str(paths.patched_onnx(name)))
     return weight_summary(traces)
@@ -141,7 +149,7 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
             {output: errors.elements for output, errors in primary.outputs.items()}, weights,
         )),
         # What the model does and how its input is made, for the signature_onnx package.
-        PREPROCESSING_FILE: preprocessing_json(name, FAMILY_TASKS[spec.family], spec.preprocessing.package_form()),
+        PREPROCESSING_FILE: preprocessing_json(name, spec.task, spec.preprocessing.package_form()),
         "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
         "samples.csv": samples_csv(primary.per_sample).encode(),
     }

@@ -5,9 +5,9 @@ TensorProtos named after the graph's inputs and outputs) and test_vectors.json (
 runtime must meet, and how the vectors were made). Inputs are drawn signatures (or pages, for
 the cleaning model) prepared by the model's own preprocessing; expected outputs come from a
 float64 NumPy reference of the upstream network, never from ONNX Runtime:
-- Lasagne SigNets: `stages.oracle.LasagneOracle`; sigver .pth SigNets and the Siamese model:
-  `stages.torch_oracle` (through the families' `independent_reference`); the cleaning
-  autoencoder: `stages.cleaning_oracle`.
+- Lasagne SigNets: `stages.families.lasagne_signet.oracle.LasagneOracle`; sigver .pth SigNets and the Siamese model:
+  `stages.families.torch_sigver.oracle` (through the families' `independent_reference`); the cleaning
+  autoencoder: `stages.families.keras_cleaning.oracle`.
 
 Why these bytes are the same on every machine (they are hashed in dvc.lock):
 - the inputs are made with integer arithmetic only: PCG64 integers, OpenCV's integer
@@ -42,11 +42,11 @@ import numpy as np
 
 from signature_onnx.preprocessing import Preprocessing
 from signature_onnx.vectors import VECTORS_FILE, tensor_bytes
-from stages import paths
-from stages.atomic import write_bytes
-from stages.cli import model_parser, run_stage
-from stages.config import ModelSpec
-from stages.errors import PipelineError
+from stages.core import paths
+from stages.core.atomic import write_bytes
+from stages.core.cli import model_parser, run_stage
+from stages.core.params import ModelSpec
+from stages.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 SETS = 2
@@ -120,7 +120,7 @@ def vector_inputs(spec: ModelSpec) -> list[Arrays]:
 def float64_reference(name: str, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     """Graph inputs -> the graph's outputs, computed in float64 from the upstream bytes and rounded
     to float32 once: the families' float64 NumPy oracles (`independent_reference` of the torch
-    families, `reference` of the Lasagne one), and `stages.cleaning_oracle` for the cleaning model."""
+    families, `reference` of the Lasagne one), and `stages.families.keras_cleaning.oracle` for the cleaning model."""
     from stages.families import load_family
 
     raw = paths.raw_dir(name)
@@ -130,7 +130,7 @@ def float64_reference(name: str, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     if spec.family == "lasagne_signet":  # its reference is the float64 NumPy oracle
         return family.reference(raw, spec)
     if spec.family == "keras_cleaning":
-        from stages.cleaning_oracle import CleaningOracle, read_weights
+        from stages.families.keras_cleaning.oracle import CleaningOracle, read_weights
 
         cleaning = CleaningOracle(read_weights(raw / "model" / "variables" / "variables"))
         input_name = spec.onnx.inputs[0].name

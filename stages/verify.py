@@ -26,11 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages import lineage, lock_history, model_card, provenance, signing
-from stages.cli import report_errors
-from stages.config import MODEL_NAME, PARAMS_FILE, load_params
-from stages.digests import md5_file, sha256_file
-from stages.errors import PipelineError
+from stages.publish import lineage
+
+from stages.publish import lock_history
+
+from stages.publish import model_card
+
+from stages.publish import provenance
+
+from stages.publish import signing
+from stages.core.cli import report_errors
+from stages.core.params import FAMILIES, MODEL_NAME, PARAMS_FILE, load_params
+from stages.core.digests import md5_file, sha256_file
+from stages.core.errors import PipelineError
 from stages.sources.pins import LOCK_FILE as PINS_FILE, LockFile
 
 SHOWN_COMMITS = 5
@@ -267,12 +275,15 @@ def check_params(subject: Subject) -> Check:
 
 
 def check_code(subject: Subject) -> Check:
-    package = subject.root / "stages"
-    digest = lineage.code_digest(package)
+    family = str((subject.metadata or {}).get("family", ""))
+    if family not in FAMILIES:
+        return Check("code", "FAIL", f"the metadata names the family {shown(family)}, not one of {list(FAMILIES)}")
+    digest = lineage.code_digest(subject.root, family)
     wanted = (subject.metadata or {}).get("code_sha256")
+    where = f"{subject.root}: {', '.join(lineage.build_code(family))}"
     if digest != wanted:
-        return Check("code", "FAIL", f"{package}/ has sha256 {digest}, the file was built by code {shown(wanted)}")
-    return Check("code", "PASS", f"{package}/ is the code the file was built by")
+        return Check("code", "FAIL", f"{where} have sha256 {digest}, the file was built by code {shown(wanted)}")
+    return Check("code", "PASS", f"{where} are the code the file was built by")
 
 
 def check_signature(subject: Subject, public_key: Path | None, required: bool) -> Check:

@@ -312,7 +312,7 @@ def checkpoints(state: dict) -> dict[str, Hostile]:
 
 
 def _edit(pb: bytes, change) -> bytes:
-    from stages.families.savedmodel_ops import _CLASSES
+    from stages.families.keras_cleaning.savedmodel_ops import _CLASSES
 
     model = _CLASSES["SavedModel"]()
     model.ParseFromString(pb)

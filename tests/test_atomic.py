@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.atomic import restore_retired, staged_directory, write_bytes
+from stages.core.atomic import restore_retired, staged_directory, write_bytes
 
 
 def test_write_bytes_replaces_whole_and_leaves_no_temporary(tmp_path: Path):

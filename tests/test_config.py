@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import load_model, load_params
-from stages.errors import PipelineError
+from stages.core.params import load_model, load_params
+from stages.core.errors import PipelineError
 
 from conftest import REPO, run_step
 

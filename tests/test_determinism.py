@@ -10,9 +10,9 @@ import pytest
 import yaml
 from onnx import helper
 
-from stages import onnx_tools
-from stages.config import load_model
-from stages.digests import sha256_file as file_digest
+from stages.core import onnx_graph
+from stages.core.params import load_model
+from stages.core.digests import sha256_file as file_digest
 
 from conftest import REPO, STEPS, copy_project, run_step
 
@@ -57,7 +57,7 @@ def test_exporter_generated_names_are_normalised_away(built_project: Path, monke
     renumber_generated(renamed, 1000)
     names = lambda m: {i.name for i in m.graph.initializer}
     assert names(original) != names(renamed) and any(n.startswith("onnx::") for n in names(original))
-    patched = [onnx_tools.serialize(patch_model(m, "siamese", spec)) for m in (original, renamed)]
+    patched = [onnx_graph.serialize(patch_model(m, "siamese", spec)) for m in (original, renamed)]
     assert patched[0] == patched[1]
     assert patched[0] == (built_project / "data" / "interim" / "siamese" / "patched.onnx").read_bytes()
 
@@ -79,10 +79,10 @@ def tiny_model(prefix: str, doc: str) -> onnx.ModelProto:
 
 
 def normalised(model: onnx.ModelProto) -> bytes:
-    onnx_tools.canonical_names(model)
-    onnx_tools.strip_documentation(model)
-    onnx_tools.pin_producer(model)
-    return onnx_tools.serialize(model)
+    onnx_graph.canonical_names(model)
+    onnx_graph.strip_documentation(model)
+    onnx_graph.pin_producer(model)
+    return onnx_graph.serialize(model)
 
 
 def test_generated_names_doc_strings_and_producer_strings_are_normalised():
@@ -100,7 +100,7 @@ def test_unknown_producer_is_refused():
     model = tiny_model("1", "")
     model.producer_name = "mystery-exporter"
     with pytest.raises(Exception, match="unexpected ONNX producer"):
-        onnx_tools.pin_producer(model)
+        onnx_graph.pin_producer(model)
 
 
 def test_interrupted_fetch_leaves_the_previous_folder(built_project: Path, tmp_path: Path):

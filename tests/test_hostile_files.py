@@ -28,7 +28,7 @@ import yaml
 
 import hostile
 from conftest import REPO, SHARED, copy_project
-from stages.errors import PipelineError
+from stages.core.errors import PipelineError
 
 UPSTREAM_PB = SHARED / "reference" / "upstream" / "signature-image-cleaning" / "model" / "saved_model.pb"
 GOOD = {
@@ -110,8 +110,8 @@ CHECKPOINT_CASES = (
 
 @pytest.fixture(scope="module")
 def checkpoint_cases() -> dict[str, hostile.Hostile]:
-    from stages.families.torch_layers import synthetic_state
-    from stages.families.torch_siamese import SiameseModel
+    from stages.families.torch_sigver.layers import synthetic_state
+    from stages.families.torch_sigver.siamese import SiameseModel
 
     cases = hostile.checkpoints(synthetic_state(SiameseModel(), 7))
     assert tuple(cases) == CHECKPOINT_CASES
@@ -163,7 +163,7 @@ def test_hostile_savedmodel_graph_is_refused(savedmodel_results, savedmodel_case
 
 
 def test_the_real_upstream_graph_passes_the_op_check() -> None:
-    from stages.families.savedmodel_ops import check_graph
+    from stages.families.keras_cleaning.savedmodel_ops import check_graph
 
     check_graph(upstream_graph(), "upstream saved_model.pb")
 
@@ -212,7 +212,7 @@ def live_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 
 def test_a_live_savedmodel_is_refused_by_every_entry_point(live_savedmodel, tmp_path: Path) -> None:
-    from stages.config import load_model
+    from stages.core.params import load_model
     from stages.families import keras_cleaning
 
     folder, marker = live_savedmodel

@@ -32,11 +32,12 @@ import yaml
 import hostile
 from fake_servers import KAGGLE_PORT, LIST_PATH, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
 from conftest import copy_project
-from stages.config import ModelSpec
-from stages.errors import PipelineError
+from stages.core.params import ModelSpec
+from stages.core.errors import PipelineError
 from stages.sources import download, kaggle, url
-from stages.sources.download import Job, RetryPolicy, fetch_file, scrub_url
-from stages.untrusted import forget_secrets
+from stages.core.untrusted import scrub_url
+from stages.sources.download import Job, RetryPolicy, fetch_file
+from stages.core.untrusted import forget_secrets
 
 REPO = Path(__file__).resolve().parents[1]
 KERNEL = "medali1992/siamese-signature-verification-with-confidence"
@@ -145,8 +146,8 @@ def test_the_stage_redacts_secrets_whatever_prints_them(tmp_path) -> None:
     project = copy_project(tmp_path / "project")
     script = (
         "import logging, sys\n"
-        "from stages.cli import report_errors, _SafeRecord\n"
-        "from stages.errors import PipelineError\n"
+        "from stages.core.cli import report_errors, _SafeRecord\n"
+        "from stages.core.errors import PipelineError\n"
         "from stages.sources.kaggle import Credentials\n"
         "logging.basicConfig(stream=sys.stderr)\n"
         "[h.addFilter(_SafeRecord()) for h in logging.getLogger().handlers]\n"

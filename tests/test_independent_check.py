@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from stages.preprocess import load_signature, preprocess_signature
+from signature_onnx.preprocessing.wiwd import load_signature, preprocess_signature
 
 from conftest import shared_fixture
 
@@ -46,7 +46,7 @@ def test_cleaning_onnx_matches_tensorflow_on_real_scans(built_project: Path):
 def test_siamese_onnx_matches_pytorch_on_real_scans(built_project: Path):
     import torch
 
-    from stages.families.torch_siamese import SiameseModel
+    from stages.families.torch_sigver.siamese import SiameseModel
 
     # weights_only=True; the notebook's file also carries numpy arrays, so exactly those are allowed.
     allowed = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.Float32DType]

@@ -37,7 +37,7 @@ def cli(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def spec(project: Path, model: str):
-    from stages.config import load_model
+    from stages.core.params import load_model
 
     return load_model(model, project / "params.yaml")
 
@@ -47,7 +47,7 @@ def spec(project: Path, model: str):
 
 def test_verify_gives_the_pytorch_models_numbers_on_sigver_preprocessed_pairs(models: Path, scans: list[Path]):
     from signature_onnx.preprocessing import sigver
-    from stages.families import torch_siamese
+    from stages.families.torch_sigver import siamese as torch_siamese
 
     result = cli(models, "verify", str(scans[0]), str(scans[2]), "--threshold", "0.5", "--json")
     assert result.returncode == 0, result.stderr
@@ -65,7 +65,9 @@ def test_verify_gives_the_pytorch_models_numbers_on_sigver_preprocessed_pairs(mo
 
 def test_embed_gives_the_references_features_for_each_style(models: Path, scans: list[Path], tmp_path: Path):
     from signature_onnx.preprocessing import sigver, wiwd
-    from stages.families import lasagne_signet, torch_signet
+    from stages.families import lasagne_signet
+    from stages.families.lasagne_signet import standin
+    from stages.families.torch_sigver import signet as torch_signet
 
     signet = lasagne_signet.reference(models / "data" / "raw" / "signet", spec(models, "signet"))
     pth = torch_signet.reference(models / "data" / "raw" / "signet_pth", spec(models, "signet_pth"))
@@ -151,7 +153,7 @@ def test_the_package_runs_without_the_pipelines_frameworks(models: Path, scans: 
         assert result.returncode == 0, result.stderr
     # the blocker does block: the pipeline itself cannot start under it
     probe = tmp_path / "probe.py"
-    probe.write_text(BLOCKER.replace('runpy.run_module("signature_onnx", run_name="__main__")', "import stages.config"))
+    probe.write_text(BLOCKER.replace('runpy.run_module("signature_onnx", run_name="__main__")', "import stages.core.params"))
     assert "forbidden import" in subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env).stderr
 
 

@@ -15,7 +15,7 @@ from skimage import filters, img_as_ubyte, io, transform
 from conftest import REPO, shared_fixture
 from signature_onnx.errors import ImageError
 from signature_onnx.preprocessing import Preprocessing, sigver, wiwd
-from stages.samples import signature_gray
+from stages.core.drawings import signature_gray
 
 GOLDEN = REPO / "tests" / "golden" / "sigver"
 CANVAS = (952, 1360)

@@ -1,4 +1,4 @@
-"""Tests of the "wiwd" style (signature_onnx.preprocessing.wiwd, re-exported by stages/preprocess.py): the sigver_wiwd goldens, the array contracts, bad input."""
+"""Tests of the "wiwd" style (signature_onnx.preprocessing.wiwd): the sigver_wiwd goldens, the array contracts, bad input."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.cli import report_errors
-from stages.errors import PipelineError
-from stages.preprocess import (
-    ImageError,
+from stages.core.cli import report_errors
+from stages.core.errors import PipelineError
+from signature_onnx.errors import ImageError
+from signature_onnx.preprocessing.wiwd import (
     crop_center,
     load_signature,
     normalize_image,
@@ -536,7 +536,7 @@ def test_malformed_sizes_are_refused(synthetic: np.ndarray, bad_size: object) ->
 def test_load_rgb_gives_uint8_rgb_and_refuses_bad_files(tmp_path):
     from PIL import Image
 
-    from stages.preprocess import ImageError, load_rgb
+    from signature_onnx.preprocessing.files import load_rgb
 
     rgba = np.zeros((4, 5, 4), np.uint8)
     rgba[..., 0] = 200

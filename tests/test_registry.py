@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from stages.config import load_model
-from stages.errors import PipelineError
+from stages.core.params import load_model
+from stages.core.errors import PipelineError
 from stages.release import artifact_name
-from stages.validation import Validator
-from stages.verdict import certified_record, serialize
+from stages.core.comparison import Validator
+from stages.publish.verdict import certified_record, serialize
 
 
 def run_validator(model: str, noise: float, seed: int) -> Validator:

@@ -27,14 +27,16 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from stages.config import load_model
-from stages.errors import PipelineError
-from stages.families import lasagne_signet, torch_signet
-from stages.lasagne_pickle import load_checked
-from stages.digests import sha256_file as file_digest
-from stages.oracle import LasagneOracle
-from stages.preprocess import load_signature
-from stages.validation import Validator
+from stages.core.params import load_model
+from stages.core.errors import PipelineError
+from stages.families import lasagne_signet
+from stages.families.lasagne_signet import standin
+from stages.families.torch_sigver import signet as torch_signet
+from stages.families.lasagne_signet.pickle_file import load_checked
+from stages.core.digests import sha256_file as file_digest
+from stages.families.lasagne_signet.oracle import LasagneOracle
+from signature_onnx.preprocessing.wiwd import load_signature
+from stages.core.comparison import Validator
 
 from conftest import (
     REPO, SIGNET_LASAGNE, SIGNET_MODELS, SIGNET_PTH, SIGNET_PUBLISHED, SIGNET_SPP, STEPS, copy_project, run_step,
@@ -143,7 +145,7 @@ def test_every_lasagne_onnx_matches_the_oracle_on_real_scans(signet_project: Pat
     reference = lasagne_signet.reference(raw, spec(model))
     graph = session(onnx_file(signet_project, model))
     if model in SPP:  # each scan at its own size, 255 - remove_background
-        variant = lasagne_signet.variant_of(spec(model))
+        variant = spec(model).network.architecture
         samples = [(name, {"input": lasagne_signet.spp_input(gray, variant, name)}) for name, gray in scans]
         metrics = validate_on(model, reference, graph, samples)
     else:  # one by one, then all 41 as one batch
@@ -200,7 +202,7 @@ def test_a_single_perturbed_weight_is_caught(signet_project: Path, signet_inputs
     onnx_model = onnx.load(str(onnx_file(signet_project, model)))
     reference = lasagne_signet.reference(signet_project / "data" / "raw" / model, spec(model))
     if model in SPP:
-        inputs = {"input": lasagne_signet.spp_input(scans[0][1], lasagne_signet.variant_of(spec(model)))}
+        inputs = {"input": lasagne_signet.spp_input(scans[0][1], spec(model).network.architecture)}
     else:
         inputs = {"input": signet_inputs[0][1]}
     expected = reference(inputs)
@@ -284,8 +286,8 @@ def test_parity_distances_are_the_oracles(signet_project: Path):
     got = parity.run(signet_project / "models", images, "signet", "signet_spp_300dpi")
     grays = {k: load_signature(images / f"{k}.png") for k in ("a1", "a2", "b1", "b2")}
     for key, model in (("signet", "signet"), ("spp", "signet_spp_300dpi")):
-        content, _ = load_checked(signet_project / "data" / "raw" / model / spec(model).files[0], lasagne_signet.variant_of(spec(model)))
-        oracle = LasagneOracle(lasagne_signet.variant_of(spec(model)), content.params)
+        content, _ = load_checked(signet_project / "data" / "raw" / model / spec(model).files[0], spec(model).network.architecture)
+        oracle = LasagneOracle(spec(model).network.architecture, content.params)
         prepare = (lambda g: lasagne_signet.signet_input(g)) if key == "signet" else (lambda g: lasagne_signet.spp_input(g, "signet_spp_300dpi"))
         features = {k: oracle(prepare(g))["fc2"][0] for k, g in grays.items()}
         expected = parity.distances(features)
@@ -332,7 +334,7 @@ def load_benchmark():
 @pytest.mark.parametrize("variant, shape", [("signet", (150, 220)), ("signet_spp_300dpi", (211, 307)), ("signet_spp_600dpi", (157, 401))])
 def test_the_benchmarks_pytorch_twin_computes_what_the_oracle_computes(variant: str, shape):
     bench = load_benchmark()
-    params = lasagne_signet.synthetic_params(variant, 9)
+    params = standin.synthetic_params(variant, 9)
     x = (np.random.default_rng(1).random((2, 1, *shape)) > 0.85).astype(np.float32) * 230
     with torch.no_grad():
         twin = bench.LasagneTwin(variant, params)(torch.from_numpy(x))

@@ -19,20 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-from stages.config import load_model
-from stages.errors import PipelineError
-from stages.families import lasagne_signet, torch_signet
-from stages.lasagne_pickle import (
-    ARCHITECTURES,
-    dump_py2_pickle,
-    load_checked,
-    load_lasagne_pickle,
-    param_layout,
-    safe_unpickle,
-    spatial_sizes,
-    spp_min_input_size,
-)
-from stages.oracle import LasagneOracle
+from stages.core.params import load_model
+from stages.core.errors import PipelineError
+from stages.families import lasagne_signet
+from stages.families.lasagne_signet import standin
+from stages.families.torch_sigver import signet as torch_signet
+from stages.families.lasagne_signet.layout import ARCHITECTURES, param_layout, spatial_sizes, spp_min_input_size
+from stages.families.lasagne_signet.pickle_file import load_checked, load_lasagne_pickle, safe_unpickle
+from stages.families.lasagne_signet.pickle_writer import dump_py2_pickle
+from stages.families.lasagne_signet.oracle import LasagneOracle
 
 from conftest import REPO
 
@@ -81,7 +76,7 @@ def test_builtin_pickle_is_a_python2_protocol2_pickle_in_the_upstream_layout(sig
 
 
 def test_builtin_weights_have_realistic_scales_and_batch_norm_statistics():
-    params = lasagne_signet.synthetic_params("signet", spec("signet").source.seed)
+    params = standin.synthetic_params("signet", spec("signet").source.seed)
     layout = param_layout("signet")
     by_role = {role: [p for p, s in zip(params, layout) if s.role == role] for role in ("W", "beta", "gamma", "mean", "inv_std")}
     assert all(np.all(v > 0) and not np.allclose(v, 1) for v in by_role["inv_std"])
@@ -93,7 +88,7 @@ def test_builtin_weights_have_realistic_scales_and_batch_norm_statistics():
 
 
 def test_each_model_has_its_own_weights():
-    first = {name: lasagne_signet.synthetic_params(lasagne_signet.variant_of(spec(name)), spec(name).source.seed)[0] for name in LASAGNE_MODELS}
+    first = {name: standin.synthetic_params(spec(name).network.architecture, spec(name).source.seed)[0] for name in LASAGNE_MODELS}
     digests = {hashlib.sha256(w.tobytes()).hexdigest() for w in first.values()}
     assert len(digests) == len(LASAGNE_MODELS)
 
@@ -101,7 +96,7 @@ def test_each_model_has_its_own_weights():
 BUILD_IN_SUBPROCESS = """
 import hashlib, sys, tempfile
 from pathlib import Path
-from stages.config import load_model
+from stages.core.params import load_model
 from stages.families import load_family
 spec = load_model(sys.argv[1], Path(sys.argv[2]))
 with tempfile.TemporaryDirectory() as folder:
@@ -150,7 +145,7 @@ class Payload:
 
 def payloads(marker: Path) -> dict[str, bytes]:
     """Pickles that create `marker` when loaded naively, in several shapes."""
-    arrays = lasagne_signet.synthetic_params("signet_spp_300dpi", 1)[:3]
+    arrays = standin.synthetic_params("signet_spp_300dpi", 1)[:3]
     return {
         "os.system": pickle.dumps(Payload(os.system, (f"touch '{marker}'",)), protocol=2),
         "builtins.open": pickle.dumps(Payload(open, (str(marker), "w")), protocol=2),
@@ -243,7 +238,7 @@ def upstream_pickle(params: list, **overrides) -> bytes:
 
 @pytest.fixture(scope="module")
 def signet_params() -> list[np.ndarray]:
-    return lasagne_signet.synthetic_params("signet", 3)
+    return standin.synthetic_params("signet", 3)
 
 
 def test_wrong_array_count_is_named(tmp_path: Path, signet_params):
@@ -271,7 +266,7 @@ def test_dense_weights_stored_as_torch_would_be_refused(tmp_path: Path, signet_p
 
 
 def test_an_spp_pickle_under_a_signet_name_is_refused(tmp_path: Path):
-    params = lasagne_signet.synthetic_params("signet_spp_300dpi", 3)
+    params = standin.synthetic_params("signet_spp_300dpi", 3)
     raw = write_raw(tmp_path, "signet", upstream_pickle(params))
     with pytest.raises(PipelineError, match=r"params\[0\] \(conv1 W\) has shape \(32, 1, 11, 11\), expected \(96, 1, 11, 11\)"):
         lasagne_signet.check_loadable(raw, spec("signet"))
@@ -343,7 +338,7 @@ def test_spp_minimum_is_computed_from_the_layer_arithmetic():
 @pytest.mark.parametrize("variant", ["signet_spp_300dpi", "signet_spp_600dpi"])
 def test_the_oracle_agrees_on_the_minimum_with_its_own_arithmetic(variant: str):
     """The oracle has its own layer table: it accepts the minimum and refuses one row less."""
-    oracle = LasagneOracle(variant, lasagne_signet.synthetic_params(variant, 5))
+    oracle = LasagneOracle(variant, standin.synthetic_params(variant, 5))
     side = spp_min_input_size(variant)[0]
     assert oracle(np.ones((1, 1, side, side)))["fc2"].shape == (1, 2048)
     for shape in ((side - 1, side), (side, side - 1)):

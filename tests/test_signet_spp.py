@@ -12,13 +12,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from stages.config import load_model
-from stages.errors import PipelineError
+from stages.core.params import load_model
+from stages.core.errors import PipelineError
 from stages.families import lasagne_signet
-from stages.lasagne_pickle import architecture, check_params, spp_min_input_size
-from stages.oracle import LasagneOracle, pyramid_pool
-from stages.samples import signature_gray
-from stages.signet_onnx import build_model, spp_model
+from stages.families.lasagne_signet import standin
+from stages.families.lasagne_signet.layout import architecture, check_params, spp_min_input_size
+from stages.core.float64_layers import pyramid_pool
+from stages.families.lasagne_signet.oracle import LasagneOracle
+from stages.core.drawings import signature_gray
+from stages.families.lasagne_signet.onnx_builder import build_model, spp_model
 
 from conftest import REPO
 
@@ -94,7 +96,7 @@ def spp(request):
     """(variant, ORT session, oracle) with the built-in weights of that params entry."""
     variant = request.param
     spec = load_model(variant, REPO / "params.yaml")
-    params = lasagne_signet.synthetic_params(variant, spec.source.seed)
+    params = standin.synthetic_params(variant, spec.source.seed)
     model = build_model(architecture(variant), check_params(variant, params, variant), opset=spec.onnx.opset)
     return variant, session(model.SerializeToString()), LasagneOracle(variant, params)
 

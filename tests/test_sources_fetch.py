@@ -23,9 +23,9 @@ import yaml
 
 from fake_servers import KAGGLE_PORT, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
 from stages import fetch as fetch_stage
-from stages.config import load_model
-from stages.digests import sha256_file
-from stages.errors import PipelineError
+from stages.core.params import load_model
+from stages.core.digests import sha256_file
+from stages.core.errors import PipelineError
 from stages.families import load_family
 from stages.sources import download, pins
 

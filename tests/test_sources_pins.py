@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.errors import PipelineError
+from stages.core.errors import PipelineError
 from stages.sources import pins
 from stages.sources.pins import LockFile, Pin
 

@@ -10,10 +10,10 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from stages import safe_pickle
-from stages.cli import one_message, report_errors
-from stages.errors import PipelineError
-from stages.untrusted import forget_secrets, redact, register_secret, shown, shown_names, shown_repr
+from stages.families.lasagne_signet import unpickler
+from stages.core.cli import one_message, report_errors
+from stages.core.errors import PipelineError
+from stages.core.untrusted import forget_secrets, redact, register_secret, shown, shown_names, shown_repr
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +120,7 @@ def test_python3_numpy_pickles_of_every_protocol_read_back(protocol: int) -> Non
         "frozen": frozenset({"x"}),
     }
     data = pickle.dumps(value, protocol=protocol)
-    loaded = safe_pickle.load(data)
+    loaded = unpickler.load(data)
     for key in ("f4", "fortran", "big-endian", "bool", "empty"):
         assert np.array_equal(loaded[key], value[key]) and loaded[key].shape == value[key].shape
         assert loaded[key].dtype == value[key].dtype.newbyteorder("=")
@@ -134,18 +134,18 @@ def test_a_bool_array_holds_only_zeros_and_ones() -> None:
 
     bool_dtype = hostile.dtype_with_state(b"b1", hostile.plain_dtype_state(order=b"|"))
     data = hostile.PROTO2 + hostile.array((2,), bool_dtype, hostile.binstring(b"\x01\x02")) + hostile.STOP
-    with pytest.raises(safe_pickle.Refused, match="bytes other than 0 and 1"):
-        safe_pickle.load(data)
+    with pytest.raises(unpickler.Refused, match="bytes other than 0 and 1"):
+        unpickler.load(data)
 
 
 def test_shared_values_are_converted_once_and_depth_is_counted_without_recursion() -> None:
     shared = [np.ones(3, np.float32)]
     value = [shared] * 1000
-    loaded = safe_pickle.load(pickle.dumps(value, protocol=2))
+    loaded = unpickler.load(pickle.dumps(value, protocol=2))
     assert all(item is loaded[0] for item in loaded), "a DAG stays a DAG (no exponential copy)"
     chain: list = []
     for _ in range(40):
         chain = [chain, chain]  # 2**40 paths, 40 levels
-    with pytest.raises(safe_pickle.Refused, match="nested more than 32 levels"):
-        safe_pickle.load(pickle.dumps(chain, protocol=2))
+    with pytest.raises(unpickler.Refused, match="nested more than 32 levels"):
+        unpickler.load(pickle.dumps(chain, protocol=2))
     assert sys.getrecursionlimit() < 100_000

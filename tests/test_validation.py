@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from stages.config import ValidationSpec
-from stages.errors import PipelineError
-from stages.validation import Validator
+from stages.core.params import ValidationSpec
+from stages.core.errors import PipelineError
+from stages.core.comparison import Validator
 
 from conftest import copy_project, run_step
 

@@ -118,12 +118,12 @@ import hashlib, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from onnx import load_tensor, numpy_helper
-from stages.config import load_model
-from stages.families import lasagne_signet
-from stages.oracle import LasagneOracle
+from stages.core.params import load_model
+from stages.families.lasagne_signet.pickle_file import load_checked
+from stages.families.lasagne_signet.oracle import LasagneOracle
 spec = load_model("signet")
-variant = lasagne_signet.variant_of(spec)
-content, _ = lasagne_signet.load_checked(lasagne_signet._pickle_path(Path("data/raw/signet"), spec), variant)
+variant = spec.network.architecture
+content, _ = load_checked(Path("data/raw/signet") / spec.files[0], variant)
 x = numpy_helper.to_array(load_tensor("models/signet/test_data_set_1/input_0.pb"))
 print(hashlib.sha256(LasagneOracle(variant, content.params)(x)["fc1"].tobytes()).hexdigest())  # float64 bits
 """

@@ -21,8 +21,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stages import provenance
-from stages.errors import PipelineError
+from stages.publish import provenance
+from stages.core.errors import PipelineError
 
 from conftest import REPO
 
@@ -319,7 +319,7 @@ def test_provenance_format_is_checked_with_the_in_toto_library(audited: dict):
 
 def test_history_names_every_commit_whose_lock_holds_the_file(tmp_path: Path):
     """Commits that did not touch dvc.lock still hold it; a commit without dvc.lock holds nothing."""
-    from stages.lock_history import commits_holding
+    from stages.publish.lock_history import commits_holding
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -345,8 +345,8 @@ def test_history_names_every_commit_whose_lock_holds_the_file(tmp_path: Path):
 
 
 def test_source_address_keeps_the_archive_member_and_drops_secrets():
-    from stages import lineage
-    from stages.config import load_model
+    from stages.publish import lineage
+    from stages.core.params import load_model
 
     spec = load_model(MODEL, REPO / "params.yaml")
     address = "https://user:pw@mirror.example.com/models/signet_models.zip?X-Amz-Signature=s3cr3t#signet.pkl"
@@ -359,7 +359,7 @@ def test_source_address_keeps_the_archive_member_and_drops_secrets():
 @pytest.mark.parametrize("digest", [b"\x01plain", b'\x01"quoted'])
 def test_signature_mismatch_names_the_changed_files_whatever_the_digest_bytes(digest: bytes):
     """model-signing reports `Signature mismatch: [<str>, ...]`; a `"` in a digest's repr changes the quoting."""
-    from stages.signing import _mismatch
+    from stages.publish.signing import _mismatch
 
     diffs = [f"Hash mismatch for '{name}': Expected 'Digest(digest_value={digest!r})', Actual '...'" for name in ("README.md", "model.onnx")]
     assert _mismatch(ValueError(f"Signature mismatch: {diffs}")) == "changed since signing: README.md, model.onnx"

@@ -1,7 +1,7 @@
 """Weights that cannot depend on the CPU, and validation that proves every one of them.
 
 - every constant of every published graph is an upstream tensor, an exact rearrangement of one,
-  or an allow-listed exact fold (stages.weight_trace); a 2x change of any single weight, and the
+  or an allow-listed exact fold (stages.core.weight_trace); a 2x change of any single weight, and the
   exporter's own Conv + BatchNorm fold, are caught and named;
 - the PyTorch families are also checked against an independent float64 NumPy forward pass, so a
   mistake in the exported module (a dropped activation, a wrong epsilon, another flatten order)
@@ -28,10 +28,10 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from stages import calibration
-from stages.config import load_model
-from stages.errors import PipelineError
-from stages.weight_trace import WeightTracer, graph_constants
+from stages.core import calibration
+from stages.core.params import load_model
+from stages.core.errors import PipelineError
+from stages.core.weight_trace import WeightTracer, graph_constants
 
 from conftest import REPO, STEPS, copy_project, run_step
 
@@ -105,10 +105,10 @@ def test_tracer_accepts_copies_reshapes_transposes_folds_literals_and_names_the_
 def test_the_exporters_conv_batchnorm_fold_is_caught(built_project: Path):
     """The siamese module exported in torch.onnx's default EVAL mode (which folds BN into the
     convs with PyTorch kernels, the CPU-dependent bytes of the original bug) does not trace."""
-    from stages.families import torch_siamese
+    from stages.families.torch_sigver import siamese as torch_siamese
 
     raw = built_project / "data" / "raw" / "siamese"
-    model = torch_siamese.load_model(raw)
+    model = torch_siamese.load_model(raw, load_model("siamese", REPO / "params.yaml"))
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(model, tuple(torch.zeros((150, 220), dtype=torch.uint8) for _ in range(2)), buffer,
@@ -210,10 +210,12 @@ def test_no_unit_feeding_a_dense_layer_is_inactive_on_the_validation_inputs(
 CALIBRATION_SCRIPT = """
 import sys, hashlib
 sys.path.insert(0, {repo!r})
-from stages.families import lasagne_signet, torch_signet
-from stages.families.torch_layers import SigNet, calibrate_batch_norm, synthetic_state
+from stages.families import lasagne_signet
+from stages.families.lasagne_signet import standin
+from stages.families.torch_sigver import signet as torch_signet
+from stages.families.torch_sigver.layers import SigNet, calibrate_batch_norm, synthetic_state
 digest = hashlib.sha256()
-for array in lasagne_signet.calibrated_params("signet_spp_300dpi", 4004):
+for array in standin.calibrated_params("signet_spp_300dpi", 4004):
     digest.update(array.tobytes())
 state = synthetic_state(SigNet("mish"), 1992)
 calibrate_batch_norm(state, 1992, "mish")
@@ -248,7 +250,7 @@ def test_calibration_refuses_sums_that_could_round():
 
 def test_calibration_statistics_match_a_float64_forward_pass():
     """The exact integer pass approximates the float network: means and variances within a few %."""
-    from stages.oracle import conv2d
+    from stages.core.float64_layers import conv2d
 
     rng = np.random.default_rng(3)
     weight = rng.normal(0, 0.05, size=(6, 1, 5, 5)).astype(np.float32)

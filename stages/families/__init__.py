@@ -10,7 +10,7 @@ call nothing else, so a model's whole path is: its params entry, then its family
 - `reference(raw, spec)`: a function from ONNX-named inputs to ONNX-named outputs computed by
   the source framework (or, for the Lasagne pickles, an independent NumPy oracle).
 - `validation_inputs(spec, count, image_paths)`: (sample id, inputs) pairs for validation.
-- `weight_tracer(raw, spec)`: a `stages.weight_trace.WeightTracer` holding the upstream tensors
+- `weight_tracer(raw, spec)`: a `stages.core.weight_trace.WeightTracer` holding the upstream tensors
   as stored (plus the converter's declared exact folds and literals), against which every
   constant of the ONNX graph must be traced bit for bit.
 and a constant `REFERENCE` naming what `reference` runs. A family whose reference runs the
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from stages.config import ModelSpec
+from stages.core.params import ModelSpec
 
 if TYPE_CHECKING:  # onnx only where a stage traces weights: ONNX-Runtime-only callers import families
-    from stages.weight_trace import WeightTracer
+    from stages.core.weight_trace import WeightTracer
 
 Arrays = dict[str, np.ndarray]
 

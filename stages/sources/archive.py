@@ -18,10 +18,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from stages.atomic import fsync_dir
-from stages.errors import PipelineError
+from stages.core.atomic import fsync_dir
+from stages.core.errors import PipelineError
 from stages.sources.pins import Pin
-from stages.untrusted import shown
+from stages.core.untrusted import shown
 
 
 def split_member(address: str) -> tuple[str, str | None]:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, TypeVar
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -46,10 +46,10 @@ from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 from tqdm import tqdm
 
-from stages.atomic import fsync_dir
-from stages.errors import PipelineError
+from stages.core.atomic import fsync_dir
+from stages.core.errors import PipelineError
 from stages.sources.pins import Pin, mismatch_message
-from stages.untrusted import shown
+from stages.core.untrusted import scrub_url, shown
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,6 @@ MAX_REDIRECTS = 10
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "signature-onnx-pipeline (python-requests)"
 T = TypeVar("T")
-# Query parameters whose values are secrets in the wild (signed URLs, API keys, OAuth tokens).
-SECRET_QUERY_WORDS = ("token", "key", "sig", "secret", "password", "passwd", "auth", "credential", "session", "code")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRY_SECONDS = re.compile(r"[0-9]{1,9}", re.ASCII)
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
@@ -201,22 +199,6 @@ def prepared_origin(final: str) -> str:
 def origin_of(url: str) -> str:
     """scheme://host:port (default port explicit) of `url` as the HTTP library will connect to it."""
     return sent_url(url)[1]
-
-
-def scrub_url(url: str) -> str:
-    """The URL without user:password, fragment, or the values of secret-looking query parameters."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-    except ValueError:
-        return "<an unparsable address>"
-    query = [
-        (key, "REDACTED" if any(word in key.lower() for word in SECRET_QUERY_WORDS) else value)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/:"), ""))
 
 
 def parse_retry_after(value: str | None) -> float | None:

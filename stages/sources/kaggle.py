@@ -11,7 +11,7 @@ Credentials, as the Kaggle tools accept them, first found wins:
 3. kaggle.json in $KAGGLE_CONFIG_DIR, ~/.kaggle/ or ~/.config/kaggle/.
 Their values never reach a log, an exception message, a pin, dvc.lock or any output file: every
 form of them (raw, URL-encoded, base64 of user:key as HTTP Basic sends it) is registered with
-`stages.untrusted` and redacted from anything printed, server echoes included.
+`stages.core.untrusted` and redacted from anything printed, server echoes included.
 
 The API is untrusted too: every response is read with a size cap (`MAX_API_RESPONSE_BYTES`,
 decompressed bytes: a gzip bomb stops there) within a deadline per call, and an API redirect
@@ -38,15 +38,15 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from stages.config import ModelSpec
-from stages.errors import PipelineError
+from stages.core.params import ModelSpec
+from stages.core.errors import PipelineError
 from stages.sources.download import (
     DeadlineExceeded, HttpStatusError, Job, RetryPolicy, TransientError, deadline, describe_network_error, fetch_file,
     origin_of, parse_retry_after, with_retries,
 )
 from stages.sources.pins import Pin
 from stages.sources.safe_paths import UnsafeName, check_name, resolve_inside
-from stages.untrusted import redact, register_secret, shown
+from stages.core.untrusted import redact, register_secret, shown
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from stages.atomic import write_text
-from stages.cli import report_errors
-from stages.errors import PipelineError
+from stages.core.atomic import write_text
+from stages.core.cli import report_errors
+from stages.core.errors import PipelineError
 
 LOCK_FILE = Path("sources.lock.yaml")
 VERSION = 1

@@ -11,8 +11,8 @@ import re
 import unicodedata
 from pathlib import Path, PurePosixPath
 
-from stages.errors import PipelineError
-from stages.untrusted import shown
+from stages.core.errors import PipelineError
+from stages.core.untrusted import shown
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _MAX_NAME = 1024

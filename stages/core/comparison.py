@@ -1,0 +1,161 @@
+"""Generic output validator: ONNX Runtime against a reference, per output and per sample.
+
+An element passes when |onnx - ref| <= atol + rtol * |ref| (numpy.allclose). Embedding outputs
+must also keep their direction (cosine similarity) and their distance rankings; a decision
+output (a logit) must keep its sign. The first failure is reported precisely: which output,
+which sample, which element, both values and how far off.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stages.core.params import ValidationSpec
+from stages.core.errors import PipelineError
+
+
+def _sig(value: float) -> float:
+    """Three significant digits: metrics must not change with the last bits of a CPU kernel."""
+    return float(f"{value:.3g}")
+
+
+@dataclass
+class OutputErrors:
+    """Running error statistics of one output over all samples."""
+
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    abs_error_sum: float = 0.0
+    elements: int = 0
+    min_cosine: float = 1.0
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "max_abs_error": _sig(self.max_abs_error),
+            "max_rel_error": _sig(self.max_rel_error),
+            "mean_abs_error": _sig(self.abs_error_sum / max(self.elements, 1)),
+            "min_cosine": _sig(self.min_cosine),
+        }
+
+
+@dataclass
+class Validator:
+    """Feed it (sample id, reference outputs, ONNX outputs) one sample at a time; read metrics()."""
+
+    spec: ValidationSpec
+    reference_name: str
+    outputs: dict[str, OutputErrors] = field(default_factory=dict)
+    per_sample: list[dict[str, float | str | int]] = field(default_factory=list)
+    embeddings: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = field(default_factory=dict)
+    decisions_agreed: int = 0
+    decisions: int = 0
+
+    def add(self, sample: str, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> None:
+        row: dict[str, float | str | int] = {"sample": len(self.per_sample), "id": sample}
+        for name, ref in reference.items():
+            got = candidate[name]
+            if got.shape != ref.shape or got.dtype != ref.dtype:
+                raise PipelineError(
+                    f"output {name!r}, sample {sample!r}: ONNX gives {got.dtype}{list(got.shape)}, "
+                    f"{self.reference_name} gives {ref.dtype}{list(ref.shape)}"
+                )
+            self._compare(name, sample, ref.astype(np.float64), got.astype(np.float64), row)
+        self.per_sample.append(row)
+
+    def _compare(self, name: str, sample: str, ref: np.ndarray, got: np.ndarray, row: dict) -> None:
+        stats = self.outputs.setdefault(name, OutputErrors())
+        diff = np.abs(got - ref)
+        allowed = self.spec.atol + self.spec.rtol * np.abs(ref)
+        for produced, values in ((self.reference_name, ref), ("ONNX Runtime", got)):
+            if not np.all(np.isfinite(values)):
+                raise PipelineError(f"output {name!r}, sample {sample!r}: {produced} produced non-finite values")
+        if np.any(diff > allowed):
+            worst = np.unravel_index(int(np.argmax(diff - allowed)), diff.shape)
+            raise PipelineError(
+                f"output {name!r}, sample {sample!r}, element {tuple(int(i) for i in worst)}: "
+                f"ONNX {got[worst]:.7g} vs {self.reference_name} {ref[worst]:.7g}, off by {diff[worst]:.3g} "
+                f"(allowed {allowed[worst]:.3g} = atol {self.spec.atol:g} + rtol {self.spec.rtol:g} * |ref|); "
+                f"max over the output {diff.max():.3g}"
+            )
+        relative = diff / np.maximum(np.abs(ref), self.spec.atol)
+        stats.max_abs_error = max(stats.max_abs_error, float(diff.max()))
+        stats.max_rel_error = max(stats.max_rel_error, float(relative.max()))
+        stats.abs_error_sum += float(diff.sum())
+        stats.elements += diff.size
+        row[f"{name}_max_abs_error"] = _sig(float(diff.max()))
+        # The strictest allowance of the sample, drawn as the tolerance line of its plot.
+        row[f"{name}_tolerance"] = _sig(float(allowed.min()))
+        if name in self.spec.embedding_outputs:
+            self._check_embedding(name, sample, ref, got, stats, row)
+        if name == self.spec.decision_output:
+            self._check_decision(name, sample, ref, got)
+
+    def _check_embedding(self, name: str, sample: str, ref: np.ndarray, got: np.ndarray, stats: OutputErrors, row: dict) -> None:
+        ref_rows, got_rows = ref.reshape(ref.shape[0], -1), got.reshape(got.shape[0], -1)
+        norms = np.linalg.norm(ref_rows, axis=1) * np.linalg.norm(got_rows, axis=1)
+        cosine = float(np.min(np.sum(ref_rows * got_rows, axis=1) / np.maximum(norms, 1e-30)))
+        stats.min_cosine = min(stats.min_cosine, cosine)
+        row[f"{name}_cosine"] = _sig(cosine)
+        if cosine < self.spec.min_cosine:
+            raise PipelineError(
+                f"output {name!r}, sample {sample!r}: cosine similarity {cosine:.7f} to {self.reference_name} "
+                f"is below min_cosine {self.spec.min_cosine}"
+            )
+        refs, gots = self.embeddings.setdefault(name, ([], []))
+        refs.extend(ref_rows)
+        gots.extend(got_rows)
+
+    def _check_decision(self, name: str, sample: str, ref: np.ndarray, got: np.ndarray) -> None:
+        for index, (r, g) in enumerate(zip(ref.ravel(), got.ravel())):
+            self.decisions += 1
+            # A logit within tolerance of 0 may flip legitimately; it is agreement, not a verdict.
+            if np.sign(r) == np.sign(g) or abs(r) <= self.spec.atol:
+                self.decisions_agreed += 1
+            else:
+                raise PipelineError(
+                    f"output {name!r}, sample {sample!r}, row {index}: decision flips "
+                    f"({self.reference_name} logit {r:.6g}, ONNX {g:.6g})"
+                )
+
+    def ranking_agreement(self, name: str) -> float:
+        """Fraction of (anchor, a, b) triples whose 'a closer than b' verdict both runtimes share.
+
+        Triples whose reference distances differ by no more than the tolerance are not counted.
+        """
+        refs, gots = (np.stack(rows) for rows in self.embeddings[name])
+        ref_d = np.linalg.norm(refs[:, None] - refs[None], axis=-1)
+        got_d = np.linalg.norm(gots[:, None] - gots[None], axis=-1)
+        counted = agreed = 0
+        for anchor in range(len(refs)):
+            others = [i for i in range(len(refs)) if i != anchor]
+            for a, b in itertools.combinations(others, 2):
+                gap = ref_d[anchor, a] - ref_d[anchor, b]
+                if abs(gap) <= 2 * self.spec.atol * np.sqrt(refs.shape[1]):
+                    continue
+                counted += 1
+                agreed += int(np.sign(gap) == np.sign(got_d[anchor, a] - got_d[anchor, b]))
+        return agreed / counted if counted else 1.0
+
+    def metrics(self) -> dict:
+        result: dict = {
+            "reference": self.reference_name,
+            "samples": len(self.per_sample),
+            "tolerance": {"atol": self.spec.atol, "rtol": self.spec.rtol},
+            "outputs": {},
+        }
+        for name, stats in self.outputs.items():
+            summary = stats.summary()
+            if name not in self.spec.embedding_outputs:
+                del summary["min_cosine"]
+            result["outputs"][name] = summary
+        for name in self.spec.embedding_outputs:
+            agreement = self.ranking_agreement(name)
+            result["outputs"][name]["ranking_agreement"] = _sig(agreement)
+            if agreement < 1.0:
+                raise PipelineError(f"output {name!r}: embedding distance rankings agree on only {agreement:.1%} of triples")
+        if self.spec.decision_output:
+            result["outputs"][self.spec.decision_output]["decision_agreement"] = _sig(self.decisions_agreed / max(self.decisions, 1))
+        return result

@@ -1,0 +1,299 @@
+"""`params.yaml`: one declarative entry per upstream model, checked on load.
+
+Each entry says where the upstream bytes come from (`source`), which family module knows the
+framework (`family`), which files make up the upstream layout (`files`), how the ONNX graph is
+named and shaped (`onnx`) and how strictly it must agree with its source (`validation`).
+An unknown key, a missing key or a wrong type fails with a message naming the key path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qsl, urlsplit
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from signature_onnx.preprocessing import Preprocessing
+from stages.core.errors import PipelineError
+from stages.core.untrusted import is_secret_query_name
+
+PARAMS_FILE = Path("params.yaml")
+# No dots: DVC reads `models.<name>.source` in dvc.yaml as a path split on dots, so a name like
+# "signet_f_lambda0.95" would break per-model parameter tracking; write it signet_f_lambda0_95.
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# family -> the architectures its package builds (params `network.architecture`; docs/MODEL_FACTS.md).
+ARCHITECTURES = {
+    "keras_cleaning": ("autoencoder",),
+    "lasagne_signet": ("signet", "signet_spp_300dpi", "signet_spp_600dpi"),
+    "torch_sigver": ("signet", "siamese"),
+}
+FAMILIES = tuple(ARCHITECTURES)
+MB = 1024 * 1024
+# Default size limit of one downloaded file, per kind of model file, when params give none: the
+# largest real upstream file of that kind (docs/MODEL_FACTS.md, "Upstream file sizes and download limits"; the stand-ins have the same sizes) with
+# room to spare, so that a hostile server cannot fill the disk or the memory of a loader.
+DEFAULT_MAX_BYTES = {
+    "keras_cleaning": 64 * MB,  # SavedModel: variables.data 8.4 MB, saved_model.pb 0.3 MB
+    "lasagne_signet": 128 * MB,  # signet*.pkl: 63 MB (signet_spp_*.pkl: 41 MB)
+    "torch_sigver": 128 * MB,  # signet*.pth: 68 MB, convnet_best_loss.pt: 63 MB
+}
+# A `#member` address downloads a whole zip first (signet_models.zip holds three 63 MB pickles).
+DEFAULT_MAX_ARCHIVE_BYTES = 512 * MB
+DEFAULT_MAX_SECONDS = 1800
+# What a published model does, for the `signature_onnx` package (its `preprocessing.json`).
+TASKS = {"autoencoder": "clean", "siamese": "verify", "signet": "embed", "signet_spp_300dpi": "embed", "signet_spp_600dpi": "embed"}
+
+
+class _Strict(BaseModel):
+    """Refuses unknown keys and silent type coercion (a quoted number stays an error)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One graph input or output: its final ONNX name, its name in the converted graph, dtype, shape.
+
+    A dimension is an int (fixed) or a string (a named dynamic axis).
+    """
+
+    name: str
+    source_name: str
+    dtype: Literal["float32", "uint8"]
+    shape: list[Annotated[int, Field(ge=1)] | str]
+
+
+class OnnxSpec(_Strict):
+    opset: Annotated[int, Field(ge=13, le=21)]
+    inputs: Annotated[list[TensorSpec], Field(min_length=1)]
+    outputs: Annotated[list[TensorSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "OnnxSpec":
+        names = [t.name for t in (*self.inputs, *self.outputs)]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tensor names must be unique, repeated: {duplicates}")
+        return self
+
+
+class KaggleSource(_Strict):
+    """A Kaggle notebook whose output files hold the upstream artifact."""
+
+    kernel: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+$")]
+
+
+class SourceSpec(_Strict):
+    """Where the upstream bytes come from; `kind` picks one, the others stay declared for a switch."""
+
+    kind: Literal["builtin", "kaggle", "url"]
+    seed: Annotated[int, Field(ge=0)]
+    kaggle: KaggleSource | None = None
+    urls: dict[str, str] = {}
+    # Per downloaded file; None: DEFAULT_MAX_BYTES of the model's family (ModelSpec fills it in).
+    max_bytes: Annotated[int, Field(ge=1)] | None = None
+    # A `#member` address's whole archive.
+    max_archive_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ARCHIVE_BYTES
+    # Total time one file may take to download, all attempts included.
+    max_seconds: Annotated[int, Field(ge=1)] = DEFAULT_MAX_SECONDS
+
+    @model_validator(mode="after")
+    def _kind_has_details(self) -> "SourceSpec":
+        if self.kind == "kaggle" and self.kaggle is None:
+            raise ValueError("kind 'kaggle' needs a 'kaggle: {kernel: owner/slug}' entry")
+        if self.kind == "url" and not self.urls:
+            raise ValueError("kind 'url' needs 'urls: {file: https://...}' for every file")
+        for file, url in self.urls.items():
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise ValueError(f"urls.{file}: {url!r} is not an http(s) address")
+            # params.yaml values are copied into dvc.lock: a secret here would be published.
+            if parts.username or parts.password:
+                raise ValueError(f"urls.{file}: the address carries a user name or password; params must hold no credentials")
+            secret = [k for k, _v in parse_qsl(parts.query) if is_secret_query_name(k)]
+            if secret:
+                raise ValueError(f"urls.{file}: query parameter(s) {secret} look like credentials; params must hold none")
+        return self
+
+
+class ValidationSpec(_Strict):
+    """Tolerances for ONNX Runtime against the source framework, element-wise as numpy.allclose."""
+
+    samples: Annotated[int, Field(ge=1, le=256)]
+    # Signature strokes drawn straight at the network's input size, small and centred or over
+    # the whole field, so every spatial position of every feature map sees ink on some input.
+    stroke_samples: Annotated[int, Field(ge=0, le=64)] = 0
+    atol: Annotated[float, Field(gt=0)]
+    rtol: Annotated[float, Field(ge=0)]
+    min_cosine: Annotated[float, Field(gt=0, le=1)] = 0.9999
+    embedding_outputs: list[str] = []
+    decision_output: str | None = None
+    image_dirs: list[str] = []
+
+
+Size = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]
+
+
+class PreprocessingSpec(_Strict):
+    """How the model's input is made from an image; published as `models/<name>/preprocessing.json`.
+
+    The package `signature_onnx` reads that file, so users never choose these by hand. Styles:
+    `wiwd` (sigver_wiwd's code, the Lasagne pickles), `sigver` (sigver's scikit-image code, the
+    .pth SigNets and the Siamese notebook), `rgb` (the cleaning model's resized RGB page).
+    """
+
+    style: Literal["wiwd", "sigver", "rgb"]
+    input_size: Size  # (rows, cols) of the network input; for SPP the smallest accepted image
+    canvas: Size | None = None  # the canvas the signature is centered on (signature styles)
+    img_size: Size | None = None  # the canvas is resized to this before the center crop
+    input_divisor: Literal[1, 255] = 1  # the 0..255 image is divided by it (float inputs)
+    spp: bool = False  # SigNet-SPP: 255 - remove_background at the image's own size
+
+    def package_form(self) -> Preprocessing:
+        """The same description as the package reads it from `preprocessing.json`."""
+        return Preprocessing.from_dict(self.model_dump(exclude_none=True), "params preprocessing")
+
+    @model_validator(mode="after")
+    def _sizes_fit_the_style(self) -> "PreprocessingSpec":
+        centered = self.style != "rgb" and not self.spp
+        if centered and (self.canvas is None or self.img_size is None):
+            raise ValueError(f"style {self.style!r} needs canvas and img_size")
+        if not centered and (self.canvas is not None or self.img_size is not None):
+            raise ValueError("canvas and img_size apply only to a centered signature style (not rgb, not spp)")
+        if self.style == "rgb" and self.spp:
+            raise ValueError("spp applies only to the signature styles wiwd and sigver")
+        if centered and any(i > m for i, m in zip(self.input_size, self.img_size)):
+            raise ValueError(f"input_size {self.input_size} must fit inside img_size {self.img_size}")
+        return self
+
+
+class NetworkSpec(_Strict):
+    """What the upstream file holds (docs/MODEL_FACTS.md): declared, never guessed from a file name."""
+
+    # One of ARCHITECTURES[family].
+    architecture: str
+    # torch_sigver signet: the checkpoint's forg_layer_state is nn.Linear(2048, 1) (SigNet-F),
+    # not the empty state of SigNet's stub.
+    forgery_head: bool = False
+    # torch_sigver siamese: the notebook copy whose outputs are the 2-d projections
+    # (projection2d Linear(2048, 2), probs Linear(4, 1)), not the 2048-d embeddings (probs Linear(4096, 1)).
+    projection2d: bool = False
+
+
+class ModelSpec(_Strict):
+    description: str
+    # The ONNX file's model_version: raise it when a rebuild is meant to replace what users have.
+    version: Annotated[int, Field(ge=1)] = 1
+    family: Literal[FAMILIES]  # type: ignore[valid-type]
+    network: NetworkSpec
+    files: Annotated[list[str], Field(min_length=1)]
+    source: SourceSpec
+    onnx: OnnxSpec
+    validation: ValidationSpec
+    preprocessing: PreprocessingSpec
+
+    @field_validator("files")
+    @classmethod
+    def _relative_files(cls, files: list[str]) -> list[str]:
+        for name in files:
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or "\\" in name or ".." in parts or not parts:
+                raise ValueError(f"{name!r} must be a relative path inside the model folder")
+        return files
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_size_limit(cls, data: object) -> object:
+        """A source without `max_bytes` gets its family's default (DEFAULT_MAX_BYTES)."""
+        if isinstance(data, dict) and isinstance(data.get("source"), dict) and data.get("family") in DEFAULT_MAX_BYTES:
+            source = data["source"]
+            if source.get("max_bytes") is None:
+                data = {**data, "source": {**source, "max_bytes": DEFAULT_MAX_BYTES[data["family"]]}}
+        return data
+
+    @property
+    def task(self) -> str:
+        """What the published model does for the `signature_onnx` package: clean, verify or embed."""
+        return TASKS[self.network.architecture]
+
+    @model_validator(mode="after")
+    def _architecture_of_family(self) -> "ModelSpec":
+        known, network = ARCHITECTURES[self.family], self.network
+        if network.architecture not in known:
+            raise ValueError(f"network.architecture {network.architecture!r} is not one of family {self.family}'s: {list(known)}")
+        if network.forgery_head and (self.family, network.architecture) != ("torch_sigver", "signet"):
+            raise ValueError("network.forgery_head applies only to family torch_sigver, architecture signet")
+        if network.projection2d and (self.family, network.architecture) != ("torch_sigver", "siamese"):
+            raise ValueError("network.projection2d applies only to family torch_sigver, architecture siamese")
+        return self
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "ModelSpec":
+        outputs = {t.name for t in self.onnx.outputs}
+        named = [*self.validation.embedding_outputs]
+        if self.validation.decision_output:
+            named.append(self.validation.decision_output)
+        unknown = [n for n in named if n not in outputs]
+        if unknown:
+            raise ValueError(f"validation names outputs {unknown} that onnx.outputs does not declare")
+        size = self.preprocessing.input_size
+        first = self.onnx.inputs[0].shape
+        fixed = first[1:3] if self.preprocessing.style == "rgb" else first[-2:]
+        if not self.preprocessing.spp and all(isinstance(d, int) for d in fixed) and list(fixed) != list(size):
+            raise ValueError(f"preprocessing.input_size {size} differs from the input {self.onnx.inputs[0].name}'s size {list(fixed)}")
+        if self.source.kind == "url":
+            missing = [f for f in self.files if f not in self.source.urls]
+            if missing:
+                raise ValueError(f"source.urls has no address for {missing}")
+        return self
+
+
+class Params(_Strict):
+    models: dict[str, ModelSpec]
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        for name in models:
+            if not MODEL_NAME.match(name):
+                raise ValueError(
+                    f"model name {name!r} must match {MODEL_NAME.pattern} (lower case, digits, '_'; "
+                    "no dots, which DVC reads as nesting in params paths)"
+                )
+        return models
+
+
+def _describe(error: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and check the whole params file; raise PipelineError naming the bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; run from the project root") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: expected a mapping with a 'models' key")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise PipelineError(_describe(exc, path)) from None
+
+
+def load_model(name: str, path: Path = PARAMS_FILE) -> ModelSpec:
+    """The checked entry of one model; an unknown name lists the known ones."""
+    params = load_params(path)
+    if name not in params.models:
+        known = ", ".join(sorted(params.models))
+        raise PipelineError(f"{path}: no model {name!r} under 'models' (known: {known})")
+    return params.models[name]
