@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from stages.core.params import load_model  # noqa: E402
+from stages.core.params import model_spec  # noqa: E402
 from stages.families import load_family  # noqa: E402
 
 MODELS = ("cleaning", "siamese", "signet_pth")
@@ -96,7 +96,7 @@ def bench_model(project: Path, name: str, repeat: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    spec = load_model(name, project / "params.yaml")
+    spec = model_spec(name, project / "params.yaml")
     family = load_family(spec.family)
     os.chdir(project)
     reference = family.reference(Path("data/raw") / name, spec)
@@ -145,8 +145,8 @@ def bench_end_to_end(project: Path, images: list[Path], repeat: int, threads: in
     os.chdir(project)
     verifier = ORTModelForSignatureVerification.from_pretrained("models/siamese", threads=threads)
     embedder = ORTModelForSignatureFeatures.from_pretrained("models/signet_pth", threads=threads)
-    siamese = torch_siamese.load_model(Path("data/raw/siamese"), load_model("siamese"))
-    signet = torch_signet.load_model(Path("data/raw/signet_pth"), load_model("signet_pth"))
+    siamese = torch_siamese.load_model(Path("data/raw/siamese"), model_spec("siamese"))
+    signet = torch_signet.load_model(Path("data/raw/signet_pth"), model_spec("signet_pth"))
     a, b = images[0], images[1]
 
     def torch_verify() -> None:

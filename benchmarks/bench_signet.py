@@ -33,15 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from stages.core.params import load_model  # noqa: E402
+from stages.core.drawings import signature_gray  # noqa: E402
+from stages.core.params import model_spec  # noqa: E402
 from stages.families import lasagne_signet  # noqa: E402
 from stages.families.lasagne_signet import standin  # noqa: E402
-from stages.families.torch_sigver import signet as torch_signet  # noqa: E402
 from stages.families.lasagne_signet.layout import Conv, Dense, Pool, SpatialPyramid, architecture, check_params  # noqa: E402
-from stages.families.lasagne_signet.pickle_file import load_checked  # noqa: E402
-from stages.families.lasagne_signet.oracle import LasagneOracle  # noqa: E402
-from stages.core.drawings import signature_gray  # noqa: E402
 from stages.families.lasagne_signet.onnx_builder import build_model  # noqa: E402
+from stages.families.lasagne_signet.oracle import LasagneOracle  # noqa: E402
+from stages.families.lasagne_signet.pickle_file import load_checked  # noqa: E402
+from stages.families.torch_sigver import signet as torch_signet  # noqa: E402
 
 SPP_SIZES = ((300, 450), (1000, 1500), (2000, 3000))
 QUICK_SPP_SIZES = ((100, 150), (200, 300), (300, 450))
@@ -95,7 +95,7 @@ class LasagneTwin(torch.nn.Module):
 
 def lasagne_model(name: str) -> tuple[str, list[np.ndarray], bytes, str]:
     """(variant, flat params, ONNX bytes, where from) for a Lasagne model of params.yaml."""
-    spec = load_model(name, REPO / "params.yaml")
+    spec = model_spec(name, REPO / "params.yaml")
     variant = spec.network.architecture
     raw = REPO / "data" / "raw" / name / spec.files[0]
     published = REPO / "models" / name / "model.onnx"
@@ -167,7 +167,7 @@ def measure_lasagne(name: str, cases: Sequence[tuple[str, np.ndarray]], repeat: 
 
 
 def measure_pth(name: str, cases: Sequence[tuple[str, np.ndarray]], repeat: int, threads: int) -> list[tuple]:
-    spec = load_model(name, REPO / "params.yaml")
+    spec = model_spec(name, REPO / "params.yaml")
     raw = REPO / "data" / "raw" / name
     published = REPO / "models" / name / "model.onnx"
     if (raw / spec.files[0]).exists() and published.exists():

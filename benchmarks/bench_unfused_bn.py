@@ -33,9 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from stages.core.params import load_model  # noqa: E402
-from stages.families.torch_sigver import siamese as torch_siamese  # noqa: E402
-from stages.families.torch_sigver import signet as torch_signet  # noqa: E402
+from stages.core.params import model_spec  # noqa: E402
+from stages.families.torch_sigver import siamese as torch_siamese, signet as torch_signet  # noqa: E402
 from stages.families.torch_sigver.layers import export_unfused  # noqa: E402
 
 MODELS = ("siamese", "signet_pth", "signet_f_lambda0_95_pth")
@@ -93,7 +92,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         for name in MODELS:
-            spec = load_model(name, REPO / "params.yaml")
+            spec = model_spec(name, REPO / "params.yaml")
             raw = raw_folder(name, spec, Path(scratch))
             if spec.network.architecture == "siamese":
                 module = torch_siamese.load_model(raw, spec)

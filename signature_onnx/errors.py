@@ -20,3 +20,12 @@ class ImageError(SignatureOnnxError, ValueError):
 
 class ModelFolderError(SignatureOnnxError):
     """A model folder or `model.onnx` that cannot be used (missing, damaged, wrong kind of model)."""
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (at most `limit` characters), or its type name.
+
+    Third-party errors (ONNX Runtime, TensorFlow, YAML) carry multi-line messages; one line is shown.
+    """
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

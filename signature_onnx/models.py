@@ -22,29 +22,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from signature_onnx.errors import ImageError, ModelFolderError
+from signature_onnx.errors import ImageError, ModelFolderError, first_line
 from signature_onnx.folder import ModelFolder
 from signature_onnx.progress import progress
+from signature_onnx.runtime import cpu_session
 
 ImageLike = str | os.PathLike[str] | np.ndarray
 
 
 class SyntheticWeightsWarning(UserWarning):
     """The model's weights are the pipeline's synthetic stand-ins: its results mean nothing."""
-
-
-def _session(onnx_path: Path, threads: int | None):
-    """An ONNX Runtime CPU session; a file ORT cannot load fails naming it (one line)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail / InvalidProtobuf / NoSuchFile types
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelFolderError(f"{onnx_path}: ONNX Runtime cannot load it ({first[:300]}); pull or rebuild it") from None
 
 
 class ORTSignatureModel:
@@ -71,7 +58,7 @@ class ORTSignatureModel:
                 f"{folder.onnx_path}: model {folder.name!r} is a {folder.task!r} model, not a {cls.task!r} one; "
                 f"use the {_TASK_COMMANDS[folder.task]!r} command (or its class) with it"
             )
-        model = cls(folder, _session(folder.onnx_path, threads))
+        model = cls(folder, cpu_session(folder.onnx_path, str(folder.onnx_path), "pull or rebuild it", threads))
         model.warn_if_synthetic()
         return model
 
@@ -109,8 +96,7 @@ class ORTSignatureModel:
         try:
             values = self.session.run(names, feeds)
         except Exception as exc:  # ORT's own error types: a bad shape, an SPP input below its minimum
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ImageError(f"{self.folder.onnx_path}: ONNX Runtime refused the input ({first[:300]})") from None
+            raise ImageError(f"{self.folder.onnx_path}: ONNX Runtime refused the input ({first_line(exc)})") from None
         return dict(zip(names, values))
 
     def _fail_graph(self, expected: str) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from signature_onnx.errors import ModelFolderError, SignatureOnnxError
+from signature_onnx.errors import ModelFolderError, SignatureOnnxError, first_line
+from signature_onnx.runtime import cpu_session
 
 VECTORS_FILE = "test_vectors.json"
 _SET_NAME = re.compile(r"^test_data_set_(\d+)$")
@@ -83,7 +84,6 @@ def read_tolerance(folder: Path) -> tuple[float, float]:
 
 def check_vectors(model_dir: str | os.PathLike[str], *, threads: int | None = None, show_progress: bool = False) -> list[SetResult]:
     """Run every test set of a model folder in ONNX Runtime and compare with its expected outputs."""
-    from signature_onnx.models import _session
     from signature_onnx.progress import progress
 
     folder = Path(model_dir)
@@ -95,7 +95,7 @@ def check_vectors(model_dir: str | os.PathLike[str], *, threads: int | None = No
     sets = find_test_sets(folder)
     if not sets:
         raise ModelFolderError(f"{folder}: no test_data_set_N folders; pull the model folder again")
-    session = _session(folder / "model.onnx", threads)
+    session = cpu_session(folder / "model.onnx", str(folder / "model.onnx"), "pull or rebuild it", threads)
     input_names = [i.name for i in session.get_inputs()]
     output_names = [o.name for o in session.get_outputs()]
     results = []
@@ -111,7 +111,7 @@ def check_vectors(model_dir: str | os.PathLike[str], *, threads: int | None = No
             try:
                 actual = session.run(output_names, dict(inputs))
             except Exception as exc:  # ORT's own error types
-                raise SignatureOnnxError(f"{test_set}: ONNX Runtime failed on the inputs ({str(exc).splitlines()[0][:200]})") from None
+                raise SignatureOnnxError(f"{test_set}: ONNX Runtime failed on the inputs ({first_line(exc, 200)})") from None
             results.append(_compare(test_set.name, expected, actual, atol, rtol))
             bar.update(1)
     return results

@@ -5,7 +5,6 @@ The converter's graph is kept as it comes (names, unknown dimensions); `patch` f
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from stages.families import load_family
 log = logging.getLogger(__name__)
 
 
-def convert(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
+def convert(name: str, spec: ModelSpec) -> None:
     target = paths.converted_onnx(name)
     log.info("converting with the %s converter (opset %d)", spec.family, spec.onnx.opset)
     with tempfile.TemporaryDirectory() as scratch:

@@ -9,7 +9,6 @@ When data/raw/<model> already holds exactly the pinned bytes, nothing is downloa
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 from pathlib import Path
@@ -17,9 +16,9 @@ from pathlib import Path
 from stages.core import paths
 from stages.core.atomic import restore_retired, staged_directory
 from stages.core.cli import model_parser, run_stage
-from stages.core.params import ModelSpec
 from stages.core.digests import sha256_file
 from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
 from stages.families import load_family
 from stages.sources import check_layout, fetch_into, pins
 
@@ -50,7 +49,7 @@ def holds_pinned_bytes(target: Path, name: str, spec: ModelSpec, pinned: dict[st
     )
 
 
-def fetch(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
+def fetch(name: str, spec: ModelSpec) -> None:
     target = paths.raw_dir(name)
     restore_retired(target)
     remove_stale_staging(target)

@@ -1,27 +1,24 @@
 """Stage `patch`: name and shape the converted graph as params say, canonicalise it, prove it loads.
 
 converted.onnx -> rename inputs/outputs (source_name -> name), fix shapes (e.g. the batch
-dimension to 1 as the seed did), canonical node/tensor names, no doc strings, pinned producer,
+dimension to 1 as the original code did), canonical node/tensor names, no doc strings, pinned producer,
 lineage metadata -> onnx.checker (full) -> strict shape inference -> an ONNX Runtime session
 whose inputs and outputs must match params -> data/interim/<model>/patched.onnx.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import onnx
-import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
-from stages.core import onnx_graph
-
-from stages.core import paths
+from signature_onnx.runtime import cpu_session
+from stages.core import onnx_graph, paths
 from stages.core.atomic import write_bytes
 from stages.core.cli import model_parser, run_stage
+from stages.core.errors import PipelineError, first_line
 from stages.core.params import ModelSpec, TensorSpec
-from stages.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 ORT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
@@ -41,7 +38,7 @@ def patch_model(model: onnx.ModelProto, name: str, spec: ModelSpec) -> onnx.Mode
         onnx.checker.check_model(model, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise PipelineError(f"{name}: the patched graph is not valid ONNX: {str(exc).splitlines()[0]}") from None
+        raise PipelineError(f"{name}: the patched graph is not valid ONNX: {first_line(exc)}") from None
     return inferred
 
 
@@ -54,15 +51,12 @@ def _check_session_io(kind: str, got: list, specs: list[TensorSpec]) -> None:
 
 def check_in_runtime(data: bytes, spec: ModelSpec) -> None:
     """Load the bytes in ONNX Runtime (CPU) and compare its view of the I/O with params."""
-    try:
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-        raise PipelineError(f"ONNX Runtime cannot load the patched graph: {str(exc).splitlines()[0]}") from None
+    session = cpu_session(data, "the patched graph", "check the params' onnx entry and the converter's output")
     _check_session_io("input", session.get_inputs(), spec.onnx.inputs)
     _check_session_io("output", session.get_outputs(), spec.onnx.outputs)
 
 
-def patch(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
+def patch(name: str, spec: ModelSpec) -> None:
     source = paths.converted_onnx(name)
     try:
         model = onnx.load(str(source))

@@ -25,7 +25,8 @@ import yaml
 
 from stages.core import paths
 from stages.core.cli import report_errors
-from stages.core.errors import PipelineError
+from stages.core.errors import PipelineError, first_line
+from stages.core.untrusted import shown
 
 MANIFEST_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
 # Remote statuses that mean "the remote lacks this file" (`deleted` means remote-only: fine).
@@ -36,9 +37,7 @@ LISTED = 20  # missing files printed before "and N more"
 def reason(error: BaseException | str, limit: int = 200) -> str:
     """The first line of a tool's message, shortened, with control characters escaped (it may
     quote a server's reply or a file's content, which must not drive the terminal)."""
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line[:limit])
+    return shown(first_line(error, limit), limit)
 
 
 def artifact_name(model: str) -> str:

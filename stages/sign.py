@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 from stages.core import paths
-
-from stages.publish import signing
 from stages.core.cli import report_errors
-from stages.core.params import PARAMS_FILE, load_params
 from stages.core.errors import PipelineError
+from stages.core.params import PARAMS_FILE, load_params
+from stages.publish import signing
 from stages.verify import verify_file
 
 log = logging.getLogger("stages.sign")

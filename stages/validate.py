@@ -11,7 +11,6 @@ errors, CPU-dependent, outside dvc.lock), each written atomically.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -20,27 +19,20 @@ import logging
 from pathlib import Path
 
 import onnx
-import onnxruntime as ort
 
-from stages.publish import lineage
-
-from stages.publish import model_card
-
-from stages.core import onnx_graph
-
-from stages.core import paths
-
-from stages.publish import provenance
+from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
+from signature_onnx.preprocessing.files import IMAGE_SUFFIXES
+from signature_onnx.runtime import cpu_session
+from stages.core import onnx_graph, paths
 from stages.core.atomic import write_bytes
 from stages.core.cli import model_parser, run_stage
-from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
-from stages.core.params import ModelSpec
-from stages.core.errors import PipelineError
-from stages.families import load_family, references
-from signature_onnx.preprocessing.files import IMAGE_SUFFIXES
 from stages.core.comparison import Validator
-from stages.publish.verdict import VERDICT_FILE, certified_record, serialize
+from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
 from stages.core.weight_trace import summary as weight_summary
+from stages.families import load_family, references
+from stages.publish import lineage, model_card, provenance
+from stages.publish.verdict import VERDICT_FILE, certified_record, serialize
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +94,8 @@ def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> list[Valida
     """Compare ONNX Runtime with each of the family's references on every validation sample."""
     family = load_family(spec.family)
     found = references(family, paths.raw_dir(name), spec)
-    options = ort.SessionOptions()
-    # ORT's worker threads spin between runs and steal the cores the reference runs on next.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own InvalidProtobuf/Fail types
-        raise PipelineError(
-            f"{paths.patched_onnx(name)}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]}); "
-            f"rebuild it: dvc repro -f patch@{name}"
-        ) from None
+    # spinning off: ORT's idle worker threads would steal the cores the reference runs on next.
+    session = cpu_session(onnx_bytes, str(paths.patched_onnx(name)), f"rebuild it: dvc repro -f patch@{name}", spinning=False)
     output_names = [o.name for o in session.get_outputs()]
     validators = [Validator(spec.validation, reference_name) for reference_name, _forward in found]
     samples = family.validation_inputs(spec, spec.validation.samples, user_images(name, spec))
@@ -123,7 +107,7 @@ def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> list[Valida
     return validators
 
 
-def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
+def validate(name: str, spec: ModelSpec) -> None:
     onnx_path = paths.patched_onnx(name)
     if not onnx_path.exists():
         raise PipelineError(f"{onnx_path}: not found; run the patch stage first (dvc repro)")
@@ -133,6 +117,8 @@ def validate(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     # this proves the rest, weights that no input reaches included.
     weights = check_weights(name, spec, onnx_bytes)
     log.info("weights: every constant traced to the upstream bytes (%s)", ", ".join(f"{k} {v}" for k, v in weights.items()))
+    for validator in validators:
+        validator.check_rankings()
     results = [validator.metrics() for validator in validators]
     for result in results:
         for output, summary in result["outputs"].items():

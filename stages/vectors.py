@@ -30,7 +30,6 @@ Why these bytes are the same on every machine (they are hashed in dvc.lock):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -42,11 +41,12 @@ import numpy as np
 
 from signature_onnx.preprocessing import Preprocessing
 from signature_onnx.vectors import VECTORS_FILE, tensor_bytes
+from stages.core import random_draws as draws
 from stages.core import paths
 from stages.core.atomic import write_bytes
 from stages.core.cli import model_parser, run_stage
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
 
 log = logging.getLogger(__name__)
 SETS = 2
@@ -64,7 +64,7 @@ def drawn_page(seed: int, height: int, width: int, clutter: bool) -> np.ndarray:
     Paper: 236 +- 4 grain and a tint; 2-3 strokes as random walks drawn anti-aliased by OpenCV
     (fixed-point); with `clutter`, ruled lines, printed text and a stamp (what cleaning removes).
     """
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = draws.generator(seed)
     grain = rng.integers(-4, 5, size=(height, width, 1))
     tint = rng.integers(-5, 6, size=3)
     page = np.clip(236 + grain + tint, 0, 255).astype(np.uint8)
@@ -138,7 +138,7 @@ def float64_reference(name: str, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     raise PipelineError(f"models.{name}.family: no float64 NumPy reference for family {spec.family!r}")
 
 
-def vectors(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
+def vectors(name: str, spec: ModelSpec) -> None:
     model = paths.published_dir(name) / "model.onnx"
     if not model.exists():
         raise PipelineError(f"{model}: not found; run the validate stage first (dvc repro validate@{name})")

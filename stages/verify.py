@@ -26,19 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.publish import lineage
-
-from stages.publish import lock_history
-
-from stages.publish import model_card
-
-from stages.publish import provenance
-
-from stages.publish import signing
 from stages.core.cli import report_errors
-from stages.core.params import FAMILIES, MODEL_NAME, PARAMS_FILE, load_params
 from stages.core.digests import md5_file, sha256_file
-from stages.core.errors import PipelineError
+from stages.core.errors import PipelineError, first_line
+from stages.core.params import FAMILIES, MODEL_NAME, PARAMS_FILE, load_params
+from stages.publish import lineage, lock_history, model_card, provenance, signing
 from stages.sources.pins import LOCK_FILE as PINS_FILE, LockFile
 
 SHOWN_COMMITS = 5
@@ -264,7 +256,7 @@ def check_params(subject: Subject) -> Check:
     try:
         models = load_params(path).models
     except PipelineError as exc:
-        return Check("params", "FAIL", str(exc).splitlines()[0])
+        return Check("params", "FAIL", first_line(exc))
     if subject.model not in models:
         return Check("params", "FAIL", f"{path} has no model {shown(subject.model)}")
     digest = lineage.params_digest(models[subject.model])

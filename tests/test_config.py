@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.core.params import load_model, load_params
 from stages.core.errors import PipelineError
+from stages.core.params import model_spec, load_params
 
 from conftest import REPO, run_step
 
@@ -97,7 +97,7 @@ def test_not_yaml_and_not_mapping(tmp_path: Path):
 
 def test_unknown_model_lists_known(tmp_path: Path):
     with pytest.raises(PipelineError, match=r"no model 'nope'.*cleaning"):
-        load_model("nope", write(tmp_path, good_params()))
+        model_spec("nope", write(tmp_path, good_params()))
 
 
 def test_stage_reports_bad_params_in_one_line_without_traceback(project: Path):

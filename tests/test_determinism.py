@@ -11,8 +11,8 @@ import yaml
 from onnx import helper
 
 from stages.core import onnx_graph
-from stages.core.params import load_model
 from stages.core.digests import sha256_file as file_digest
+from stages.core.params import model_spec
 
 from conftest import REPO, STEPS, copy_project, run_step
 
@@ -51,7 +51,7 @@ def test_exporter_generated_names_are_normalised_away(built_project: Path, monke
     from stages.patch import patch_model
 
     monkeypatch.chdir(built_project)
-    spec = load_model("siamese", REPO / "params.yaml")
+    spec = model_spec("siamese", REPO / "params.yaml")
     converted = built_project / "data" / "interim" / "siamese" / "converted.onnx"
     original, renamed = onnx.load(str(converted)), onnx.load(str(converted))
     renumber_generated(renamed, 1000)

@@ -212,7 +212,7 @@ def live_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 
 def test_a_live_savedmodel_is_refused_by_every_entry_point(live_savedmodel, tmp_path: Path) -> None:
-    from stages.core.params import load_model
+    from stages.core.params import model_spec
     from stages.families import keras_cleaning
 
     folder, marker = live_savedmodel
@@ -227,7 +227,7 @@ def test_a_live_savedmodel_is_refused_by_every_entry_point(live_savedmodel, tmp_
             shutil.copytree(source, target)
         else:
             target.write_bytes(source.read_bytes())
-    spec = load_model("cleaning", REPO / "params.yaml")
+    spec = model_spec("cleaning", REPO / "params.yaml")
     for entry in (
         lambda: keras_cleaning.check_loadable(raw, spec),
         lambda: keras_cleaning.convert(raw, spec, tmp_path / "out.onnx"),

@@ -32,12 +32,11 @@ import yaml
 import hostile
 from fake_servers import KAGGLE_PORT, LIST_PATH, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
 from conftest import copy_project
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
+from stages.core.untrusted import forget_secrets, scrub_url
 from stages.sources import download, kaggle, url
-from stages.core.untrusted import scrub_url
 from stages.sources.download import Job, RetryPolicy, fetch_file
-from stages.core.untrusted import forget_secrets
 
 REPO = Path(__file__).resolve().parents[1]
 KERNEL = "medali1992/siamese-signature-verification-with-confidence"

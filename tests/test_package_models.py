@@ -37,9 +37,9 @@ def cli(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def spec(project: Path, model: str):
-    from stages.core.params import load_model
+    from stages.core.params import model_spec
 
-    return load_model(model, project / "params.yaml")
+    return model_spec(model, project / "params.yaml")
 
 
 # ---- results equal the references --------------------------------------------------------------

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from signature_onnx.errors import ImageError
 from stages.core.cli import report_errors
 from stages.core.errors import PipelineError
-from signature_onnx.errors import ImageError
 from signature_onnx.preprocessing.wiwd import (
     crop_center,
     load_signature,

@@ -14,16 +14,16 @@ import pytest
 import yaml
 
 from conftest import REPO
-from stages.core.params import load_model
-from stages.core.errors import PipelineError
-from stages.release import artifact_name
 from stages.core.comparison import Validator
+from stages.core.errors import PipelineError
+from stages.core.params import model_spec
 from stages.publish.verdict import certified_record, serialize
+from stages.release import artifact_name
 
 
 def run_validator(model: str, noise: float, seed: int) -> Validator:
     """A Validator of `model`'s spec over 6 samples whose ONNX side is the reference plus noise."""
-    spec = load_model(model, REPO / "params.yaml").validation
+    spec = model_spec(model, REPO / "params.yaml").validation
     validator = Validator(spec, "reference")
     rng = np.random.default_rng(seed)
     base = np.random.default_rng(0)
@@ -62,7 +62,7 @@ def test_no_verdict_over_tolerance():
 
 
 def test_a_relative_tolerance_gives_no_absolute_bound():
-    spec = load_model("siamese", REPO / "params.yaml").validation.model_copy(update={"rtol": 1e-3})
+    spec = model_spec("siamese", REPO / "params.yaml").validation.model_copy(update={"rtol": 1e-3})
     record = certified_record(spec, ["reference"], 1, {"output0": 4}, {"constants": 1, "copy": 1})
     assert "max_abs_error_bound" not in record["outputs"]["output0"]
     assert record["tolerance"] == {"atol": spec.atol, "rtol": 1e-3}

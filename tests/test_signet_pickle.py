@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-from stages.core.params import load_model
 from stages.core.errors import PipelineError
+from stages.core.params import model_spec
 from stages.families import lasagne_signet
 from stages.families.lasagne_signet import standin
-from stages.families.torch_sigver import signet as torch_signet
 from stages.families.lasagne_signet.layout import ARCHITECTURES, param_layout, spatial_sizes, spp_min_input_size
+from stages.families.lasagne_signet.oracle import LasagneOracle
 from stages.families.lasagne_signet.pickle_file import load_checked, load_lasagne_pickle, safe_unpickle
 from stages.families.lasagne_signet.pickle_writer import dump_py2_pickle
-from stages.families.lasagne_signet.oracle import LasagneOracle
+from stages.families.torch_sigver import signet as torch_signet
 
 from conftest import REPO
 
@@ -36,7 +36,7 @@ PTH_MODELS = ["signet_pth", "signet_f_lambda0_95_pth"]
 
 
 def spec(name: str):
-    return load_model(name, REPO / "params.yaml")
+    return model_spec(name, REPO / "params.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +96,9 @@ def test_each_model_has_its_own_weights():
 BUILD_IN_SUBPROCESS = """
 import hashlib, sys, tempfile
 from pathlib import Path
-from stages.core.params import load_model
+from stages.core.params import model_spec
 from stages.families import load_family
-spec = load_model(sys.argv[1], Path(sys.argv[2]))
+spec = model_spec(sys.argv[1], Path(sys.argv[2]))
 with tempfile.TemporaryDirectory() as folder:
     load_family(spec.family).write_builtin(Path(folder), spec)
     print(hashlib.sha256((Path(folder) / spec.files[0]).read_bytes()).hexdigest())

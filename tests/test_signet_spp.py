@@ -12,15 +12,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from stages.core.params import load_model
+from stages.core.drawings import signature_gray
 from stages.core.errors import PipelineError
+from stages.core.float64_layers import pyramid_pool
+from stages.core.params import model_spec
 from stages.families import lasagne_signet
 from stages.families.lasagne_signet import standin
 from stages.families.lasagne_signet.layout import architecture, check_params, spp_min_input_size
-from stages.core.float64_layers import pyramid_pool
-from stages.families.lasagne_signet.oracle import LasagneOracle
-from stages.core.drawings import signature_gray
 from stages.families.lasagne_signet.onnx_builder import build_model, spp_model
+from stages.families.lasagne_signet.oracle import LasagneOracle
 
 from conftest import REPO
 
@@ -95,7 +95,7 @@ def test_pyramid_order_is_channel_major_then_bin():
 def spp(request):
     """(variant, ORT session, oracle) with the built-in weights of that params entry."""
     variant = request.param
-    spec = load_model(variant, REPO / "params.yaml")
+    spec = model_spec(variant, REPO / "params.yaml")
     params = standin.synthetic_params(variant, spec.source.seed)
     model = build_model(architecture(variant), check_params(variant, params, variant), opset=spec.onnx.opset)
     return variant, session(model.SerializeToString()), LasagneOracle(variant, params)

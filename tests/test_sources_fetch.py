@@ -23,9 +23,9 @@ import yaml
 
 from fake_servers import KAGGLE_PORT, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
 from stages import fetch as fetch_stage
-from stages.core.params import load_model
 from stages.core.digests import sha256_file
 from stages.core.errors import PipelineError
+from stages.core.params import model_spec
 from stages.families import load_family
 from stages.sources import download, pins
 
@@ -48,7 +48,7 @@ def builtin_files(name: str, seed_offset: int = 0) -> dict[str, bytes]:
     """The family's stand-in bytes (with another seed when asked), as {relative name: bytes}."""
     import tempfile
 
-    spec = load_model(name, REPO / "params.yaml")
+    spec = model_spec(name, REPO / "params.yaml")
     spec = spec.model_copy(update={"source": spec.source.model_copy(update={"seed": spec.source.seed + seed_offset})})
     with tempfile.TemporaryDirectory() as folder:
         load_family(spec.family).write_builtin(Path(folder), spec)
@@ -90,7 +90,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
 
 
 def run_fetch(name: str) -> None:
-    fetch_stage.fetch(name, load_model(name, Path("params.yaml")), argparse.Namespace())
+    fetch_stage.fetch(name, model_spec(name, Path("params.yaml")), argparse.Namespace())
 
 
 def raw_files(project: Path, name: str) -> dict[str, bytes]:

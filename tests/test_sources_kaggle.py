@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from fake_servers import KAGGLE_PORT, LIST_PATH, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
 from stages.sources import download, kaggle
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,10 +21,10 @@ import yaml
 from requests.auth import HTTPBasicAuth
 
 from fake_servers import Fault, FileServer
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
-from stages.sources import download, url
+from stages.core.params import ModelSpec
 from stages.core.untrusted import scrub_url
+from stages.sources import download, url
 from stages.sources.download import Job, RetryPolicy, TooLarge, fetch_file, origin_of
 from stages.sources.pins import Pin
 

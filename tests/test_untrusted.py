@@ -10,10 +10,10 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from stages.families.lasagne_signet import unpickler
 from stages.core.cli import one_message, report_errors
 from stages.core.errors import PipelineError
 from stages.core.untrusted import forget_secrets, redact, register_secret, shown, shown_names, shown_repr
+from stages.families.lasagne_signet import unpickler
 
 
 @pytest.fixture(autouse=True)

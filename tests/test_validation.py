@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from stages.core.params import ValidationSpec
-from stages.core.errors import PipelineError
 from stages.core.comparison import Validator
+from stages.core.errors import PipelineError
+from stages.core.params import ValidationSpec
 
 from conftest import copy_project, run_step
 
@@ -80,7 +80,8 @@ def test_unperturbed_copy_passes(built_project: Path, tmp_path: Path):
     shutil.rmtree(project / "models" / "siamese")
     run_step(project, "validate", "siamese")
     metrics = json.loads((project / "models" / "siamese" / "validation.json").read_text())
-    assert metrics["outputs"]["output2"]["decision_agreement"] == 1.0
+    assert metrics["outputs"]["output2"]["decisions"] == metrics["samples"] > 0
+    assert metrics["outputs"]["output0"]["ranking_triples"] > 0
 
 
 def spec(**overrides) -> ValidationSpec:
@@ -101,10 +102,11 @@ def test_validator_passes_within_tolerance_and_reports_metrics():
         ref = outputs(rng)
         got = {k: v + np.float32(3e-5) for k, v in ref.items()}
         validator.add(f"s{index}", ref, got)
+    validator.check_rankings()
     metrics = validator.metrics()
     assert metrics["outputs"]["emb"]["max_abs_error"] == pytest.approx(3e-5, rel=0.01)
-    assert metrics["outputs"]["emb"]["ranking_agreement"] == 1.0
-    assert metrics["outputs"]["logit"]["decision_agreement"] == 1.0
+    assert metrics["outputs"]["emb"]["ranking_triples"] + metrics["outputs"]["emb"]["ranking_near_ties_skipped"] == 4 * 3
+    assert metrics["outputs"]["logit"]["decisions"] == 4 and metrics["outputs"]["logit"]["decisions_near_zero"] == 0
     assert metrics["samples"] == 4
 
 
@@ -125,7 +127,7 @@ def test_validator_catches_a_flipped_decision_but_tolerates_one_within_atol_of_z
     validator = Validator(spec(), "Reference")
     near_zero = {"emb": ref["emb"], "logit": np.array([[5e-5]], np.float32)}
     validator.add("s", near_zero, {"emb": ref["emb"], "logit": np.array([[-4e-5]], np.float32)})
-    assert validator.metrics()["outputs"]["logit"]["decision_agreement"] == 1.0
+    assert validator.metrics()["outputs"]["logit"]["decisions_near_zero"] == 1
 
 
 def test_validator_catches_a_turned_embedding():
@@ -146,7 +148,7 @@ def test_validator_catches_reordered_distances():
         validator.add(f"s{index}", {"emb": emb, "logit": np.ones((1, 1), np.float32)},
                       {"emb": swapped, "logit": np.ones((1, 1), np.float32)})
     with pytest.raises(PipelineError, match="rankings agree on only"):
-        validator.metrics()
+        validator.check_rankings()
 
 
 def test_validator_refuses_shape_dtype_and_non_finite():

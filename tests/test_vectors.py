@@ -118,10 +118,10 @@ import hashlib, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from onnx import load_tensor, numpy_helper
-from stages.core.params import load_model
+from stages.core.params import model_spec
 from stages.families.lasagne_signet.pickle_file import load_checked
 from stages.families.lasagne_signet.oracle import LasagneOracle
-spec = load_model("signet")
+spec = model_spec("signet")
 variant = spec.network.architecture
 content, _ = load_checked(Path("data/raw/signet") / spec.files[0], variant)
 x = numpy_helper.to_array(load_tensor("models/signet/test_data_set_1/input_0.pb"))

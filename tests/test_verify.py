@@ -21,8 +21,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stages.publish import provenance
 from stages.core.errors import PipelineError
+from stages.publish import provenance
 
 from conftest import REPO
 
@@ -346,9 +346,9 @@ def test_history_names_every_commit_whose_lock_holds_the_file(tmp_path: Path):
 
 def test_source_address_keeps_the_archive_member_and_drops_secrets():
     from stages.publish import lineage
-    from stages.core.params import load_model
+    from stages.core.params import model_spec
 
-    spec = load_model(MODEL, REPO / "params.yaml")
+    spec = model_spec(MODEL, REPO / "params.yaml")
     address = "https://user:pw@mirror.example.com/models/signet_models.zip?X-Amz-Signature=s3cr3t#signet.pkl"
     url_spec = spec.model_copy(update={"source": spec.source.model_copy(update={"kind": "url", "urls": {"signet.pkl": address}})})
     source = lineage.source_record(url_spec)

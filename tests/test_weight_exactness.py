@@ -29,8 +29,8 @@ import torch
 from onnx import numpy_helper
 
 from stages.core import calibration
-from stages.core.params import load_model
 from stages.core.errors import PipelineError
+from stages.core.params import model_spec
 from stages.core.weight_trace import WeightTracer, graph_constants
 
 from conftest import REPO, STEPS, copy_project, run_step
@@ -108,7 +108,7 @@ def test_the_exporters_conv_batchnorm_fold_is_caught(built_project: Path):
     from stages.families.torch_sigver import siamese as torch_siamese
 
     raw = built_project / "data" / "raw" / "siamese"
-    model = torch_siamese.load_model(raw, load_model("siamese", REPO / "params.yaml"))
+    model = torch_siamese.load_model(raw, model_spec("siamese", REPO / "params.yaml"))
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(model, tuple(torch.zeros((150, 220), dtype=torch.uint8) for _ in range(2)), buffer,
@@ -116,7 +116,7 @@ def test_the_exporters_conv_batchnorm_fold_is_caught(built_project: Path):
     fused = onnx.load_from_string(buffer.getvalue())
     ops = [n.op_type for n in fused.graph.node]
     assert ops.count("BatchNormalization") < ops.count("Conv"), "the default export folds the conv batch norms"
-    spec = load_model("siamese", REPO / "params.yaml")
+    spec = model_spec("siamese", REPO / "params.yaml")
     with pytest.raises(PipelineError, match="not an upstream tensor"):
         torch_siamese.weight_tracer(raw, spec).trace_model(fused, "fused.onnx")
 
@@ -200,8 +200,8 @@ def test_no_unit_feeding_a_dense_layer_is_inactive_on_the_validation_inputs(
     from stages.families import load_family
 
     monkeypatch.chdir(signet_project)
-    model_spec = load_model(model, REPO / "params.yaml")
-    samples = load_family(model_spec.family).validation_inputs(model_spec, model_spec.validation.samples, [])
+    spec = model_spec(model, REPO / "params.yaml")
+    samples = load_family(spec.family).validation_inputs(spec, spec.validation.samples, [])
     fractions = inactive_fractions(signet_project / "models" / model / "model.onnx", samples, ops)
     checked = {name: value for name, value in fractions.items() if any(part in name for part in feeding_dense)}
     assert len(checked) == 2 and all(value == 0.0 for value in checked.values()), checked

@@ -70,10 +70,10 @@ def center_on_canvas(
 
 
 def resize_target(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The seed's `resize_image` arithmetic: (resize_rows, resize_cols, crop_axis, crop_start).
+    """The original code's `resize_image` arithmetic: (resize_rows, resize_cols, crop_axis, crop_start).
 
     Scale so that one side matches `size` and the other is at least as long; the longer side
-    (`crop_axis`: 0 rows, 1 cols) is later cut from `crop_start`, rounded as the seed did.
+    (`crop_axis`: 0 rows, 1 cols) is later cut from `crop_start`, rounded as the original code did.
     """
     height, width = size
     width_ratio = float(shape[1]) / width
@@ -86,7 +86,7 @@ def resize_target(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, i
 
 
 def keep_middle(resized: np.ndarray, size: tuple[int, int], crop_axis: int, start: int) -> np.ndarray:
-    """Cut `size` out of `resized` along `crop_axis` from `start` (the seed's final slice)."""
+    """Cut `size` out of `resized` along `crop_axis` from `start` (the original code's final slice)."""
     height, width = size
     if crop_axis == 1:
         return resized[:, start : start + width]
@@ -99,7 +99,7 @@ def place_on_axis(
     """Where the box starts on one canvas axis; a box longer than the canvas keeps its middle.
 
     Returns the (possibly cropped) box and its start index, so that it lies inside
-    [0, canvas_len) -- the seed's cases 1 and 2, per axis.
+    [0, canvas_len) -- the original code's cases 1 and 2, per axis.
     """
     length = cropped.shape[axis]
     if length > canvas_len:
@@ -122,7 +122,7 @@ def crop_center(img: np.ndarray, size: tuple[int, int], *, source: Source = None
         source: optional file name used in error messages.
 
     Returns:
-        array of shape `size` and the dtype of `img`: a view of `img`, as in the seed.
+        array of shape `size` and the dtype of `img`: a view of `img`, as in the original code.
 
     Raises:
         ImageError: `img` is not 2-D or is smaller than `size`.
@@ -191,9 +191,9 @@ def as_2d_real(img: Any, source: Source) -> np.ndarray:
 
 
 def as_uint8_image(img: Any, source: Source) -> np.ndarray:
-    """The input checked to be a 2-D gray image in 0..255, cast to uint8 like the seed.
+    """The input checked to be a 2-D gray image in 0..255, cast to uint8 like the original code.
 
-    Floats are truncated (`astype(np.uint8)`), as in the seed; out-of-range values would wrap
+    Floats are truncated (`astype(np.uint8)`), as in the original code; out-of-range values would wrap
     around silently there, so they are refused here.
     """
     image = as_2d_real(img, source)

@@ -1,4 +1,4 @@
-"""Style "wiwd": the signature preprocessing of the seed notebook, ported from sigver_wiwd `preprocess/normalize.py`.
+"""Style "wiwd": the signature preprocessing of the original notebook, ported from sigver_wiwd `preprocess/normalize.py`.
 
 Origin: luizgh/sigver_wiwd, `preprocess/normalize.py` (Hafemann, Sabourin and Oliveira), plus
 the loading step of its examples, `scipy.misc.imread(path, flatten=1)`. The SigNet models were
@@ -11,7 +11,7 @@ Conventions (as in sigver): a "signature image" is a 2-D array, rows x cols, gra
 with white paper = 255 and dark ink near 0. `preprocess_signature` returns the network input:
 uint8, (150, 220) by default, INVERTED (background 0, ink up to 255).
 
-Differences from the seed, for inputs the seed did not handle (none of them changes the output
+Differences from the original code, for inputs the original code did not handle (none of them changes the output
 for a valid 8-bit scan):
 - every problem with the input raises `ImageError` (a `ValueError`), whose message names the
   file (or the `source` given by the caller) and says what was expected, instead of a numpy,
@@ -58,9 +58,9 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
     """Load an image file as a grayscale float image, like `scipy.misc.imread(path, flatten=1)`.
 
     Color is flattened with Pillow's "F" conversion, L = 0.299 R + 0.587 G + 0.114 B, so an
-    8-bit grayscale or RGB file gives exactly the values the seed got.
+    8-bit grayscale or RGB file gives exactly the values the original code got.
 
-    Other kinds of file (documented behaviour, the seed did not handle them):
+    Other kinds of file (documented behaviour, the original code did not handle them):
     - palette ("P") images are expanded to RGB first, as scipy did;
     - images with transparency ("RGBA", "LA", "PA", or a palette/gray/RGB image with a
       transparency key) are composited onto white paper (255): transparent = blank paper;
@@ -69,7 +69,7 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
     - float ("F") images are taken as they are and must lie in 0..255;
     - CMYK, YCbCr, LAB, HSV and other color modes are converted to RGB first;
     - of a multi-frame file (GIF, TIFF) only the first frame is read; EXIF orientation is
-      ignored, as in the seed.
+      ignored, as in the original code.
 
     Args:
         path: the image file (any format Pillow reads: PNG, JPEG, TIFF, BMP, ...).
@@ -107,8 +107,8 @@ def preprocess_signature(
 
     Args:
         img: 2-D array (rows, cols), values 0..255 (white paper = 255), any real dtype; floats
-            are truncated to uint8 as in the seed (`img.astype(np.uint8)`).
-        canvas_size: (rows, cols) of the blank canvas the signature is centered on; the seed's
+            are truncated to uint8 as in the original code (`img.astype(np.uint8)`).
+        canvas_size: (rows, cols) of the blank canvas the signature is centered on; the original code's
             models use (952, 1360). A signature larger than the canvas is cropped to its middle
             part with a warning (see `normalize_image`).
         img_size: (rows, cols) the canvas is resized to, keeping the aspect ratio.
@@ -141,12 +141,12 @@ def normalize_image(
     than the Otsu threshold becomes 255.
 
     A signature whose ink box is taller (wider) than the canvas keeps only its middle `size`
-    rows (columns) and is placed at row (column) 0; a `UserWarning` says so (the seed printed a
+    rows (columns) and is placed at row (column) 0; a `UserWarning` says so (the original code printed a
     warning). A blank page with scanner noise is not detectable: the noise is taken as ink.
 
     Args:
         img: 2-D array (rows, cols), values 0..255, white paper = 255. Non-uint8 input is
-            truncated to uint8 (the seed was always called with uint8).
+            truncated to uint8 (the original code was always called with uint8).
         size: (rows, cols) of the canvas.
         source: optional file name used in error messages.
 
@@ -192,7 +192,7 @@ def remove_background(img: np.ndarray, *, source: Source = None) -> np.ndarray:
 
     Used by the SPP models, which take the whole image without centering. A uniform image
     (e.g. a blank page) has nothing to separate: OpenCV's threshold is then 0 and every pixel
-    above 0 becomes 255 (documented, as the seed).
+    above 0 becomes 255 (documented, as the original code).
 
     Args:
         img: 2-D array (rows, cols), values 0..255, white paper = 255; truncated to uint8.

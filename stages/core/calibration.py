@@ -33,6 +33,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from stages.core import random_draws as draws
 from stages.core.errors import PipelineError
 from stages.core.float64_layers import conv2d, max_pool, pyramid_pool
 
@@ -104,7 +105,7 @@ def drawn_strokes(seed: int, count: int, sizes: Sequence[tuple[int, int]], exten
     integer line rasteriser without anti-aliasing), so the pixels are the same on every machine.
     Returns uint8 arrays (H, W).
     """
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = draws.generator(seed)
     images = []
     for height, width in sizes:
         box_h, box_w = max(8, int(height * extent[0])), max(8, int(width * extent[1]))

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from stages.core.params import PARAMS_FILE, ModelSpec, load_model
 from signature_onnx.errors import SignatureOnnxError
 from stages.core.errors import PipelineError
+from stages.core.params import PARAMS_FILE, ModelSpec, model_spec
 from stages.core.untrusted import escape, redact, shorten
 
 MAX_LINE = 2000  # characters of one printed message line
@@ -31,7 +31,7 @@ def model_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_stage(parser: argparse.ArgumentParser, step: Callable[[str, ModelSpec, argparse.Namespace], None]) -> NoReturn:
+def run_stage(parser: argparse.ArgumentParser, step: Callable[[str, ModelSpec], None]) -> NoReturn:
     """Parse arguments, load the model's checked params, run `step`, exit 0 or 1 with one line."""
     args = parser.parse_args()
     logging.basicConfig(
@@ -43,7 +43,7 @@ def run_stage(parser: argparse.ArgumentParser, step: Callable[[str, ModelSpec, a
         handler.addFilter(_SafeRecord())
 
     def run() -> None:
-        step(args.model, load_model(args.model, args.params), args)
+        step(args.model, model_spec(args.model, args.params))
 
     sys.exit(report_errors(run))
 

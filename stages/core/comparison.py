@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stages.core.params import ValidationSpec
 from stages.core.errors import PipelineError
+from stages.core.params import ValidationSpec
 
 
 def _sig(value: float) -> float:
@@ -43,15 +43,19 @@ class OutputErrors:
 
 @dataclass
 class Validator:
-    """Feed it (sample id, reference outputs, ONNX outputs) one sample at a time; read metrics()."""
+    """Feed it (sample id, reference outputs, ONNX outputs) one sample at a time with `add` (each
+    sample is checked as it comes), then `check_rankings()` (the embeddings' distance rankings over
+    all samples); `metrics()` only reads what was measured."""
 
     spec: ValidationSpec
     reference_name: str
     outputs: dict[str, OutputErrors] = field(default_factory=dict)
     per_sample: list[dict[str, float | str | int]] = field(default_factory=list)
     embeddings: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = field(default_factory=dict)
-    decisions_agreed: int = 0
     decisions: int = 0
+    decisions_near_zero: int = 0  # reference logits within atol of 0, whose sign may flip legitimately
+    # per embedding output: (triples compared, near-tie triples skipped), set by check_rankings()
+    rankings: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, sample: str, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> None:
         row: dict[str, float | str | int] = {"sample": len(self.per_sample), "id": sample}
@@ -112,34 +116,44 @@ class Validator:
         for index, (r, g) in enumerate(zip(ref.ravel(), got.ravel())):
             self.decisions += 1
             # A logit within tolerance of 0 may flip legitimately; it is agreement, not a verdict.
-            if np.sign(r) == np.sign(g) or abs(r) <= self.spec.atol:
-                self.decisions_agreed += 1
-            else:
+            if abs(r) <= self.spec.atol:
+                self.decisions_near_zero += 1
+            elif np.sign(r) != np.sign(g):
                 raise PipelineError(
                     f"output {name!r}, sample {sample!r}, row {index}: decision flips "
                     f"({self.reference_name} logit {r:.6g}, ONNX {g:.6g})"
                 )
 
-    def ranking_agreement(self, name: str) -> float:
-        """Fraction of (anchor, a, b) triples whose 'a closer than b' verdict both runtimes share.
-
-        Triples whose reference distances differ by no more than the tolerance are not counted.
-        """
-        refs, gots = (np.stack(rows) for rows in self.embeddings[name])
-        ref_d = np.linalg.norm(refs[:, None] - refs[None], axis=-1)
-        got_d = np.linalg.norm(gots[:, None] - gots[None], axis=-1)
-        counted = agreed = 0
-        for anchor in range(len(refs)):
-            others = [i for i in range(len(refs)) if i != anchor]
-            for a, b in itertools.combinations(others, 2):
-                gap = ref_d[anchor, a] - ref_d[anchor, b]
-                if abs(gap) <= 2 * self.spec.atol * np.sqrt(refs.shape[1]):
-                    continue
-                counted += 1
-                agreed += int(np.sign(gap) == np.sign(got_d[anchor, a] - got_d[anchor, b]))
-        return agreed / counted if counted else 1.0
+    def check_rankings(self) -> None:
+        """Every (anchor, a, b) triple of samples must get the same 'a closer than b' verdict from
+        both runtimes, per embedding output; triples whose reference distances differ by no more
+        than the tolerance (near ties) are skipped. Raises PipelineError on the first output that
+        disagrees, with the share of triples that agree."""
+        for name in self.spec.embedding_outputs:
+            refs, gots = (np.stack(rows) for rows in self.embeddings[name])
+            ref_d = np.linalg.norm(refs[:, None] - refs[None], axis=-1)
+            got_d = np.linalg.norm(gots[:, None] - gots[None], axis=-1)
+            counted = agreed = skipped = 0
+            for anchor in range(len(refs)):
+                others = [i for i in range(len(refs)) if i != anchor]
+                for a, b in itertools.combinations(others, 2):
+                    gap = ref_d[anchor, a] - ref_d[anchor, b]
+                    if abs(gap) <= 2 * self.spec.atol * np.sqrt(refs.shape[1]):
+                        skipped += 1
+                        continue
+                    counted += 1
+                    agreed += int(np.sign(gap) == np.sign(got_d[anchor, a] - got_d[anchor, b]))
+            if agreed < counted:
+                raise PipelineError(
+                    f"output {name!r}: embedding distance rankings agree on only {agreed / counted:.1%} of "
+                    f"{counted} triples ({self.reference_name} vs ONNX Runtime)"
+                )
+            self.rankings[name] = (counted, skipped)
 
     def metrics(self) -> dict:
+        """What was measured: per output the error statistics, for embeddings the cosine and the
+        number of ranking triples compared (all agreed: `check_rankings` raises otherwise), for a
+        decision output the number of decisions compared (all agreed: `add` raises otherwise)."""
         result: dict = {
             "reference": self.reference_name,
             "samples": len(self.per_sample),
@@ -151,11 +165,10 @@ class Validator:
             if name not in self.spec.embedding_outputs:
                 del summary["min_cosine"]
             result["outputs"][name] = summary
-        for name in self.spec.embedding_outputs:
-            agreement = self.ranking_agreement(name)
-            result["outputs"][name]["ranking_agreement"] = _sig(agreement)
-            if agreement < 1.0:
-                raise PipelineError(f"output {name!r}: embedding distance rankings agree on only {agreement:.1%} of triples")
+        for name, (counted, skipped) in self.rankings.items():
+            result["outputs"][name]["ranking_triples"] = counted
+            result["outputs"][name]["ranking_near_ties_skipped"] = skipped
         if self.spec.decision_output:
-            result["outputs"][self.spec.decision_output]["decision_agreement"] = _sig(self.decisions_agreed / max(self.decisions, 1))
+            result["outputs"][self.spec.decision_output]["decisions"] = self.decisions
+            result["outputs"][self.spec.decision_output]["decisions_near_zero"] = self.decisions_near_zero
         return result

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stages.core import random_draws as draws
+
 Color = tuple[int, int, int]
 
 
@@ -86,7 +88,7 @@ def draw_clutter(rng: np.random.Generator, sheet: np.ndarray) -> np.ndarray:
 
 def signature_rgb(seed: int, height: int, width: int, clutter: bool) -> np.ndarray:
     """A whole synthetic page: uint8 (height, width, 3) RGB, 0..255; same seed, same pixels."""
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = draws.generator(seed)
     sheet = paper(rng, height, width)
     if clutter:
         sheet = draw_clutter(rng, sheet)

@@ -6,12 +6,10 @@ never sees a traceback for bad params, a bad download or a model that fails vali
 
 from __future__ import annotations
 
+from signature_onnx.errors import first_line  # the one copy, shared with the package
+
+__all__ = ["PipelineError", "first_line"]
+
 
 class PipelineError(Exception):
     """A failure with a message that names the file or key at fault and says what to do."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message, or its type name."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

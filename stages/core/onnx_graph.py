@@ -7,15 +7,15 @@ patched graph computes exactly what the converter's graph computed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto
 
-from stages.core.params import TensorSpec
 from stages.core.digests import sha256_file
 from stages.core.errors import PipelineError
+from stages.core.versions import package_version
+from stages.core.params import TensorSpec
 
 DTYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
 PRODUCER_PACKAGES = {"tf2onnx": "tf2onnx", "pytorch": "torch", "onnx": "onnx"}  # "onnx": graphs built with onnx.helper (stages/families/lasagne_signet/onnx_builder.py)
@@ -106,7 +106,10 @@ def pin_producer(model: onnx.ModelProto) -> None:
     package = PRODUCER_PACKAGES.get(model.producer_name)
     if package is None:
         raise PipelineError(f"unexpected ONNX producer {model.producer_name!r}; expected one of {sorted(PRODUCER_PACKAGES)}")
-    model.producer_version = metadata.version(package).split("+")[0]
+    version = package_version(package)
+    if version is None:
+        raise PipelineError(f"the converter package {package!r} is not installed; pip install -r requirements.txt")
+    model.producer_version = version
 
 
 def set_lineage(model: onnx.ModelProto, name: str, raw: Path, files: Iterable[str]) -> None:

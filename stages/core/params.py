@@ -290,7 +290,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         raise PipelineError(_describe(exc, path)) from None
 
 
-def load_model(name: str, path: Path = PARAMS_FILE) -> ModelSpec:
+def model_spec(name: str, path: Path = PARAMS_FILE) -> ModelSpec:
     """The checked entry of one model; an unknown name lists the known ones."""
     params = load_params(path)
     if name not in params.models:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from stages.core.params import ModelSpec
 from stages.core.digests import sha256_file
+from stages.core.params import ModelSpec
+from stages.core.versions import package_version
 from stages.core.untrusted import scrub_url
 
 # The project root of the code that runs (a checkout holding stages/ and signature_onnx/).
@@ -92,15 +92,6 @@ def public_address(address: str) -> str:
     """The URL without secrets; an archive member (`#<member>`) is kept: it names the converted file."""
     member = urlsplit(address).fragment
     return scrub_url(address) + (f"#{member}" if member else "")
-
-
-def package_version(package: str) -> str | None:
-    """The installed release, without a local build label (`2.13.0+cpu` -> `2.13.0`): the label
-    names the wheel a machine happened to install, not the code, and must not change lineage."""
-    try:
-        return metadata.version(package).split("+")[0]
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def toolchain() -> dict[str, str | None]:

@@ -18,7 +18,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from stages.core.errors import PipelineError
+from stages.core.errors import PipelineError, first_line
 
 SIGNATURE_FILE = "model.sig"
 # validation.json and samples.csv hold measured errors that differ between CPUs in their last
@@ -40,7 +40,7 @@ def _hashing_config():  # model_signing.hashing.Config
 
 
 def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    return first_line(exc)
 
 
 def sign_folder(folder: Path, private_key: Path, password: str | None = None) -> Path:

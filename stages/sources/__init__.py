@@ -12,8 +12,8 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
 from stages.families import load_family
 from stages.sources.pins import Pin
 

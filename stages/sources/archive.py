@@ -20,8 +20,8 @@ from pathlib import Path
 
 from stages.core.atomic import fsync_dir
 from stages.core.errors import PipelineError
-from stages.sources.pins import Pin
 from stages.core.untrusted import shown
+from stages.sources.pins import Pin
 
 
 def split_member(address: str) -> tuple[str, str | None]:

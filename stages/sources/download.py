@@ -48,8 +48,8 @@ from tqdm import tqdm
 
 from stages.core.atomic import fsync_dir
 from stages.core.errors import PipelineError
-from stages.sources.pins import Pin, mismatch_message
 from stages.core.untrusted import scrub_url, shown
+from stages.sources.pins import Pin, mismatch_message
 
 log = logging.getLogger(__name__)
 

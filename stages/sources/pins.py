@@ -25,7 +25,7 @@ import yaml
 
 from stages.core.atomic import write_text
 from stages.core.cli import report_errors
-from stages.core.errors import PipelineError
+from stages.core.errors import PipelineError, first_line
 
 LOCK_FILE = Path("sources.lock.yaml")
 VERSION = 1
@@ -69,7 +69,7 @@ class LockFile:
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise PipelineError(f"{path}: not valid YAML ({_first_line(exc)}); restore it with git checkout") from None
+            raise PipelineError(f"{path}: not valid YAML ({first_line(exc)}); restore it with git checkout") from None
         return cls(models=_parse(raw, path))
 
     def pins_for(self, model: str) -> dict[str, Pin]:
@@ -104,9 +104,6 @@ class LockFile:
             raise PipelineError(f"{path}: cannot write the pins file ({exc.strerror})") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _parse(raw: object, path: Path) -> dict[str, dict[str, Pin]]:

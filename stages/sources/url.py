@@ -25,14 +25,13 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
-from stages.core.untrusted import scrub_url
-from stages.sources.download import HttpStatusError, Job, RetryPolicy, fetch_file, host_of
+from stages.core.params import ModelSpec
+from stages.core.untrusted import scrub_url, shown
 from stages.sources.archive import extract_member, split_member
+from stages.sources.download import HttpStatusError, Job, RetryPolicy, fetch_file, host_of
 from stages.sources.pins import Pin, mismatch_message
 from stages.sources.safe_paths import resolve_inside
-from stages.core.untrusted import shown
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.core.params import ModelSpec
-from stages.core.errors import PipelineError, first_line
 from signature_onnx.preprocessing import Preprocessing
-from stages.families.keras_cleaning.savedmodel_ops import check_savedmodel
-from stages.core.weight_trace import WeightTracer
+from stages.core import random_draws as draws
 from stages.core.drawings import signature_rgb
+from stages.core.errors import PipelineError, first_line
+from stages.core.params import ModelSpec
+from stages.core.weight_trace import WeightTracer
+from stages.families.keras_cleaning.savedmodel_ops import check_savedmodel
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "TensorFlow"
@@ -37,12 +38,6 @@ IMAGE_SIZE = 224
 SAVED_MODEL = "model"
 # tf.keras 2.6 wrote exactly these; newer writers add fingerprint.pb (with a random UUID) and an
 # empty assets/ folder, which the stand-in drops so its bytes are stable and its layout upstream's.
-UPSTREAM_FILES = (
-    "model/saved_model.pb",
-    "model/keras_metadata.pb",
-    "model/variables/variables.data-00000-of-00001",
-    "model/variables/variables.index",
-)
 # (kind, name, filters, activation) in upstream order; kernels are 3x3 "same" throughout.
 ARCHITECTURE = (
     ("conv", "conv2d", 64, "relu"), ("dropout", "dropout", 0, ""),
@@ -88,7 +83,7 @@ def synthetic_weights(model, seed: int) -> list[np.ndarray]:
     He scaling keeps the signal alive through nine ReLU layers, so the output really depends on
     the input and on every weight. Identical bytes on every machine: numpy sampling, float32 cast.
     """
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = draws.generator(seed)
     weights = []
     for variable in model.weights:
         shape = tuple(variable.shape)
@@ -151,7 +146,7 @@ def check_loadable(raw: Path, spec: ModelSpec) -> None:
 
 
 def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
-    """Run the tf2onnx command line on the SavedModel, exactly as the seed did, plus the opset."""
+    """Run the tf2onnx command line on the SavedModel, exactly as the original code did, plus the opset."""
     check_savedmodel(raw / SAVED_MODEL)  # tf2onnx loads (and so runs) the graph: check its ops first
     command = [
         sys.executable, "-m", "tf2onnx.convert",

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from stages.core.errors import PipelineError
+from stages.core.errors import PipelineError, first_line
 
 # (kind, activation) for every layer that has weights, in Keras order; pools between them.
 LAYERS = (
@@ -40,7 +40,7 @@ def read_weights(variables_prefix: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     try:
         reader = tf.train.load_checkpoint(str(variables_prefix))
     except Exception as exc:  # TF's own NotFoundError / DataLossError
-        raise PipelineError(f"{variables_prefix}: cannot read the SavedModel variables ({str(exc).splitlines()[0]})") from None
+        raise PipelineError(f"{variables_prefix}: cannot read the SavedModel variables ({first_line(exc)})") from None
     weighted = sum(1 for kind, _ in LAYERS if kind != "pool")
     weights = []
     for index in range(weighted):

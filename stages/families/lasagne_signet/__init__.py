@@ -41,7 +41,7 @@ from stages.families.lasagne_signet.standin import SPP_CALIBRATION_SIZES, calibr
 
 # What `reference` runs: named in validation metrics and errors.
 REFERENCE = "NumPy oracle"
-# The canvas of the seed notebook and of the family's training: (rows, cols).
+# The canvas of the original notebook and of the family's training: (rows, cols).
 CANVAS = (952, 1360)
 MAX_SPP_SIZE = (2000, 3000)  # the largest size validated by default
 

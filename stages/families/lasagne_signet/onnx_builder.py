@@ -155,7 +155,6 @@ def build_model(
     *,
     opset: int,
     input_name: str = "input",
-    graph_name: str | None = None,
 ) -> onnx.ModelProto:
     """The whole network as an ONNX model; outputs are named after the dense layers (fc1, fc2)."""
     by_name = {w.name: w for w in weights}
@@ -196,7 +195,7 @@ def build_model(
             outputs.append(layer.name)
     graph = helper.make_graph(
         g.nodes,
-        graph_name or arch.variant,
+        arch.variant,
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, _input_dims(arch))],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 2048]) for name in outputs],
         initializer=g.initializers,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stages.core import random_draws as draws
 from stages.families.lasagne_signet.layout import Conv, Pool, SpatialPyramid, architecture, param_layout
 
 # Scale of the synthetic conv1 weights: He-normal for inputs in 0..1, divided by 255 because
@@ -32,25 +33,23 @@ def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
     FIRST_LAYER_INPUT_SCALE), beta |N(0, 0.1)|, gamma U(0.7, 1.3), mean N(0, 0.2),
     inv_std = 1/sqrt(U(0.4, 1.6)) (a batch variance of 0.4..1.6).
     """
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = draws.generator(seed)
     params = []
     for slot in param_layout(variant):
         if slot.role == "W":
             # conv W (out, in, kh, kw): fan-in in*kh*kw; dense W (in, out): fan-in in.
             fan_in = int(np.prod(slot.shape[1:])) if len(slot.shape) == 4 else slot.shape[0]
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=slot.shape)
+            value = draws.he_normal(rng, slot.shape, fan_in)
             if slot.index == 0:
                 value = value / FIRST_LAYER_INPUT_SCALE
         elif slot.role == "beta":
-            # |N(0, 0.1)|: calibrated inputs are centred, so a non-negative shift keeps each unit
-            # active on about half the inputs at least (a negative one can silence it).
-            value = np.abs(rng.normal(0.0, 0.1, size=slot.shape))
+            value = draws.batch_norm_beta(rng, slot.shape)
         elif slot.role == "gamma":
-            value = rng.uniform(0.7, 1.3, size=slot.shape)
+            value = draws.batch_norm_gamma(rng, slot.shape)
         elif slot.role == "mean":
-            value = rng.normal(0.0, 0.2, size=slot.shape)
+            value = draws.batch_norm_mean(rng, slot.shape)
         else:  # inv_std
-            value = 1.0 / np.sqrt(rng.uniform(0.4, 1.6, size=slot.shape))
+            value = 1.0 / np.sqrt(draws.batch_norm_variance(rng, slot.shape))
         params.append(np.ascontiguousarray(value, dtype=np.float32))
     return params
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from stages.core.errors import first_line
 from stages.core.untrusted import shown
 
 
@@ -543,7 +544,7 @@ def load(data: bytes, limits: Limits = Limits()) -> Any:
         raise
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError, IndexError, KeyError, TypeError) as exc:
         # pickletools' decoding errors: truncated arguments, unknown opcodes, bad text.
-        raise Malformed(f"{type(exc).__name__}: {shown(str(exc).strip().splitlines()[0] if str(exc).strip() else '', 160)}") from None
+        raise Malformed(f"{type(exc).__name__}: {shown(first_line(exc), 160)}") from None
     finally:
         machine.stack.clear()
         machine.memo.clear()

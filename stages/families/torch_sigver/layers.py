@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from stages.core import calibration
+from stages.core import random_draws as draws
 
 # (name, out_channels, kernel, stride, padding); None marks a 3x3 stride-2 max pool.
 CONV_STACK = (
@@ -114,7 +115,7 @@ def synthetic_state(module: nn.Module, seed: int) -> OrderedDict[str, torch.Tens
     Same bytes on every machine: numpy sampling only, cast to float32; parameters are visited in
     state-dict order, so the stream is fixed by the architecture.
     """
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = draws.generator(seed)
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, tensor in module.state_dict().items():
         shape = tuple(tensor.shape)
@@ -123,17 +124,17 @@ def synthetic_state(module: nn.Module, seed: int) -> OrderedDict[str, torch.Tens
             value = np.array(int(rng.integers(1000, 50000)), dtype=np.int64)
         elif leaf == "weight" and len(shape) >= 2:
             fan_in = int(np.prod(shape[1:]))
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+            value = draws.he_normal(rng, shape, fan_in)
         elif leaf == "weight":  # BatchNorm gamma
-            value = rng.uniform(0.7, 1.3, size=shape)
+            value = draws.batch_norm_gamma(rng, shape)
         elif leaf == "running_var":
-            value = rng.uniform(0.4, 1.6, size=shape)
+            value = draws.batch_norm_variance(rng, shape)
         elif leaf == "running_mean":
-            value = rng.normal(0.0, 0.2, size=shape)
-        else:  # BatchNorm beta and dense biases
+            value = draws.batch_norm_mean(rng, shape)
+        elif ".bn." in key:  # BatchNorm beta
+            value = draws.batch_norm_beta(rng, shape)
+        else:  # dense biases
             value = rng.normal(0.0, 0.1, size=shape)
-            if ".bn." in key:  # |N(0, 0.1)|: a non-negative shift keeps a calibrated unit active
-                value = np.abs(value)
         dtype = np.int64 if leaf == "num_batches_tracked" else np.float32
         # np.ascontiguousarray would turn the 0-d counter into shape (1,).
         state[key] = torch.from_numpy(np.array(value, dtype=dtype, order="C"))

@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.core.params import ModelSpec
-from stages.core.errors import PipelineError
 from signature_onnx.preprocessing import Preprocessing
-from stages.families.torch_sigver.checkpoint import check_keys, checkpoint_path, load_state, torch_load
-from stages.families.torch_sigver.layers import FEATURES, SigNet, calibrate_batch_norm, export_unfused, synthetic_state
 from stages.core.drawings import signature_gray, stroke_samples
-from stages.families.torch_sigver.oracle import SiameseOracle
+from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
 from stages.core.untrusted import shown_names
 from stages.core.weight_trace import WeightTracer
+from stages.families.torch_sigver.checkpoint import check_keys, checkpoint_path, load_state, torch_load
+from stages.families.torch_sigver.layers import FEATURES, SigNet, calibrate_batch_norm, export_unfused, synthetic_state
+from stages.families.torch_sigver.oracle import SiameseOracle
 
 INPUT_SHAPE = (150, 220)
 
@@ -77,7 +77,7 @@ def _check_variant(state: object, spec: ModelSpec, path: Path) -> None:
     if inputs is not None and inputs != spec.network.projection2d:
         raise PipelineError(
             f"{path}: probs.weight is {tuple(probs.shape)}, the notebook variant with projection2d "
-            f"{str(inputs).lower()}; set models.<name>.projection2d: {str(inputs).lower()} in params.yaml "
+            f"{str(inputs).lower()}; set models.<name>.network.projection2d: {str(inputs).lower()} in params.yaml "
             f"(and the outputs' shapes to [1, {2 if inputs else FEATURES}])"
         )
 
@@ -106,7 +106,7 @@ def check_loadable(raw: Path, spec: ModelSpec) -> None:
 
 
 def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
-    """torch.onnx (TorchScript exporter) with the seed's uint8 [150, 220] example inputs."""
+    """torch.onnx (TorchScript exporter) with the original code's uint8 [150, 220] example inputs."""
     examples = tuple(torch.zeros(INPUT_SHAPE, dtype=torch.uint8) for _ in spec.onnx.inputs)
     out.write_bytes(export_unfused(
         load_model(raw, spec), examples,

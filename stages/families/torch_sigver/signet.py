@@ -29,15 +29,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.core.params import ModelSpec
-from stages.core.errors import PipelineError
 from signature_onnx.preprocessing import Preprocessing
-from stages.families.torch_sigver.checkpoint import check_keys, check_tensor, checkpoint_path, load_state, torch_load
-from stages.families.torch_sigver.layers import FEATURES, SigNet, calibrate_batch_norm, export_unfused, synthetic_state
 from stages.core.drawings import batched_signature_samples, stroke_samples
-from stages.families.torch_sigver.oracle import SigNetOracle
+from stages.core.errors import PipelineError
+from stages.core import random_draws as draws
+from stages.core.params import ModelSpec
 from stages.core.untrusted import shown_names
 from stages.core.weight_trace import WeightTracer
+from stages.families.torch_sigver.checkpoint import check_keys, check_tensor, checkpoint_path, load_state, torch_load
+from stages.families.torch_sigver.layers import FEATURES, SigNet, calibrate_batch_norm, export_unfused, synthetic_state
+from stages.families.torch_sigver.oracle import SigNetOracle
 
 INPUT_SHAPE = (1, 150, 220)
 # GPDS users 300..880 trained the classification layer (sigver README: --users 300 881).
@@ -58,7 +59,7 @@ def write_builtin(dest: Path, spec: ModelSpec) -> None:
     path = checkpoint_path(dest, spec)
     state = synthetic_state(SigNet(activation="relu"), spec.source.seed)
     calibrate_batch_norm(state, spec.source.seed, "relu")
-    rng = np.random.Generator(np.random.PCG64(spec.source.seed + 1))
+    rng = draws.generator(spec.source.seed + 1)
     classification = _linear_state(rng, BUILTIN_USERS)
     # sigver saves forg_layer.state_dict(): SigNet-F's Linear(2048, 1), or plain SigNet's empty stub.
     forgery = _linear_state(rng, 1) if spec.network.forgery_head else OrderedDict()
@@ -87,12 +88,13 @@ def _check_head(state: object, name: str, rows: int | None, path: Path, may_be_e
 
 def _check_forgery_head(state: object, spec: ModelSpec, path: Path) -> None:
     """forg_layer: SigNet-F's Linear(2048, 1) when params say `forgery_head: true`, else the empty stub."""
-    if isinstance(state, dict) and bool(state) != spec.network.forgery_head:
+    _check_head(state, "forg_layer", 1, path, may_be_empty=True)
+    assert isinstance(state, dict)
+    if bool(state) != spec.network.forgery_head:
         found = "holds a forgery head (SigNet-F)" if state else "is empty (plain SigNet's stub)"
         raise PipelineError(
-            f"{path}: forg_layer {found}; set models.<name>.forgery_head: {str(bool(state)).lower()} in params.yaml"
+            f"{path}: forg_layer {found}; set models.<name>.network.forgery_head: {str(bool(state)).lower()} in params.yaml"
         )
-    _check_head(state, "forg_layer", 1, path, may_be_empty=not spec.network.forgery_head)
 
 
 def load_model(raw: Path, spec: ModelSpec) -> SigNet:
