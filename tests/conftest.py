@@ -122,12 +122,25 @@ def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
     return subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, env=env)
 
 
+IMPORT_TRACER = REPO / "tests" / "import_trace"
+
+
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """A fresh clone after a full `dvc repro` of every model, built once per test session.
 
+    Every stage process runs under the import tracer (tests/import_trace), which writes the
+    modules it loaded to `traced_imports(clone)` and changes nothing else.
     Tests that share it must leave it as they found it (git status clean, dvc.lock unchanged):
     tests that change things work in a `git clone` of it that uses its DVC cache.
     """
-    clone = fresh_clone(tmp_path_factory.mktemp("e2e") / "clone")
-    return clone, dvc(clone, "repro")
+    root = tmp_path_factory.mktemp("e2e")
+    clone = fresh_clone(root / "clone")
+    (root / "imports").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(root / "imports")}
+    return clone, dvc(clone, "repro", env=env)
+
+
+def traced_imports(clone: Path) -> Path:
+    """The folder where the `reproduced` build's stage processes recorded their imports."""
+    return clone.parent / "imports"

@@ -66,6 +66,13 @@ def test_repository_params_load():
         (lambda p: p["models"]["signet"]["preprocessing"].update(img_size=[140, 200]), "must fit inside img_size"),
         (lambda p: p["models"]["signet_pth"]["preprocessing"].update(input_divisor=256), "models.signet_pth.preprocessing.input_divisor"),
         (lambda p: p["models"]["cleaning"]["preprocessing"].update(spp=True), "spp applies only"),
+        (lambda p: p["models"]["signet"].pop("network"), "models.signet.network: Field required"),
+        (lambda p: p["models"]["signet"]["network"].update(architecture="signet_spp"), "is not one of family lasagne_signet's"),
+        (lambda p: p["models"]["cleaning"]["network"].update(architecture="signet"), "is not one of family keras_cleaning's"),
+        (lambda p: p["models"]["signet"]["network"].update(forgery_head=True), "forgery_head applies only to family torch_sigver, architecture signet"),
+        (lambda p: p["models"]["signet_pth"]["network"].update(projection2d=True), "projection2d applies only"),
+        (lambda p: p["models"]["siamese"]["network"].update(projection2d="yes"), "models.siamese.network.projection2d"),
+        (lambda p: p["models"]["siamese"]["network"].update(head="probs"), "models.siamese.network.head: Extra inputs"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
