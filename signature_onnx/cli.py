@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from signature_onnx.atomic import write_bytes
 from signature_onnx.errors import SignatureOnnxError
 from signature_onnx.preprocessing import SIGNATURE_STYLES, Preprocessing
 
@@ -29,22 +28,6 @@ def safe_text(text: object, limit: int = 300) -> str:
     """Untrusted text (file names, messages) as one printable line of at most `limit` characters."""
     escaped = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
     return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
-
-
-def write_atomically(path: Path, payload: bytes) -> None:
-    """Write through a temporary file and a rename, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are ordinary readable files
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -99,7 +82,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     with progress(total=len(images), desc="preprocess", unit="img", enabled=not args.quiet) as bar:
         for image, target in zip(images, targets):
             processed = style.image(style.load(image), source=str(image))
-            write_atomically(target, png_bytes(processed))
+            write_bytes(target, png_bytes(processed))
             bar.update(1)
     if not args.quiet:
         print(f"wrote {len(targets)} image(s) to {safe_text(args.out)}", file=sys.stderr)
@@ -115,7 +98,7 @@ def cmd_clean(args: argparse.Namespace) -> None:
     with progress(total=len(images), desc="clean", unit="img", enabled=not args.quiet) as bar:
         for image, target in zip(images, targets):
             cleaned = model.clean(image, original_size=args.original_size)
-            write_atomically(target, png_bytes(cleaned))
+            write_bytes(target, png_bytes(cleaned))
             _warn(model.synthetic_warning())
             bar.update(1)
     if not args.quiet:
@@ -155,7 +138,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     features = model.embed(images, layer=args.layer, batch_size=args.batch_size, show_progress=not args.quiet)
     buffer = io.BytesIO()
     np.save(buffer, features)
-    write_atomically(Path(args.out), buffer.getvalue())
+    write_bytes(Path(args.out), buffer.getvalue())
     if not args.quiet:
         print(f"wrote {features.shape[0]}x{features.shape[1]} {args.layer} features of {model.folder.name} to {safe_text(args.out)}", file=sys.stderr)
     _warn(model.synthetic_warning())

@@ -15,37 +15,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# The one copy of the atomic file write, shared with the package.
+from signature_onnx.atomic import fsync_dir, write_bytes
 
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry so a rename survives a power cut (best effort on odd filesystems)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_bytes(target: Path, data: bytes) -> None:
-    """Write `data` to `target` through a fsynced temporary file and an atomic rename."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    fsync_dir(target.parent)
+__all__ = ["fsync_dir", "write_bytes", "write_text", "restore_retired", "staged_directory"]
 
 
 def write_text(target: Path, text: str) -> None:

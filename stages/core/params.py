@@ -33,7 +33,7 @@ ARCHITECTURES = {
 FAMILIES = tuple(ARCHITECTURES)
 MB = 1024 * 1024
 # Default size limit of one downloaded file, per kind of model file, when params give none: the
-# largest real upstream file of that kind (docs/MODEL_FACTS.md, "Upstream file sizes and download limits"; the stand-ins have the same sizes) with
+# largest real upstream file of that kind (docs/MODEL_FACTS.md, "Upstream file sizes and download limits"; the stand-ins' weight files have the same sizes) with
 # room to spare, so that a hostile server cannot fill the disk or the memory of a loader.
 DEFAULT_MAX_BYTES = {
     "keras_cleaning": 64 * MB,  # SavedModel: variables.data 8.4 MB, saved_model.pb 0.3 MB

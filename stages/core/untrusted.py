@@ -18,6 +18,7 @@ import base64
 import reprlib
 import threading
 import unicodedata
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 LIMIT = 200
@@ -208,3 +209,21 @@ def scrub_url(url: str) -> str:
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/:"), ""))
+
+
+def read_bounded(path: Path, max_bytes: int, what: str, missing: str) -> bytes:
+    """The bytes of an upstream file no larger than `max_bytes`, checked before reading it whole.
+
+    what: the kind of file, for the refusal ("SigNet pickle"); missing: what to say when the file
+    is absent. Raises PipelineError naming the file.
+    """
+    from stages.core.errors import PipelineError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise PipelineError(f"{path}: {size} bytes, more than any {what} ({max_bytes} at most); refused")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found{missing}") from None

@@ -34,7 +34,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from stages.core.errors import PipelineError
-from stages.core.untrusted import shown
+from stages.core.untrusted import read_bounded, shown
 
 MAX_SAVED_MODEL_BYTES = 64 * 1024 * 1024  # the upstream saved_model.pb is 336 KB
 MAX_CONSTANT_ELEMENTS = 1 << 24
@@ -264,11 +264,5 @@ def check_graph(data: bytes, source: str) -> None:
 def check_savedmodel(folder: Path) -> None:
     """Check `folder/saved_model.pb` before any TensorFlow or tf2onnx call on `folder`."""
     path = Path(folder) / "saved_model.pb"
-    try:
-        size = path.stat().st_size
-        if size > MAX_SAVED_MODEL_BYTES:
-            raise PipelineError(f"{path}: {size} bytes, more than any SavedModel graph of this pipeline ({MAX_SAVED_MODEL_BYTES}); refused")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: not found; the SavedModel is incomplete, fetch it again") from None
+    data = read_bounded(path, MAX_SAVED_MODEL_BYTES, "SavedModel graph of this pipeline", "; the SavedModel is incomplete, fetch it again")
     check_graph(data, str(path))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from stages.core.errors import PipelineError
-from stages.core.untrusted import shown, shown_names, shown_repr
+from stages.core.untrusted import read_bounded, shown, shown_names, shown_repr
 from stages.families.lasagne_signet import unpickler
 from stages.families.lasagne_signet.layout import LayerWeights, architecture, check_params
 
@@ -65,13 +65,7 @@ def _pair(value: Any, key: str, source: str) -> tuple[int, int]:
 def load_lasagne_pickle(path: Path) -> LasagnePickle:
     """Read an upstream pickle safely and check its top-level structure (not the layer shapes)."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_PICKLE_BYTES:
-            raise PipelineError(f"{path}: {size} bytes, more than any SigNet pickle ({MAX_PICKLE_BYTES} at most); refused")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: not found") from None
+    data = read_bounded(path, MAX_PICKLE_BYTES, "SigNet pickle", "")
     if data.startswith(b"PK\x03\x04"):  # sigver_wiwd distributes the pickles inside zip archives
         raise PipelineError(
             f"{path}: is a zip archive, not a pickle; sigver_wiwd ships the models as "
