@@ -103,6 +103,8 @@ def test_validates_code_dependencies_are_the_lineage_code_digest(reproduced):
 def test_editing_one_familys_module_changes_only_that_familys_stages(reproduced, tmp_path: Path, edited: str, family: str):
     built, _ = reproduced
     machine = clone(built, tmp_path / "machine", share_cache_of=built)
+    checked(dvc(machine, "checkout"))
+    assert json.loads(checked(dvc(machine, "status", "--json")).stdout) == {}
     with (machine / edited).open("a") as handle:
         handle.write("# an edit\n")
     status = json.loads(checked(dvc(machine, "status", "--json")).stdout)

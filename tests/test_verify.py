@@ -227,10 +227,24 @@ def test_a_file_from_another_commit_fails_and_names_that_commit(audited: dict):
 def test_code_changed_after_the_build_fails_the_code_link(audited: dict, tmp_path: Path):
     project = tmp_path / "edited"
     shutil.copytree(audited["project"], project, ignore=shutil.ignore_patterns("data", ".dvc"))
-    (project / "stages" / "paths.py").write_text((project / "stages" / "paths.py").read_text() + "\n# edited\n")
+    shared = project / "stages" / "core" / "paths.py"
+    shared.write_text(shared.read_text() + "\n# edited\n")
     result = verify(project, f"models/{MODEL}/model.onnx")
     assert failed_links(result) == ["code"], result.stdout
     assert lines_of(result)["upstream"].startswith("SKIP")  # data/raw was not copied
+
+
+def test_another_familys_code_is_not_part_of_the_code_link(audited: dict, tmp_path: Path):
+    """The digest covers the shared code and the model's own family folder (build_code): an edit
+    to another family neither reruns this model's stages nor breaks its lineage."""
+    project = tmp_path / "edited"
+    shutil.copytree(audited["project"], project, ignore=shutil.ignore_patterns("data", ".dvc"))
+    family = json.loads((project / "models" / MODEL / "lineage.json").read_text())["family"]
+    other = next(p for p in sorted((project / "stages" / "families").iterdir()) if p.is_dir() and p.name not in (family, "__pycache__"))
+    module = other / "__init__.py"
+    module.write_text(module.read_text() + "\n# edited\n")
+    result = verify(project, f"models/{MODEL}/model.onnx")
+    assert lines_of(result)["code"].startswith("PASS"), result.stdout
 
 
 def test_signing_and_signature_checks(audited: dict, copy_of_b: Path, tmp_path: Path):
