@@ -169,12 +169,13 @@ def vectors(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
     log.info("wrote %d test sets to %s", SETS, target)
 
 
-def run_with_pinned_kernels() -> None:
-    """Re-run this stage in a process whose OpenBLAS kernel and numpy loops are pinned (numpy
-    reads both when it loads, so they cannot be changed in a process that has imported it)."""
+def run_with_pinned_kernels(module: str = "stages.vectors", step: Callable | None = None, description: str | None = None) -> None:
+    """Re-run a stage (`python -m module`, default this one) in a process whose OpenBLAS kernel and
+    numpy loops are pinned (numpy reads both when it loads, so they cannot be changed in a process
+    that has imported it)."""
     if any(os.environ.get(key) != value for key, value in PINNED_KERNELS.items()):
-        os.execve(sys.executable, [sys.executable, "-m", "stages.vectors", *sys.argv[1:]], {**os.environ, **PINNED_KERNELS})
-    run_stage(model_parser("stages.vectors", __doc__.splitlines()[0]), vectors)
+        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], {**os.environ, **PINNED_KERNELS})
+    run_stage(model_parser(module, description or __doc__.splitlines()[0]), step or vectors)
 
 
 if __name__ == "__main__":
