@@ -22,7 +22,7 @@ import os
 import numpy as np
 import onnx
 
-from signature_onnx.folder import MODEL_FILE, PREPROCESSING_FILE
+from signature_onnx.folder import MODEL_FILE, PREPROCESSING_FILE, VARIANTS_DIR
 from stages import paths, variant_builders as vb
 from stages.atomic import staged_directory, write_bytes
 from stages.config import ModelSpec
@@ -33,7 +33,7 @@ from stages.vectors import run_with_pinned_kernels
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "variants.json"
-FOLDER = "variants"
+FOLDER = VARIANTS_DIR
 TIMED_CALLS = 10
 
 
