@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,20 +42,9 @@ if str(REPO) not in sys.path:
 from stages.config import load_params  # noqa: E402
 from stages.families import load_family  # noqa: E402
 
+from bench_unfused_bn import interleaved_medians as interleaved_ms  # noqa: E402  (round-robin medians)
+
 NO_FRAMEWORK = "NumPy float64 oracle (stand-in: Theano/Lasagne not installable)"
-
-
-def interleaved_ms(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median ms of each callable, timed round-robin (one call of each per round) after a warm-up."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {label: [] for label in runs}
-    for _ in range(rounds):
-        for label, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[label].append((time.perf_counter() - start) * 1000)
-    return {label: statistics.median(values) for label, values in times.items()}
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
