@@ -86,13 +86,13 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
     names = [o.name for o in sessions["ORT fp32"].get_outputs()]
     outputs = {label: dict(zip(names, s.run(names, feeds32))) for label, s in sessions.items()}
 
-    def call(run: Callable[[dict], object], batch: dict) -> Callable[[], object]:
-        return lambda: [run(batch) for _ in range(calls32)] if batch is feeds32 else run(batch)
+    def call(run: Callable[[dict], object], batch: dict, calls: int) -> Callable[[], object]:
+        return lambda: [run(batch) for _ in range(calls)]
 
     runners = {source: reference, **{label: (lambda s: lambda batch: s.run(names, batch))(s) for label, s in sessions.items()}}
     before = load()
-    b1 = interleaved_ms({label: call(run, feeds) for label, run in runners.items()}, rounds)
-    b32 = interleaved_ms({label: call(run, feeds32) for label, run in runners.items()}, max(3, rounds // 2))
+    b1 = interleaved_ms({label: call(run, feeds, 1) for label, run in runners.items()}, rounds)
+    b32 = interleaved_ms({label: call(run, feeds32, calls32) for label, run in runners.items()}, max(3, rounds // 2))
     b32 = {label: value / 32 for label, value in b32.items()}
     shape = "x".join(map(str, next(iter(feeds.values())).shape))
     print(f"\n== {name}: ms per item (input {shape}; batch 32 = {'32 calls' if fixed else 'one call of 32'}), "
@@ -199,4 +199,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)
     main()
