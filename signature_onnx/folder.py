@@ -3,7 +3,8 @@
 - `preprocessing.json`: what the model does (`task`: clean | verify | embed) and how its input
   is made (`signature_onnx.preprocessing.Preprocessing`), written by the pipeline's validate
   stage from the model's params entry;
-- `lineage.json`: where the weights come from; `source.kind == "builtin"` means synthetic
+- `lineage.json`: where the weights come from (a variant folder, `<model>/variants/<variant>/`,
+  uses its model's); `source.kind == "builtin"` means synthetic
   stand-in weights, whose results mean nothing (every result then carries a loud warning).
 
 `ModelFolder.open(path)` accepts the folder or its `model.onnx`.
@@ -23,6 +24,9 @@ from signature_onnx.preprocessing import Preprocessing
 PREPROCESSING_FILE = "preprocessing.json"
 LINEAGE_FILE = "lineage.json"
 MODEL_FILE = "model.onnx"
+# A faster variant is published as models/<name>/variants/<variant>/ (model.onnx, preprocessing.json):
+# its weights come from the same upstream files as the model two levels up, whose lineage.json says so.
+VARIANTS_DIR = "variants"
 TASKS = ("clean", "verify", "embed")
 FORMAT = 1
 # Files larger than this are not a description: refuse instead of reading them into memory.
@@ -89,7 +93,10 @@ class ModelFolder:
         if not isinstance(name, str) or not name:
             raise ModelFolderError(f"{card_path}: \"model\" must be the model's name")
         preprocessing = Preprocessing.from_dict(card.get("preprocessing"), f"{card_path}: preprocessing")
-        synthetic, source = _provenance(folder / LINEAGE_FILE)
+        lineage = folder / LINEAGE_FILE
+        if not lineage.is_file() and folder.parent.name == VARIANTS_DIR and (folder.parent.parent / LINEAGE_FILE).is_file():
+            lineage = folder.parent.parent / LINEAGE_FILE
+        synthetic, source = _provenance(lineage)
         return cls(onnx_path, name, task, preprocessing, synthetic, source)
 
 

@@ -16,14 +16,13 @@ import hashlib
 import io
 import json
 import logging
-from pathlib import Path
 
 import onnx
 
 from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
-from signature_onnx.preprocessing.files import IMAGE_SUFFIXES
 from signature_onnx.runtime import cpu_session
 from stages.core import onnx_graph, paths
+from stages.core.paths import user_images
 from stages.core.atomic import write_bytes
 from stages.core.cli import model_parser, run_stage
 from stages.core.comparison import Validator
@@ -35,16 +34,6 @@ from stages.publish import lineage, model_card, provenance
 from stages.publish.verdict import VERDICT_FILE, certified_record, serialize
 
 log = logging.getLogger(__name__)
-
-
-def user_images(name: str, spec: ModelSpec) -> list[Path]:
-    """Every image file in the folders params name, sorted; a missing folder is an error."""
-    images: list[Path] = []
-    for folder in map(Path, spec.validation.image_dirs):
-        if not folder.is_dir():
-            raise PipelineError(f"models.{name}.validation.image_dirs: {folder} is not a folder")
-        images.extend(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-    return images
 
 
 def samples_csv(rows: list[dict]) -> str:

@@ -20,7 +20,7 @@ Why these bytes are the same on every machine (they are hashed in dvc.lock):
   their steps depend on the CPU: OpenBLAS picks its matrix-product kernel (and so its summation
   order and FMA use) by CPU, and numpy dispatches exp/tanh/log to AVX2/AVX512 code with other
   last bits (both measured on this machine). The stage therefore runs with both pinned
-  (`PINNED_KERNELS`: OpenBLAS's Prescott kernel, SSE3, present on every x86-64 CPU; numpy's
+  (`stages.core.pinned_kernels.PINNED_KERNELS`: OpenBLAS's Prescott kernel, SSE3, present on every x86-64 CPU; numpy's
   X86_V2 baseline loops), so every machine of the architecture performs the same sequence of
   IEEE operations; OpenBLAS splits a product between threads by output blocks, never along the
   summed axis, so the thread count does not matter either. `tests/test_vectors.py` shows that
@@ -32,61 +32,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 from signature_onnx.preprocessing import Preprocessing
 from signature_onnx.vectors import VECTORS_FILE, tensor_bytes
-from stages.core import random_draws as draws
 from stages.core import paths
 from stages.core.atomic import write_bytes
-from stages.core.cli import model_parser, run_stage
+from stages.core.drawings import drawn_page, page_gray
+from stages.core.pinned_kernels import run_with_pinned_kernels
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
 
 log = logging.getLogger(__name__)
 SETS = 2
-# CPU-independent float64 arithmetic (module docstring): the stage re-runs itself with these.
-PINNED_KERNELS = {"OPENBLAS_CORETYPE": "Prescott", "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
 Arrays = dict[str, np.ndarray]
 
 
-# ---- inputs: integer-only drawings ------------------------------------------------------------
-
-
-def drawn_page(seed: int, height: int, width: int, clutter: bool) -> np.ndarray:
-    """A signature on paper, uint8 RGB (height, width, 3), with integer arithmetic only.
-
-    Paper: 236 +- 4 grain and a tint; 2-3 strokes as random walks drawn anti-aliased by OpenCV
-    (fixed-point); with `clutter`, ruled lines, printed text and a stamp (what cleaning removes).
-    """
-    rng = draws.generator(seed)
-    grain = rng.integers(-4, 5, size=(height, width, 1))
-    tint = rng.integers(-5, 6, size=3)
-    page = np.clip(236 + grain + tint, 0, 255).astype(np.uint8)
-    pen = max(1, min(height, width) // 60)
-    if clutter:
-        for y in range(int(rng.integers(4, 20)), height, max(8, height // 8)):
-            cv2.line(page, (0, y), (width - 1, y), (150, 170, 210), 1, cv2.LINE_AA)
-        cv2.putText(page, "Signature", (width // 10, height // 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (40, 40, 40), 1, cv2.LINE_AA)
-        center = (int(rng.integers(width // 4, 3 * width // 4)), int(rng.integers(height // 4, 3 * height // 4)))
-        cv2.circle(page, center, min(height, width) // 6, (200, 40, 50), 2, cv2.LINE_AA)
-    for _ in range(int(rng.integers(2, 4))):
-        steps = 48
-        xs = np.int64(width // 8) + np.arange(steps) * (width * 3 // 4) // steps
-        ys = height // 2 + np.cumsum(rng.integers(-max(2, height // 25), max(2, height // 25) + 1, size=steps))
-        points = np.stack([xs, np.clip(ys, pen, height - 1 - pen)], axis=1).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(page, [points], False, (20, 25, 60), pen, cv2.LINE_AA)
-    return page
-
-
-def _gray(page: np.ndarray) -> np.ndarray:
-    """uint8 gray of a uint8 RGB page: OpenCV's fixed-point ITU-R 601 conversion (bit-exact)."""
-    return cv2.cvtColor(page, cv2.COLOR_RGB2GRAY)
+# ---- inputs: integer-only drawings (stages.core.drawings.drawn_page) ----------------------------
 
 
 def vector_inputs(spec: ModelSpec) -> list[Arrays]:
@@ -97,7 +61,7 @@ def vector_inputs(spec: ModelSpec) -> list[Arrays]:
     dtype = spec.onnx.inputs[0].dtype
 
     def signature(index: int, height: int, width: int) -> np.ndarray:
-        return style.network_input(style.image(_gray(drawn_page(seed + index, height, width, False))), dtype)
+        return style.network_input(style.image(page_gray(drawn_page(seed + index, height, width, False))), dtype)
 
     if style.style == "rgb":
         size = style.input_size
@@ -169,13 +133,5 @@ def vectors(name: str, spec: ModelSpec) -> None:
     log.info("wrote %d test sets to %s", SETS, target)
 
 
-def run_with_pinned_kernels() -> None:
-    """Re-run this stage in a process whose OpenBLAS kernel and numpy loops are pinned (numpy
-    reads both when it loads, so they cannot be changed in a process that has imported it)."""
-    if any(os.environ.get(key) != value for key, value in PINNED_KERNELS.items()):
-        os.execve(sys.executable, [sys.executable, "-m", "stages.vectors", *sys.argv[1:]], {**os.environ, **PINNED_KERNELS})
-    run_stage(model_parser("stages.vectors", __doc__.splitlines()[0]), vectors)
-
-
 if __name__ == "__main__":
-    run_with_pinned_kernels()
+    run_with_pinned_kernels("stages.vectors", vectors, __doc__.splitlines()[0])

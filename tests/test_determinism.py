@@ -156,9 +156,10 @@ def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project:
 def test_every_model_has_top_level_metrics_and_plots_outside_dvc_lock():
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
     models = yaml.safe_load((REPO / "params.yaml").read_text())["models"]
-    assert dvc_yaml["metrics"] == [f"models/{name}/validation.json" for name in models]
+    measured = [f"models/{name}/validation.json" for name in models] + [f"models/{name}/variants.json" for name in models]
+    assert dvc_yaml["metrics"] == measured
     plotted = {file for plot in dvc_yaml["plots"] for spec in plot.values() for file in spec["y"]}
     assert plotted == {f"models/{name}/samples.csv" for name in models}
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())
     hashed = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
-    assert not [path for path in hashed if path.endswith(("validation.json", "samples.csv"))]
+    assert not [path for path in hashed if path.endswith(("validation.json", "samples.csv", "variants.json"))]

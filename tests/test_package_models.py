@@ -66,7 +66,6 @@ def test_verify_gives_the_pytorch_models_numbers_on_sigver_preprocessed_pairs(mo
 def test_embed_gives_the_references_features_for_each_style(models: Path, scans: list[Path], tmp_path: Path):
     from signature_onnx.preprocessing import sigver, wiwd
     from stages.families import lasagne_signet
-    from stages.families.lasagne_signet import standin
     from stages.families.torch_sigver import signet as torch_signet
 
     signet = lasagne_signet.reference(models / "data" / "raw" / "signet", spec(models, "signet"))

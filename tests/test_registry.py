@@ -102,7 +102,7 @@ def test_only_fetch_persists_and_validate_publishes_its_verdict_as_metrics(manif
 
 
 def test_measured_metrics_and_plots_cover_every_model_output(manifest: dict, models: dict):
-    assert set(manifest["metrics"]) == {f"models/{name}/validation.json" for name in models}
+    assert set(manifest["metrics"]) == {f"models/{name}/{file}" for name in models for file in ("validation.json", "variants.json")}
     plots = {plot_id: spec for entry in manifest["plots"] for plot_id, spec in entry.items()}
     expected = {f"{name}/{out['name']}" for name, model in models.items() for out in model["onnx"]["outputs"]}
     assert set(plots) == expected

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 from stages.core.params import load_params  # noqa: E402
 from stages.publish.lineage import build_code  # noqa: E402
 
-STEPS = ("fetch", "convert", "patch", "validate", "vectors")
+STEPS = ("fetch", "convert", "patch", "validate", "vectors", "variants")
 CODE_ROOTS = ("stages", "signature_onnx")
 
 
@@ -111,4 +111,4 @@ def test_editing_one_familys_module_changes_only_that_familys_stages(reproduced,
     models = load_params(machine / "params.yaml").models
     changed_models = {stage.split("@")[1] for stage in status}
     assert changed_models == {name for name, spec in models.items() if spec.family == family}
-    assert {stage.split("@")[0] for stage in status} == {"fetch", "convert", "validate", "vectors"}
+    assert {stage.split("@")[0] for stage in status} == {"fetch", "convert", "validate", "vectors", "variants"}

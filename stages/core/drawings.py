@@ -141,3 +141,34 @@ def batched_signature_samples(
     batch = np.concatenate([inputs[input_name] for _sample, inputs in samples])
     samples.append((f"batch_of_{len(batch)}", {input_name: batch}))
     return samples
+
+
+def drawn_page(seed: int, height: int, width: int, clutter: bool) -> np.ndarray:
+    """A signature on paper, uint8 RGB (height, width, 3), with integer arithmetic only.
+
+    Paper: 236 +- 4 grain and a tint; 2-3 strokes as random walks drawn anti-aliased by OpenCV
+    (fixed-point); with `clutter`, ruled lines, printed text and a stamp (what cleaning removes).
+    """
+    rng = draws.generator(seed)
+    grain = rng.integers(-4, 5, size=(height, width, 1))
+    tint = rng.integers(-5, 6, size=3)
+    page = np.clip(236 + grain + tint, 0, 255).astype(np.uint8)
+    pen = max(1, min(height, width) // 60)
+    if clutter:
+        for y in range(int(rng.integers(4, 20)), height, max(8, height // 8)):
+            cv2.line(page, (0, y), (width - 1, y), (150, 170, 210), 1, cv2.LINE_AA)
+        cv2.putText(page, "Signature", (width // 10, height // 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (40, 40, 40), 1, cv2.LINE_AA)
+        center = (int(rng.integers(width // 4, 3 * width // 4)), int(rng.integers(height // 4, 3 * height // 4)))
+        cv2.circle(page, center, min(height, width) // 6, (200, 40, 50), 2, cv2.LINE_AA)
+    for _ in range(int(rng.integers(2, 4))):
+        steps = 48
+        xs = np.int64(width // 8) + np.arange(steps) * (width * 3 // 4) // steps
+        ys = height // 2 + np.cumsum(rng.integers(-max(2, height // 25), max(2, height // 25) + 1, size=steps))
+        points = np.stack([xs, np.clip(ys, pen, height - 1 - pen)], axis=1).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(page, [points], False, (20, 25, 60), pen, cv2.LINE_AA)
+    return page
+
+
+def page_gray(page: np.ndarray) -> np.ndarray:
+    """uint8 gray of a uint8 RGB page: OpenCV's fixed-point ITU-R 601 conversion (bit-exact)."""
+    return cv2.cvtColor(page, cv2.COLOR_RGB2GRAY)

@@ -182,6 +182,42 @@ class NetworkSpec(_Strict):
     projection2d: bool = False
 
 
+class VariantTolerance(_Strict):
+    """How far a faster variant may be from the fp32 model (ONNX Runtime) on the validation inputs.
+
+    min_cosine: per row of an embedding output (per sample for other outputs);
+    max_abs_error: any element of any output; decision_agreement: share of decision logits whose
+    sign agrees (only for a model with a `validation.decision_output`).
+    """
+
+    min_cosine: Annotated[float, Field(gt=0, le=1)]
+    max_abs_error: Annotated[float, Field(gt=0)]
+    decision_agreement: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class Int8DynamicSpec(VariantTolerance):
+    op_types: Annotated[list[Literal["Conv", "MatMul", "Gemm"]], Field(min_length=1)] = ["MatMul", "Gemm"]
+    per_channel: bool = False
+
+
+class Int8StaticSpec(VariantTolerance):
+    calibration_samples: Annotated[int, Field(ge=1, le=64)] = 8  # drawn signatures the ranges come from
+    range_bits: Annotated[int, Field(ge=1, le=12)] = 4  # significant bits each range is rounded outward to
+    per_channel: bool = True
+
+
+class VariantsSpec(_Strict):
+    """The faster variants to build (stage `variants`); a variant left out is not built."""
+
+    optimized: VariantTolerance | None = None
+    fp16: VariantTolerance | None = None
+    int8_dynamic: Int8DynamicSpec | None = None
+    int8_static: Int8StaticSpec | None = None
+
+    def enabled(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
 class ModelSpec(_Strict):
     description: str
     # The ONNX file's model_version: raise it when a rebuild is meant to replace what users have.
@@ -193,6 +229,7 @@ class ModelSpec(_Strict):
     onnx: OnnxSpec
     validation: ValidationSpec
     preprocessing: PreprocessingSpec
+    variants: VariantsSpec = VariantsSpec()
 
     @field_validator("files")
     @classmethod
@@ -243,6 +280,9 @@ class ModelSpec(_Strict):
         fixed = first[1:3] if self.preprocessing.style == "rgb" else first[-2:]
         if not self.preprocessing.spp and all(isinstance(d, int) for d in fixed) and list(fixed) != list(size):
             raise ValueError(f"preprocessing.input_size {size} differs from the input {self.onnx.inputs[0].name}'s size {list(fixed)}")
+        for variant in self.variants.enabled():
+            if getattr(self.variants, variant).decision_agreement is not None and not self.validation.decision_output:
+                raise ValueError(f"variants.{variant}.decision_agreement: the model has no validation.decision_output")
         if self.source.kind == "url":
             missing = [f for f in self.files if f not in self.source.urls]
             if missing:

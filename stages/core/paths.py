@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from signature_onnx.preprocessing.files import IMAGE_SUFFIXES
+from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
+
 
 def raw_dir(model: str) -> Path:
     return Path("data") / "raw" / model
@@ -24,3 +28,13 @@ def patched_onnx(model: str) -> Path:
 
 def published_dir(model: str) -> Path:
     return Path("models") / model
+
+
+def user_images(name: str, spec: ModelSpec) -> list[Path]:
+    """Every image file in the folders params name, sorted; a missing folder is an error."""
+    images: list[Path] = []
+    for folder in map(Path, spec.validation.image_dirs):
+        if not folder.is_dir():
+            raise PipelineError(f"models.{name}.validation.image_dirs: {folder} is not a folder")
+        images.extend(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+    return images

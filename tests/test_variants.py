@@ -1,0 +1,220 @@
+"""Stage `variants`: faster variants published only within their tolerances, the same bytes under
+other CPU kernels, loadable by the package; the builders' exactness checks catch what they claim."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import REPO, run_step
+
+MODEL = "signet_pth"  # batch-norm nodes (what the optimized variant must not fold), dynamic batch
+ALL_VARIANTS = ("optimized", "fp16", "int8_dynamic", "int8_static")
+LOOSE = {"min_cosine": 0.5, "max_abs_error": 100.0}
+CAPPED_KERNELS = {  # as tests/test_vectors.py: other BLAS kernels asked for, AVX paths off
+    "OPENBLAS_CORETYPE": "Sandybridge",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "OPENCV_CPU_DISABLE": "AVX,AVX2,FMA3,AVX_512F,AVX512_SKX,AVX512_ICL",
+    "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-AVX512F,-FMA,-AVX",
+}
+
+
+def with_variants(project: Path, name: str, variants: dict, model: str = MODEL) -> str:
+    """A params file in `project` whose `model` builds exactly `variants`; returns its name."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"][model]["variants"] = variants
+    (project / name).write_text(yaml.safe_dump(params, sort_keys=False))
+    return name
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def variants_project(published_project: Path) -> Path:
+    """published_project with every variant of MODEL built once (tolerances loose: all published)."""
+    params = with_variants(published_project, "params_variants.yaml", {v: dict(LOOSE) for v in ALL_VARIANTS})
+    run_step(published_project, "variants", MODEL, "--params", params)
+    return published_project
+
+
+def test_every_variant_is_published_as_a_model_folder(variants_project: Path):
+    folder = variants_project / "models" / MODEL / "variants"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(ALL_VARIANTS)
+    card = (variants_project / "models" / MODEL / "preprocessing.json").read_bytes()
+    fp32 = onnx.load(variants_project / "models" / MODEL / "model.onnx")
+    for variant in ALL_VARIANTS:
+        assert (folder / variant / "preprocessing.json").read_bytes() == card
+        model = onnx.load(folder / variant / "model.onnx")
+        metadata = {p.key: p.value for p in model.metadata_props}
+        assert metadata["variant"] == variant and metadata["model"] == MODEL
+        assert [i.name for i in model.graph.input] == [i.name for i in fp32.graph.input]
+    record = json.loads((variants_project / "models" / MODEL / "variants.json").read_text())
+    for variant in ALL_VARIANTS:
+        entry = record["variants"][variant]
+        assert entry["published"] is True and entry["min_cosine"] >= 0.5 and entry["ms_per_call"] > 0
+        assert entry["fp32_ms_per_call"] > 0
+    static = onnx.load(folder / "int8_static" / "model.onnx")
+    assert sum(n.op_type == "QuantizeLinear" for n in static.graph.node) > 5
+    assert record["variants"]["optimized"]["recipe"]["constants"]["constants"] > 0
+
+
+def test_the_package_loads_a_variant_folder(variants_project: Path, tmp_path: Path):
+    from signature_onnx import AutoORTModel, ModelFolder
+    from signature_onnx.models import ORTModelForSignatureFeatures
+    from stages.core.drawings import drawn_page, page_gray
+
+    variant = variants_project / "models" / MODEL / "variants" / "int8_static"
+    image = tmp_path / "scan.png"
+    from PIL import Image
+
+    Image.fromarray(page_gray(drawn_page(7, 300, 520, False))).save(image)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "signature_onnx", "embed", str(image), "--model", str(variant), "--out", str(tmp_path / "f.npy")],
+        cwd=variants_project, capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert np.load(tmp_path / "f.npy").shape == (1, 2048)
+    # the provenance is the model's (built-in stand-in), read from models/<name>/lineage.json
+    assert "built-in stand-in" in result.stderr
+    with pytest.warns(UserWarning):
+        model = AutoORTModel.from_pretrained(variant)
+    assert isinstance(model, ORTModelForSignatureFeatures) and model.folder.source.startswith("built-in stand-in")
+    # a copied variant folder, away from its model, has unknown provenance (the fallback is what reads it)
+    alone = tmp_path / "alone"
+    shutil.copytree(variant, alone)
+    assert ModelFolder.open(alone).source.startswith("unknown")
+
+
+def test_variant_bytes_do_not_depend_on_the_cpus_kernels(variants_project: Path, tmp_path: Path):
+    """Rebuilt with other BLAS kernels requested and numpy's, OpenCV's and glibc's AVX paths off:
+    every variant (the float64 calibration ranges of int8_static included) has the same bytes."""
+    capped = tmp_path / "capped"
+    capped.mkdir()
+    for name in ("params.yaml", "params_variants.yaml"):
+        shutil.copy2(variants_project / name, capped / name)
+    for package in ("stages", "signature_onnx"):
+        shutil.copytree(REPO / package, capped / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("model.onnx", "preprocessing.json", "lineage.json"):
+        (capped / "models" / MODEL).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(variants_project / "models" / MODEL / name, capped / "models" / MODEL / name)
+    env = {**os.environ, "PYTHONPATH": str(capped), **CAPPED_KERNELS}
+    result = subprocess.run([sys.executable, "-m", "stages.variants", MODEL, "--params", "params_variants.yaml"],
+                            cwd=capped, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = digests(variants_project / "models" / MODEL / "variants")
+    assert len(expected) == 2 * len(ALL_VARIANTS)
+    assert digests(capped / "models" / MODEL / "variants") == expected
+
+
+def test_a_variant_outside_its_tolerance_is_not_published(variants_project: Path):
+    tight = with_variants(variants_project, "params_tight.yaml", {
+        "fp16": {"min_cosine": 0.999, "max_abs_error": 1.0e-6},  # fp16 is off by ~1e-2: refused
+        "int8_dynamic": dict(LOOSE),
+    })
+    result = run_step(variants_project, "variants", MODEL, "--params", tight)
+    assert "fp16: NOT published" in result.stderr and "max_abs_error 1e-06" in result.stderr, result.stderr
+    folder = variants_project / "models" / MODEL / "variants"
+    assert sorted(p.name for p in folder.iterdir()) == ["int8_dynamic"]
+    record = json.loads((variants_project / "models" / MODEL / "variants.json").read_text())
+    refused = record["variants"]["fp16"]
+    assert refused["published"] is False and "max |variant - fp32|" in refused["failure"]
+    assert refused["max_abs_error"] > 1.0e-6  # the measured delta is recorded beside the reason
+    assert record["variants"]["int8_dynamic"]["published"] is True
+    # leave the shared project as the fixture made it
+    run_step(variants_project, "variants", MODEL, "--params", "params_variants.yaml")
+
+
+@pytest.mark.parametrize("variants, words", [
+    ({"int8_statc": dict(LOOSE)}, ["models.signet_pth.variants.int8_statc", "Extra inputs are not permitted"]),
+    ({"int8_static": {**LOOSE, "range_bits": "4"}}, ["models.signet_pth.variants.int8_static.range_bits"]),
+    ({"fp16": {"min_cosine": 0.999}}, ["models.signet_pth.variants.fp16.max_abs_error", "Field required"]),
+    ({"fp16": {**LOOSE, "decision_agreement": 1.0}}, ["variants.fp16.decision_agreement", "no validation.decision_output"]),
+])
+def test_bad_variant_params_fail_in_one_error_line(project: Path, variants: dict, words: list[str]):
+    params = with_variants(project, "params_bad.yaml", variants)
+    result = run_step(project, "variants", MODEL, "--params", params, check=False)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_the_variants_stage_needs_the_published_model(project: Path):
+    result = run_step(project, "variants", MODEL, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: models/{MODEL}/model.onnx: not found")
+
+
+# ---- the builders' own checks ---------------------------------------------------------------------
+
+
+def test_the_optimized_variants_trace_catches_an_arithmetic_optimizer(variants_project: Path):
+    """With ORT's ConvBNFusion left on, new conv weights are computed: the trace refuses them."""
+    from stages.core.errors import PipelineError
+    from stages.speedups.builders import ARITHMETIC_OPTIMIZERS, build_optimized, check_optimized
+
+    fp32 = onnx.load(variants_project / "models" / MODEL / "model.onnx")
+    assert check_optimized(build_optimized(fp32), fp32, "optimized")["constants"] > 0
+    fused = build_optimized(fp32, [name for name in ARITHMETIC_OPTIMIZERS if name != "ConvBNFusion"])
+    assert sum(n.op_type == "BatchNormalization" for n in fused.graph.node) < sum(n.op_type == "BatchNormalization" for n in fp32.graph.node)
+    with pytest.raises(PipelineError, match="not an upstream tensor"):
+        check_optimized(fused, fp32, "optimized")
+
+
+def conv_transpose_model(channels: int = 3, outputs: int = 4, size: int = 5) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((channels, outputs, 3, 3)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal(outputs).astype(np.float32), "b")
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[2, 2], kernel_shape=[3, 3], pads=[0, 0, 1, 1])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs, 2 * size, 2 * size])], [weight, bias],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_the_conv_transpose_rewrite_computes_the_same_function():
+    import onnxruntime as ort
+
+    from stages.speedups.builders import exact_rewrites
+
+    model = conv_transpose_model()
+    rewritten, replaced = exact_rewrites(model)
+    assert replaced == ["up"] and [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
+    x = np.random.default_rng(1).standard_normal((1, 3, 5, 5)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    expected, got = run(model), run(rewritten)
+    assert np.abs(got - expected).max() < 1e-5
+    # a wrong tap (what a mistaken rewrite would do) is caught by the comparison above
+    broken = onnx.ModelProto.FromString(rewritten.SerializeToString())
+    weight = next(i for i in broken.graph.initializer if i.name.endswith("subpixel_weight"))
+    values = numpy_helper.to_array(weight).copy()
+    values[:, :, [0, 1]] = values[:, :, [1, 0]]
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    assert np.abs(run(broken) - expected).max() > 1e-2
+
+
+def test_ranges_are_rounded_outward_to_a_coarse_grid():
+    from stages.speedups.builders import outward
+
+    assert outward(5.0, 4, up=True) == 5.0 and outward(5.01, 4, up=True) == 5.5
+    assert outward(-5.01, 4, up=False) == -5.5 and outward(5.01, 4, up=False) == 5.0
+    assert outward(0.0, 4, up=True) == 0.0
+    value = 3.7312345678
+    for neighbour in (np.nextafter(value, 0), np.nextafter(value, 10)):  # last-bit noise does not move it
+        assert outward(float(neighbour), 4, up=True) == outward(value, 4, up=True) == 3.75
