@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ if str(REPO) not in sys.path:
 
 from stages.core.drawings import signature_gray  # noqa: E402
 from stages.core.params import model_spec  # noqa: E402
+from stages.speedups.checks import ms_per_call  # noqa: E402
 from stages.families import lasagne_signet  # noqa: E402
 from stages.families.lasagne_signet import standin  # noqa: E402
 from stages.families.lasagne_signet.layout import Conv, Dense, Pool, SpatialPyramid, architecture, check_params  # noqa: E402
@@ -118,14 +118,8 @@ def session(data: bytes, threads: int) -> ort.InferenceSession:
 
 
 def seconds(run: Callable[[], object], repeat: int) -> float:
-    """Median wall time of `repeat` calls after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of `repeat` calls after one warm-up call (the variants stage's timer)."""
+    return ms_per_call(run, repeat) / 1000
 
 
 def phase(runs: Sequence[Callable[[], object]], cases: Sequence[tuple[str, np.ndarray]], repeat: int) -> list[float]:

@@ -14,7 +14,6 @@ error of the stage (exit 0, a warning line); a missing fp32 model is.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ def _run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, feeds)))
 
 
-def variants(name: str, spec: ModelSpec, args: argparse.Namespace) -> None:
+def variants(name: str, spec: ModelSpec) -> None:
     published = paths.published_dir(name)
     model_path, card_path = published / MODEL_FILE, published / PREPROCESSING_FILE
     for required in (model_path, card_path):

@@ -170,7 +170,7 @@ def _float64_conv():
     the plain case; anything else falls back to the reference implementation."""
     from onnx.reference.ops.op_conv import Conv
 
-    from stages.families.lasagne_signet.oracle import conv2d
+    from stages.core.float64_layers import conv2d
 
     class Float64Conv(Conv):
         op_domain = ""

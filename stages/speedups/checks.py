@@ -106,7 +106,7 @@ def calibration_inputs(spec: ModelSpec, count: int) -> list[Arrays]:
       (`stages.core.calibration.signature_field_images`, ink bright), as the validate stage's
       `stroke_samples`, scaled as the network takes them (uint8, or / input_divisor)."""
     from stages.core.calibration import signature_field_images
-    from stages.vectors import _gray, drawn_page
+    from stages.core.drawings import drawn_page, page_gray
 
     style = spec.preprocessing.package_form()
     names = [t.name for t in spec.onnx.inputs]
@@ -117,7 +117,7 @@ def calibration_inputs(spec: ModelSpec, count: int) -> list[Arrays]:
         height, width = 240 + 29 * index, 420 + 53 * index
         if style.spp:  # from the smallest accepted size up
             height, width = style.input_size[0] + 23 * index, style.input_size[1] + 41 * index
-        return style.network_input(style.image(_gray(drawn_page(seed + index, height, width, False))), dtype)
+        return style.network_input(style.image(page_gray(drawn_page(seed + index, height, width, False))), dtype)
 
     if style.style == "rgb":
         return [{names[0]: style.network_input(style.image(drawn_page(seed + k, *style.input_size, True)), dtype)} for k in range(count)]
