@@ -173,7 +173,7 @@ def test_the_minimal_schema_reads_what_tensorflow_reads() -> None:
     pytest.importorskip("tensorflow")
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from stages.families import savedmodel_ops
+    from stages.families.keras_cleaning import savedmodel_ops
 
     data = upstream_graph()
     full = saved_model_pb2.SavedModel()

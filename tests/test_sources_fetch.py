@@ -7,7 +7,6 @@ boundary is the point (exit codes, one-line errors, a run killed mid-download, l
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import hashlib
@@ -90,7 +89,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
 
 
 def run_fetch(name: str) -> None:
-    fetch_stage.fetch(name, model_spec(name, Path("params.yaml")), argparse.Namespace())
+    fetch_stage.fetch(name, model_spec(name, Path("params.yaml")))
 
 
 def raw_files(project: Path, name: str) -> dict[str, bytes]:

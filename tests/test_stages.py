@@ -88,7 +88,7 @@ def test_cleaning_architecture_matches_the_upstream_keras_config(built_project: 
 def test_siamese_checkpoint_is_the_notebooks_dict(built_project: Path):
     import torch
 
-    from stages.families.torch_sigver.layers import torch_load
+    from stages.families.torch_sigver.checkpoint import torch_load
 
     checkpoint = torch_load(built_project / "data" / "raw" / "siamese" / "convnet_best_loss.pt")
     assert list(checkpoint) == ["model"], "exactly what the notebook saves: torch.save({'model': state_dict})"

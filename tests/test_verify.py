@@ -140,7 +140,7 @@ def test_the_onnx_file_alone_says_what_it_is(audited: dict):
     assert model.model_version == 1 and "SYNTHETIC WEIGHTS" in model.doc_string
     card = (audited["project"] / "models" / MODEL / "README.md").read_text()
     assert card.startswith("---\nlicense: bsd-2-clause\nlibrary_name: onnx\n") and "**Synthetic weights:" in card
-    assert "## Out-of-scope use" in card and "(952, 1360)" in card and "NOT divided by 255" in card
+    assert "## Out-of-scope use" in card and "952x1360 canvas" in card and "NOT divided by 255" in card
 
 
 def test_a_pulled_build_verifies(audited: dict, tmp_path: Path):

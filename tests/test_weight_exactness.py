@@ -161,7 +161,7 @@ def test_a_mutated_export_module_fails_validate(built_project: Path, signet_proj
     built = built_project if model == "siamese" else signet_project
     project = copy_project(tmp_path / "p")
     shutil.copytree(built / "data" / "raw" / model, project / "data" / "raw" / model)
-    layers = project / "stages" / "families" / "torch_layers.py"
+    layers = project / "stages" / "families" / "torch_sigver" / "layers.py"
     old, new = MODULE_MUTATIONS[mutation]
     assert old in layers.read_text()
     layers.write_text(layers.read_text().replace(old, new))
