@@ -83,6 +83,21 @@ def published_project(built_project: Path, signet_project: Path) -> Path:
 
 
 @pytest.fixture
+def server():
+    """A local HTTP file server (tests/fake_servers.FileServer) for one test."""
+    from fake_servers import FileServer
+
+    with FileServer() as running:
+        yield running
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """Collects the delays a RetryPolicy would have slept (its `sleep=sleeps.append`)."""
+    return []
+
+
+@pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh scratch project with nothing built."""
     return copy_project(tmp_path / "project")

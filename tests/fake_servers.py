@@ -505,3 +505,22 @@ def isolate_kaggle_env(monkeypatch, home) -> None:
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
     monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
+
+
+def isolated_kaggle(monkeypatch, home) -> FakeKaggle:
+    """The process's FakeKaggle, reset, with the developer's Kaggle environment shut out.
+
+    kagglesdk's TEST environment only calls port 7777: when it is busy the test fails under CI
+    (a result must not silently vanish there) and is skipped on a developer's machine.
+    """
+    import os
+
+    import pytest
+
+    isolate_kaggle_env(monkeypatch, home)
+    try:
+        return shared_kaggle()
+    except OSError as exc:
+        message = f"127.0.0.1:{KAGGLE_PORT} is busy ({exc.strerror}); kagglesdk's TEST environment only calls that port"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+        raise  # unreachable: fail and skip raise

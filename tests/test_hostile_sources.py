@@ -30,7 +30,7 @@ import requests
 import yaml
 
 import hostile
-from fake_servers import KAGGLE_PORT, LIST_PATH, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
+from fake_servers import KAGGLE_PORT, LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
 from conftest import copy_project
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
@@ -60,12 +60,7 @@ def clean_secrets():
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
-    isolate_kaggle_env(monkeypatch, tmp_path / "home")
-    try:
-        server = shared_kaggle()
-    except OSError as exc:
-        message = f"127.0.0.1:{KAGGLE_PORT} is busy ({exc.strerror}); kagglesdk's TEST environment only calls that port"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    server = isolated_kaggle(monkeypatch, tmp_path / "home")
     server.publish(KERNEL, {CHECKPOINT: DATA})
     server.basic.add((USER, KEY))
     server.tokens.add(TOKEN)
@@ -218,17 +213,6 @@ def test_a_trickling_api_answer_meets_its_deadline(fake, tmp_path) -> None:
 
 
 # ---- clear errors for odd answers ------------------------------------------------------------
-
-
-@pytest.fixture
-def server():
-    with FileServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture

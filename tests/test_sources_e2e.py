@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fake_servers import KAGGLE_PORT, FakeKaggle, isolate_kaggle_env, shared_kaggle
+from fake_servers import FakeKaggle, isolated_kaggle
 from stages.sources.pins import LockFile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,12 +85,7 @@ def switch_source(clone: Path, kind: str) -> None:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
-    isolate_kaggle_env(monkeypatch, tmp_path / "home")
-    try:
-        return shared_kaggle()
-    except OSError as exc:
-        message = f"127.0.0.1:{KAGGLE_PORT} is busy ({exc.strerror}); kagglesdk's TEST environment only calls that port"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return isolated_kaggle(monkeypatch, tmp_path / "home")
 
 
 def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fake_servers import KAGGLE_PORT, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
+from fake_servers import FakeKaggle, Fault, FileServer, isolated_kaggle
 from stages import fetch as fetch_stage
 from stages.core.digests import sha256_file
 from stages.core.errors import PipelineError
@@ -75,12 +75,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
-    isolate_kaggle_env(monkeypatch, tmp_path / "home")
-    try:
-        server = shared_kaggle()
-    except OSError as exc:
-        message = f"127.0.0.1:{KAGGLE_PORT} is busy ({exc.strerror}); kagglesdk's TEST environment only calls that port"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    server = isolated_kaggle(monkeypatch, tmp_path / "home")
     server.basic.add((USER, KEY))
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     monkeypatch.setenv("KAGGLE_KEY", KEY)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fake_servers import KAGGLE_PORT, LIST_PATH, Fault, FakeKaggle, FileServer, isolate_kaggle_env, shared_kaggle
+from fake_servers import LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
 from stages.sources import download, kaggle
@@ -49,12 +49,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, home: Path) -> FakeKaggle:
     """The fake API, reset, with the kernel published and only test credentials in the environment."""
-    isolate_kaggle_env(monkeypatch, home)
-    try:
-        server = shared_kaggle()
-    except OSError as exc:
-        message = f"127.0.0.1:{KAGGLE_PORT} is busy ({exc.strerror}); kagglesdk's TEST environment only calls that port"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    server = isolated_kaggle(monkeypatch, home)
     server.publish(KERNEL, OUTPUTS)
     server.basic.add((USER, KEY))
     return server

@@ -41,17 +41,6 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def server():
-    with FileServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def policy(sleeps: list[float]) -> RetryPolicy:
     return RetryPolicy(attempts=3, base_delay=1.0, max_delay=30.0, sleep=sleeps.append)
 
