@@ -149,3 +149,29 @@ def test_shared_values_are_converted_once_and_depth_is_counted_without_recursion
     with pytest.raises(unpickler.Refused, match="nested more than 32 levels"):
         unpickler.load(pickle.dumps(chain, protocol=2))
     assert sys.getrecursionlimit() < 100_000
+
+
+def test_an_oversized_upstream_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """The bounded read (core.untrusted.read_bounded) behind the pickle and SavedModel loaders:
+    a file above its kind's limit fails naming the file and the limit; a missing one names it."""
+    import pytest
+
+    from stages.core.errors import PipelineError
+    from stages.core.untrusted import read_bounded
+    from stages.families.keras_cleaning import savedmodel_ops
+    from stages.families.lasagne_signet import pickle_file
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 1001)
+    assert read_bounded(big, 1001, "test file", "") == b"x" * 1001
+    with pytest.raises(PipelineError, match=r"big\.bin: 1001 bytes, more than any test file \(1000 at most\); refused"):
+        read_bounded(big, 1000, "test file", "")
+    with pytest.raises(PipelineError, match=r"absent\.bin: not found; fetch it"):
+        read_bounded(tmp_path / "absent.bin", 1000, "test file", "; fetch it")
+    monkeypatch.setattr(pickle_file, "MAX_PICKLE_BYTES", 1000)
+    with pytest.raises(PipelineError, match="more than any SigNet pickle"):
+        pickle_file.load_lasagne_pickle(big)
+    (tmp_path / "saved_model.pb").write_bytes(b"x" * 1001)
+    monkeypatch.setattr(savedmodel_ops, "MAX_SAVED_MODEL_BYTES", 1000)
+    with pytest.raises(PipelineError, match="more than any SavedModel graph"):
+        savedmodel_ops.check_savedmodel(tmp_path)
