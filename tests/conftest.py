@@ -41,6 +41,15 @@ def run_step(project: Path, step: str, model: str, *extra: str, check: bool = Tr
     return result
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_dvc_analytics():
+    """Scratch projects made by `dvc init` would start DVC's analytics daemon (the repository's
+    .dvc/config turns it off, theirs do not); it leaves a report file in /tmp for each command."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DVC_NO_ANALYTICS", "1")
+        yield
+
+
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch project where every stage has run once for the two Kaggle models."""

@@ -1,7 +1,8 @@
 """Model families: the only code that knows a framework.
 
-A family module (named by `family:` in params.yaml) provides six functions; the generic stages
-call nothing else, so a model's whole path is: its params entry, then its family module.
+A family is a package `stages/families/<family>/` (named by `family:` in params.yaml) whose
+`__init__` provides six functions; the generic stages call nothing else, so a model's whole path
+is: its params entry, then its family's folder.
 
 - `write_builtin(dest, spec)`: write the deterministic stand-in in the exact upstream layout.
 - `check_loadable(raw, spec)`: load the upstream files in their framework, or raise
@@ -17,7 +18,7 @@ and a constant `REFERENCE` naming what `reference` runs. A family whose referenc
 module that is exported (PyTorch) also provides `independent_reference(raw, spec)`, a float64
 NumPy forward pass sharing no code with that module, named by `INDEPENDENT_REFERENCE`.
 
-Modules load lazily, so a PyTorch model never imports TensorFlow and the reverse.
+Families load lazily, so a PyTorch model never imports TensorFlow and the reverse.
 """
 
 from __future__ import annotations
@@ -65,6 +66,6 @@ def references(family: Family, raw: Path, spec: ModelSpec) -> list[tuple[str, Ca
 
 
 def load_family(name: str) -> Family:
-    """Import `stages.families.<name>`; the name was already checked against config.FAMILIES."""
+    """Import `stages.families.<name>`; the name was already checked against params.FAMILIES."""
     module: ModuleType = importlib.import_module(f"stages.families.{name}")
     return module  # type: ignore[return-value]
