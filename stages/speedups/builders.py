@@ -237,15 +237,20 @@ def coarse_ranges(ranges: dict[str, tuple[float, float]], bits: int) -> dict[str
     return {name: (outward(low, bits, up=False), outward(high, bits, up=True)) for name, (low, high) in ranges.items()}
 
 
-def build_int8_static(
-    fp32: onnx.ModelProto, calibration: Sequence[Arrays], bits: int, per_channel: bool
-) -> tuple[onnx.ModelProto, dict]:
-    """QDQ static int8 of the exactly rewritten graph, ranges from `float64_ranges` rounded outward."""
+def int8_static_ranges(rewritten: onnx.ModelProto, calibration: Sequence[Arrays], bits: int) -> dict[str, tuple[float, float]]:
+    """The activation ranges of `rewritten` (after `exact_rewrites`): float64 min and max over the
+    calibration inputs, each rounded outward to `bits` significant bits."""
+    return coarse_ranges(float64_ranges(rewritten, calibration), bits)
+
+
+def quantize_qdq(
+    rewritten: onnx.ModelProto, ranges: dict[str, tuple[float, float]], per_channel: bool, keep_float: Sequence[str] = ()
+) -> onnx.ModelProto:
+    """ORT's QDQ static quantizer (uint8 activations, int8 weights) given `ranges` through its
+    calibration cache, so it runs no inference; the nodes named in `keep_float` stay float32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    rewritten, replaced = exact_rewrites(fp32)
-    ranges = coarse_ranges(float64_ranges(rewritten, calibration), bits)
     data = TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in sorted(ranges.items())})
     with tempfile.TemporaryDirectory() as work:
         cache, out = Path(work) / "ranges.json", Path(work) / "int8_static.onnx"
@@ -253,7 +258,15 @@ def build_int8_static(
         quantize_static(
             rewritten, out, None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=cache,
+            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=cache, nodes_to_exclude=list(keep_float),
         )
-        quantized = onnx.load(out)
-    return quantized, {"rewritten": replaced, "ranged_tensors": len(ranges)}
+        return onnx.load(out)
+
+
+def build_int8_static(
+    fp32: onnx.ModelProto, calibration: Sequence[Arrays], bits: int, per_channel: bool
+) -> tuple[onnx.ModelProto, dict]:
+    """QDQ static int8 of the exactly rewritten graph, ranges from `float64_ranges` rounded outward."""
+    rewritten, replaced = exact_rewrites(fp32)
+    ranges = int8_static_ranges(rewritten, calibration, bits)
+    return quantize_qdq(rewritten, ranges, per_channel), {"rewritten": replaced, "ranged_tensors": len(ranges)}
