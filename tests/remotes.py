@@ -6,6 +6,7 @@ that project's DVC cache, and an environment holding no credentials but those gi
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
@@ -23,7 +24,10 @@ BUCKET = "signature-models"
 # moto accepts any key pair; these stand for real ones and must never reach a committed file
 # (drawn per session: a literal would be found in the clones, which hold this file).
 ACCESS_KEY = "AKIA" + secrets.token_hex(8).upper()
-SECRET_KEY = secrets.token_urlsafe(30)
+# AWS's own shape: 40 base64 characters ([A-Za-z0-9+/]). A URL-safe token could start with "-"
+# and be read as an option by the command lines it is passed to (a 1-in-64 chance per session; it
+# happened once).
+SECRET_KEY = base64.b64encode(secrets.token_bytes(30)).decode()
 IDENTITY = {
     "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
     "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com",

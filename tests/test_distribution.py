@@ -199,7 +199,7 @@ def test_s3_credentials_from_local_config_or_environment_never_committed(publica
     assert same_bytes(machine / "models/cleaning/model.onnx", publication.built / "models/cleaning/model.onnx")
     assert git(machine, "status", "--porcelain") == ""  # .dvc/config.local is ignored by git
     for repo in (machine, publication.origin):
-        assert subprocess.run(["git", "grep", "-q", SECRET_KEY], cwd=repo).returncode == 1
+        assert subprocess.run(["git", "grep", "-q", "-F", "-e", SECRET_KEY], cwd=repo).returncode == 1
         assert subprocess.run(["git", "log", "-p", "--all", "-S", SECRET_KEY, "--oneline"], cwd=repo,
                               capture_output=True, text=True).stdout == ""
 
