@@ -6,17 +6,18 @@ int8_dynamic, int8_static; how each is made and why its bytes are the same on ev
 ONNX Runtime on the validate stage's inputs (drawn signatures and `validation.image_dirs`), and
 publishes models/<model>/variants/<variant>/{model.onnx, preprocessing.json} (a model folder the
 `signature_onnx` package loads) only for the variants within their tolerances. Every variant's
-deltas, speed (ms per call, fp32 measured in the same run) and, for one outside its tolerances,
-the reason it was not published go to models/<model>/variants.json (CPU-dependent figures: a
-top-level DVC metric, never hashed into dvc.lock). A variant outside its tolerances is not an
-error of the stage (exit 0, a warning line); a missing fp32 model is.
+deltas and, for one outside its tolerances, the reason it was not published go to
+models/<model>/variants.json (CPU-dependent figures: a top-level DVC metric, never hashed into
+dvc.lock). Speed is not measured here: a build measures nothing that depends on the machine's
+load; `benchmarks/bench_package.py` times every published variant beside fp32 and the source
+framework. A variant outside its tolerances is not an error of the stage (exit 0, a warning
+line); a missing fp32 model is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 
 import numpy as np
 import onnx
@@ -36,7 +37,6 @@ from stages.core.pinned_kernels import run_with_pinned_kernels
 log = logging.getLogger(__name__)
 METRICS_FILE = "variants.json"
 FOLDER = VARIANTS_DIR
-TIMED_CALLS = 10
 
 
 def _run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -55,13 +55,10 @@ def variants(name: str, spec: ModelSpec) -> None:
     samples = load_family(spec.family).validation_inputs(spec, spec.validation.samples, user_images(name, spec))
     fp32_session = checks.session(fp32_bytes, str(model_path))
     references = [_run(fp32_session, feeds) for _sample, feeds in samples]
-    timed = samples[0][1]
     record: dict = {
         "model": name,
         "reference": f"ONNX Runtime {onnxruntime.__version__} running {model_path} (fp32)",
         "samples": len(samples),
-        "speed": {"input": samples[0][0], "calls": TIMED_CALLS, "statistic": "median ms per call",
-                  "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
         "variants": {},
     }
     ready: dict[str, bytes] = {}
@@ -80,18 +77,14 @@ def variants(name: str, spec: ModelSpec) -> None:
         for (sample, feeds), reference in zip(samples, references):
             check.add(sample, reference, _run(session, feeds))
         entry.update(check.result())
-        fp32_ms = checks.ms_per_call(lambda: fp32_session.run(None, timed), TIMED_CALLS)
-        variant_ms = checks.ms_per_call(lambda: session.run(None, timed), TIMED_CALLS)
-        entry.update(recipe=recipe, bytes=len(data), ms_per_call=round(variant_ms, 3), fp32_ms_per_call=round(fp32_ms, 3),
-                     speedup_vs_fp32=round(fp32_ms / variant_ms, 2))
+        entry.update(recipe=recipe, bytes=len(data))
         if check.failures:
             entry.update(published=False, failure="; ".join(check.failures))
             log.warning("%s: NOT published, outside its tolerances: %s", variant, entry["failure"])
             continue
         entry["published"] = True
         ready[variant] = data
-        log.info("%s: within tolerance (min cosine %s, max abs error %s), %.2f ms vs fp32 %.2f ms",
-                 variant, entry["min_cosine"], entry["max_abs_error"], variant_ms, fp32_ms)
+        log.info("%s: within tolerance (min cosine %s, max abs error %s)", variant, entry["min_cosine"], entry["max_abs_error"])
     card = card_path.read_bytes()
     # Every payload is ready before the folder is swapped in: all of it appears, or the old one stays.
     with staged_directory(published / FOLDER) as staging:
