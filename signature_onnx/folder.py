@@ -298,9 +298,20 @@ def verify_signature(folder: Path, public_key: Path) -> None:
         config.set_hashing_config(hashing.Config().set_ignored_paths(paths=UNSIGNED)).verify(folder, signature)
     except Exception as exc:  # bad signature, changed file, damaged bundle: all mean "not verified"
         raise IntegrityError(
-            f"{shown(signature)}: does not verify with {shown(public_key)} ({first_line(exc, 200)}); "
+            f"{shown(signature)}: does not verify with {shown(public_key)} ({signature_mismatch(exc)}); "
             "expected a folder signed by that key and unchanged since"
         ) from None
+
+
+def signature_mismatch(exc: BaseException) -> str:
+    """model-signing lists changed files with raw digest bytes; name the files instead."""
+    text = str(exc)
+    # The names sit inside the repr of a list of strings: quoted 'x' or, when a digest's bytes hold
+    # a double quote, \'x\'.
+    changed = re.findall(r"Hash mismatch for \\?'([^'\\]{1,200})\\?'", text)
+    if changed:
+        return f"changed since signing: {shown(', '.join(changed))}"
+    return first_line(exc, 200)
 
 
 def _provenance(lineage_path: Path, lineage: Any) -> tuple[bool, str]:
