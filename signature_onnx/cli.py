@@ -144,7 +144,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     np.save(buffer, features)
     write_bytes(Path(args.out), buffer.getvalue())
     if not args.quiet:
-        print(f"wrote {features.shape[0]}x{features.shape[1]} {args.layer} features of {model.folder.name} to {shown(args.out)}", file=sys.stderr)
+        print(f"wrote {features.shape[0]}x{features.shape[1]} {args.layer} features of {shown(model.folder.name, 80)} to {shown(args.out)}", file=sys.stderr)
     _warn(model.synthetic_warning())
 
 

@@ -236,7 +236,8 @@ class ModelFolder:
 def own_lineage(folder: Path) -> tuple[Path | None, Any]:
     """(path, record) of the folder's own lineage.json, or (None, None) when it has none."""
     path = folder / LINEAGE_FILE
-    return (path, read_json(path, folder)) if path.is_file() else (None, None)
+    # exists(), not is_file(): a FIFO or device named lineage.json is refused, never taken as "no lineage".
+    return (path, read_json(path, folder)) if path.exists() else (None, None)
 
 
 def checked_model_bytes(onnx_path: Path, lineage_path: Path | None, expected: str | None, integrity_check: bool) -> bytes:

@@ -103,7 +103,7 @@ def read_tolerance(folder: Path, lineage: Any = None) -> tuple[float, float]:
     """
     path = folder / VECTORS_FILE
     where = shown(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelFolderError(f"{where}: missing; the folder has no test vectors (pull it again, or `dvc repro vectors`)")
     data = read_json(path, folder)
     try:
