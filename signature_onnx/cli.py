@@ -3,14 +3,21 @@
 Every command that runs a model takes `--model PATH`: a published model folder (as the pipeline
 writes `models/<name>/`) or its `model.onnx`; the default is `models/<its model>` under the
 current folder. The folder says how images are prepared. Errors are one `error:` line (exit 1);
-results of a model with synthetic weights carry a loud warning.
+results of a model with synthetic weights carry a loud warning. Every name or text that came from
+a file is printed escaped and shortened (`signature_onnx.errors.shown`). SIGTERM is handled like
+Ctrl-C (exit 143 instead of 130): the file being written is removed, files already written stay.
+Model commands check model.onnx against the folder's lineage.json (`--no-integrity-check` turns
+it off) and, with `--public-key PEM`, require the folder's release signature.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,16 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from signature_onnx.atomic import write_bytes
-from signature_onnx.errors import SignatureOnnxError
+from signature_onnx.errors import ModelOutputError, SignatureOnnxError, first_line, shown
 from signature_onnx.preprocessing import SIGNATURE_STYLES, Preprocessing
 
 DEFAULT_MODELS = {"clean": "models/cleaning", "verify": "models/siamese", "embed": "models/signet"}
-
-
-def safe_text(text: object, limit: int = 300) -> str:
-    """Untrusted text (file names, messages) as one printable line of at most `limit` characters."""
-    escaped = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -47,7 +48,7 @@ def _outputs_by_stem(images: Sequence[Path], out: Path, suffix: str) -> list[Pat
     seen: dict[Path, Path] = {}
     for image, target in zip(images, targets):
         if target in seen:
-            raise SignatureOnnxError(f"{safe_text(image)} and {safe_text(seen[target])} would both be written to {safe_text(target)}; rename one")
+            raise SignatureOnnxError(f"{shown(image)} and {shown(seen[target])} would both be written to {shown(target)}; rename one")
         seen[target] = image
     return targets
 
@@ -85,14 +86,14 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
             write_bytes(target, png_bytes(processed))
             bar.update(1)
     if not args.quiet:
-        print(f"wrote {len(targets)} image(s) to {safe_text(args.out)}", file=sys.stderr)
+        print(f"wrote {len(targets)} image(s) to {shown(args.out)}", file=sys.stderr)
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
     from signature_onnx.models import ORTModelForSignatureCleaning
     from signature_onnx.progress import progress
 
-    model = ORTModelForSignatureCleaning.from_pretrained(args.model or DEFAULT_MODELS["clean"], threads=args.threads)
+    model = ORTModelForSignatureCleaning.from_pretrained(args.model or DEFAULT_MODELS["clean"], **_load_options(args))
     images = [Path(p) for p in args.images]
     targets = _outputs_by_stem(images, Path(args.out), ".png")
     with progress(total=len(images), desc="clean", unit="img", enabled=not args.quiet) as bar:
@@ -102,15 +103,18 @@ def cmd_clean(args: argparse.Namespace) -> None:
             _warn(model.synthetic_warning())
             bar.update(1)
     if not args.quiet:
-        print(f"wrote {len(targets)} cleaned image(s) to {safe_text(args.out)}", file=sys.stderr)
+        print(f"wrote {len(targets)} cleaned image(s) to {shown(args.out)}", file=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
     from signature_onnx.models import ORTModelForSignatureVerification
 
-    model = ORTModelForSignatureVerification.from_pretrained(args.model or DEFAULT_MODELS["verify"], threads=args.threads)
+    model = ORTModelForSignatureVerification.from_pretrained(args.model or DEFAULT_MODELS["verify"], **_load_options(args))
     result = model.verify(args.image_a, args.image_b, threshold=args.threshold)
     warning = model.synthetic_warning()
+    for key in ("logit", "probability", "cosine"):  # the API checks its outputs; this is the printed result's own check
+        if not math.isfinite(getattr(result, key)):
+            raise ModelOutputError(f"{shown(model.folder.onnx_path)}: model {shown(repr(model.folder.name), 80)} gave a non-finite {key}; expected a number")
     if args.json:
         body = {
             "a": str(args.image_a), "b": str(args.image_b), "model": model.folder.name,
@@ -118,7 +122,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
             "threshold": result.threshold, "same_writer": result.same_writer,
             "synthetic_weights": result.synthetic_weights, "warning": warning,
         }
-        print(json.dumps(body, indent=2))
+        print(json.dumps(body, indent=2, allow_nan=False))  # always valid JSON (NaN is not)
     else:
         print(f"probability same writer: {result.probability:.6f} (logit {result.logit:.6f})")
         print(f"cosine similarity:       {result.cosine:.6f}")
@@ -133,30 +137,44 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     from signature_onnx.models import ORTModelForSignatureFeatures
 
-    model = ORTModelForSignatureFeatures.from_pretrained(args.model or DEFAULT_MODELS["embed"], threads=args.threads)
+    model = ORTModelForSignatureFeatures.from_pretrained(args.model or DEFAULT_MODELS["embed"], **_load_options(args))
     images = [Path(p) for p in args.images]
     features = model.embed(images, layer=args.layer, batch_size=args.batch_size, show_progress=not args.quiet)
     buffer = io.BytesIO()
     np.save(buffer, features)
     write_bytes(Path(args.out), buffer.getvalue())
     if not args.quiet:
-        print(f"wrote {features.shape[0]}x{features.shape[1]} {args.layer} features of {model.folder.name} to {safe_text(args.out)}", file=sys.stderr)
+        print(f"wrote {features.shape[0]}x{features.shape[1]} {args.layer} features of {shown(model.folder.name, 80)} to {shown(args.out)}", file=sys.stderr)
     _warn(model.synthetic_warning())
 
 
 def cmd_check_vectors(args: argparse.Namespace) -> None:
     from signature_onnx.vectors import check_vectors
 
-    results = check_vectors(args.model_dir, threads=args.threads, show_progress=not args.quiet)
+    results = check_vectors(args.model_dir, show_progress=not args.quiet, **_load_options(args))
     failed = [r for r in results if not r.passed]
     for result in results:
-        errors = ", ".join(f"{k} {v:.3g}" for k, v in result.max_abs_error.items())
+        errors = ", ".join(f"{shown(k, 60)} {v:.3g}" for k, v in result.max_abs_error.items())
         print(f"{result.name}: {'ok' if result.passed else 'FAILED'} (max |error|: {errors})")
     if failed:
-        raise SignatureOnnxError(f"{safe_text(args.model_dir)}: {len(failed)} of {len(results)} test sets failed; first: {failed[0].name}: {failed[0].failure}")
+        raise SignatureOnnxError(f"{shown(args.model_dir)}: {len(failed)} of {len(results)} test sets failed; first: {failed[0].name}: {failed[0].failure}")
+
+
+def _load_options(args: argparse.Namespace) -> dict:
+    """The model-loading options every model command shares (threads, integrity, signature)."""
+    return {"threads": args.threads, "integrity_check": not args.no_integrity_check, "public_key": args.public_key}
 
 
 # ---- parser -----------------------------------------------------------------------------------
+
+
+def _model_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads, 1..256 (default: all cores)")
+    command.add_argument("--no-integrity-check", action="store_true",
+                         help="run model.onnx even when its sha256 differs from the one its folder's lineage.json records")
+    command.add_argument("--public-key", metavar="PEM",
+                         help="require the folder's release signature (model.sig) to verify with this EC public key "
+                              "(needs pip install 'signature-onnx[signing]')")
 
 
 def _size(parser: argparse.ArgumentParser, flag: str, help_text: str) -> None:
@@ -176,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary lines")
         if model_help is not None:
             command.add_argument("--model", metavar="PATH", help=model_help)
-            command.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: all cores)")
+            if handler is not cmd_preprocess:  # preprocess reads the folder's preprocessing.json only, never its model
+                _model_options(command)
         return command
 
     pre = add("preprocess", "Preprocess signature images into 8-bit PNGs named <stem>.png.", cmd_preprocess,
@@ -211,13 +230,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = add("check-vectors", "Run a model folder's test vectors (test_data_set_N) in ONNX Runtime.", cmd_check_vectors, None)
     check.add_argument("model_dir", metavar="MODEL_DIR", help="a published model folder")
-    check.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
+    _model_options(check)
     return parser
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every `finally` (temporary files) runs before exiting."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure the user can fix is one `error:` line and exit status 1."""
     args = build_parser().parse_args(argv)
+    # Only the main thread may set handlers (main() can also be called from a caller's thread).
+    handles_term = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if handles_term else None
     try:
         with warnings.catch_warnings():
             # The commands print their own loud line per result; the API's warning would repeat it.
@@ -226,13 +256,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("ignore", SyntheticWeightsWarning)
             args.handler(args)
     except (SignatureOnnxError, ValueError) as exc:  # ImageError is both; ValueError: bad threshold, layer
-        print(f"error: {safe_text(exc, 600)}", file=sys.stderr)
+        print(f"error: {shown(exc, 600)}", file=sys.stderr)
         return 1
     except OSError as exc:
-        where = f" {safe_text(exc.filename)}" if exc.filename else ""
-        print(f"error: cannot read or write{where}: {safe_text(exc.strerror or exc)}", file=sys.stderr)
+        where = f" {shown(exc.filename)}" if exc.filename else ""
+        print(f"error: cannot read or write{where}: {shown(exc.strerror or exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except MemoryError:
+        print("error: out of memory; expected smaller inputs (fewer or smaller images, a smaller --batch-size)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
         print("interrupted: files already written are complete, the rest were not written", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    except Exception as exc:  # a case no check foresaw: still one line, never a traceback
+        print(f"error: unexpected {type(exc).__name__}: {first_line(exc)}; please report it", file=sys.stderr)
+        return 1
+    finally:
+        if handles_term:
+            signal.signal(signal.SIGTERM, previous)
     return 0

@@ -13,6 +13,7 @@ on every result, and each result says so.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from signature_onnx.errors import ImageError, ModelFolderError, first_line
+from signature_onnx.errors import ImageError, ModelFolderError, ModelOutputError, first_line, shown
 from signature_onnx.folder import ModelFolder
 from signature_onnx.progress import progress
 from signature_onnx.runtime import cpu_session
@@ -50,15 +51,37 @@ class ORTSignatureModel:
         self._check_graph()
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], *, threads: int | None = None) -> "ORTSignatureModel":
-        """Load a model folder (or its model.onnx) for this class's task."""
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        threads: int | None = None,
+        integrity_check: bool = True,
+        public_key: str | os.PathLike[str] | None = None,
+    ) -> "ORTSignatureModel":
+        """Load a model folder (or its model.onnx) for this class's task.
+
+        threads: ONNX Runtime intra-op threads (1..256; None: every core).
+        integrity_check: refuse a model.onnx whose sha256 differs from the one the folder's own
+            lineage.json records (`IntegrityError`); False runs it anyway.
+        public_key: an EC public key PEM; the folder's release signature (model.sig) must then
+            verify with it (needs `pip install 'signature-onnx[signing]'`).
+        """
         folder = ModelFolder.open(path)
         if cls.task is not None and folder.task != cls.task:
             raise ModelFolderError(
-                f"{folder.onnx_path}: model {folder.name!r} is a {folder.task!r} model, not a {cls.task!r} one; "
+                f"{shown(folder.onnx_path)}: model {shown(repr(folder.name), 80)} is a {folder.task!r} model, not a {cls.task!r} one; "
                 f"use the {_TASK_COMMANDS[folder.task]!r} command (or its class) with it"
             )
-        model = cls(folder, cpu_session(folder.onnx_path, str(folder.onnx_path), "pull or rebuild it", threads))
+        return cls._load(folder, threads, integrity_check, public_key)
+
+    @classmethod
+    def _load(cls, folder: ModelFolder, threads: int | None, integrity_check: bool, public_key: str | os.PathLike[str] | None) -> "ORTSignatureModel":
+        if public_key is not None:
+            folder.verify_signature(public_key)
+        # The checked bytes are the ones ONNX Runtime loads (never the path, which could change in between).
+        data = folder.model_bytes(integrity_check=integrity_check)
+        model = cls(folder, cpu_session(data, str(folder.onnx_path), "pull or rebuild it", threads))
         model.warn_if_synthetic()
         return model
 
@@ -71,7 +94,7 @@ class ORTSignatureModel:
         if not self.folder.synthetic:
             return None
         return (
-            f"WARNING: {self.folder.name} has SYNTHETIC stand-in weights ({self.folder.source}); "
+            f"WARNING: {shown(self.folder.name, 80)} has SYNTHETIC stand-in weights ({self.folder.source}); "
             "this result means nothing"
         )
 
@@ -92,16 +115,27 @@ class ORTSignatureModel:
         """Refuse a graph whose inputs do not fit the task (a folder holding another model)."""
 
     def _run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the session; every output must be finite, or nothing is reported (`ModelOutputError`)."""
         names = list(outputs or self.output_names)
         try:
             values = self.session.run(names, feeds)
         except Exception as exc:  # ORT's own error types: a bad shape, an SPP input below its minimum
-            raise ImageError(f"{self.folder.onnx_path}: ONNX Runtime refused the input ({first_line(exc)})") from None
+            raise ImageError(f"{shown(self.folder.onnx_path)}: ONNX Runtime refused the input ({first_line(exc)})") from None
+        for output, value in zip(names, values):
+            array = np.asarray(value)
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                self._fail_output(output, f"{int(array.size - np.isfinite(array).sum())} of {array.size} values are NaN or infinite")
         return dict(zip(names, values))
+
+    def _fail_output(self, output: str, what: str) -> None:
+        raise ModelOutputError(
+            f"{shown(self.folder.onnx_path)}: model {shown(repr(self.folder.name), 80)}, output {shown(repr(output), 80)}: {what}; "
+            "expected finite values (the model file is damaged or is not the model its folder describes)"
+        )
 
     def _fail_graph(self, expected: str) -> None:
         shapes = {i.name: (i.type, i.shape) for i in self.session.get_inputs()}
-        raise ModelFolderError(f"{self.folder.onnx_path}: inputs {shapes} do not fit a {self.folder.task!r} model; expected {expected}")
+        raise ModelFolderError(f"{shown(self.folder.onnx_path)}: inputs {shown(shapes)} do not fit a {self.folder.task!r} model; expected {expected}")
 
 
 class ORTModelForSignatureCleaning(ORTSignatureModel):
@@ -172,10 +206,15 @@ class ORTModelForSignatureVerification(ORTSignatureModel):
         feeds = dict(zip(self.input_names, (self.prepare(image_a), self.prepare(image_b))))
         e1, e2, logit = (self._run(feeds)[name] for name in self.output_names)
         logit_value = float(np.asarray(logit, dtype=np.float64).reshape(-1)[0])
-        probability = float(1.0 / (1.0 + np.exp(-logit_value)))
+        # Either branch keeps exp's argument <= 0: a huge finite logit gives 0 or 1, never an overflow.
+        if logit_value >= 0:
+            probability = 1.0 / (1.0 + math.exp(-logit_value))
+        else:
+            probability = math.exp(logit_value) / (1.0 + math.exp(logit_value))
         a, b = (np.asarray(e, dtype=np.float64).reshape(-1) for e in (e1, e2))
+        # float32 outputs squared stay below 1e77 in float64: the norms are finite.
         norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-        cosine = float(a @ b / norms) if norms > 0 else 0.0
+        cosine = float(np.clip(a @ b / norms, -1.0, 1.0)) if norms > 0 else 0.0
         self.warn_if_synthetic()
         decision = None if threshold is None else probability >= threshold
         return Verification(logit_value, probability, cosine, threshold, decision, self.synthetic)
@@ -203,13 +242,13 @@ class ORTModelForSignatureFeatures(ORTSignatureModel):
         size (one at a time). Images are files or gray arrays (paper 255, ink dark).
         """
         if layer not in self.output_names:
-            raise ValueError(f"{self.folder.name} has no layer {layer!r}; it outputs {self.output_names}")
+            raise ValueError(f"{shown(self.folder.name, 80)} has no layer {shown(repr(layer), 40)}; it outputs {shown(self.output_names)}")
         items = list(images)
         if not items:
             raise ValueError("no images to embed")
         step = 1 if self.folder.preprocessing.spp else max(1, batch_size)
         features = []
-        bar = progress(total=len(items), desc=f"embed ({self.folder.name})", unit="img", enabled=show_progress)
+        bar = progress(total=len(items), desc=f"embed ({shown(self.folder.name, 40)})", unit="img", enabled=show_progress)
         with bar:
             for start in range(0, len(items), step):
                 chunk = items[start : start + step]
@@ -232,6 +271,13 @@ class AutoORTModel:
     """Loads any published model folder with the class of its task."""
 
     @staticmethod
-    def from_pretrained(path: str | os.PathLike[str], *, threads: int | None = None) -> ORTSignatureModel:
+    def from_pretrained(
+        path: str | os.PathLike[str],
+        *,
+        threads: int | None = None,
+        integrity_check: bool = True,
+        public_key: str | os.PathLike[str] | None = None,
+    ) -> ORTSignatureModel:
+        """Load any model folder with its task's class (arguments as `ORTSignatureModel.from_pretrained`)."""
         folder = ModelFolder.open(path)
-        return _CLASSES[folder.task].from_pretrained(path, threads=threads)
+        return _CLASSES[folder.task]._load(folder, threads, integrity_check, public_key)

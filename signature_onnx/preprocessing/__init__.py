@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from signature_onnx.errors import ImageError, ModelFolderError
+from signature_onnx.errors import ImageError, ModelFolderError, shown
 from signature_onnx.preprocessing import sigver, wiwd
 from signature_onnx.preprocessing.arrays import Source, as_2d_real, name
 from signature_onnx.preprocessing.files import IMAGE_SUFFIXES, load_rgb
@@ -31,6 +31,22 @@ __all__ = ["STYLES", "SIGNATURE_STYLES", "IMAGE_SUFFIXES", "Preprocessing", "sty
 
 SIGNATURE_STYLES: dict[str, ModuleType] = {"wiwd": wiwd, "sigver": sigver}
 STYLES = (*SIGNATURE_STYLES, "rgb")
+# Upper bound of every side of canvas, img_size and input_size. The largest size in the upstream
+# facts (docs/MODEL_FACTS.md) is the SigNet canvas (952, 1360); twice its long side leaves room
+# for scans at higher resolution while a canvas stays below 2720 x 2720 = 7.4 M pixels (the
+# float64 steps then need about 60 MB, not the 80 GB a 100000 x 100000 "size" would ask for).
+MAX_SIDE = 2 * 1360
+
+
+def size_problem(value: Any) -> str | None:
+    """Why `value` is not a (rows, cols) size of 1..MAX_SIDE each, or None when it is one."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
+        return f"must be [rows, cols], got {shown(repr(value), 60)}"
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return f"must be two integers, got {shown(repr(value), 60)}"
+    if not all(1 <= v <= MAX_SIDE for v in value):
+        return f"must be two integers from 1 to {MAX_SIDE} (twice the largest upstream canvas side), got {shown(repr(value), 60)}"
+    return None
 
 
 def style_module(style: str) -> ModuleType:
@@ -61,6 +77,14 @@ class Preprocessing:
     input_divisor: int = 1
     spp: bool = False
 
+    def __post_init__(self) -> None:
+        # The bounds hold however a Preprocessing is made (a folder's file, command-line flags).
+        for key in ("input_size", "canvas", "img_size"):
+            value = getattr(self, key)
+            problem = None if value is None and key != "input_size" else size_problem(value)
+            if problem:
+                raise ValueError(f"{key} {problem}")
+
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "Preprocessing":
         """Read and check the JSON form; a bad value fails naming `where` and the key."""
@@ -69,25 +93,26 @@ class Preprocessing:
         known = {"style", "input_size", "canvas", "img_size", "input_divisor", "spp"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ModelFolderError(f"{where}: unknown keys {unknown}; expected only {sorted(known)}")
+            raise ModelFolderError(f"{where}: unknown keys {shown(unknown)}; expected only {sorted(known)}")
         style = data.get("style")
         if style not in STYLES:
-            raise ModelFolderError(f"{where}: style {style!r} is not one of {list(STYLES)}")
+            raise ModelFolderError(f"{where}: style {shown(repr(style), 60)} is not one of {list(STYLES)}")
 
         def pair(key: str, required: bool) -> tuple[int, int] | None:
             value = data.get(key)
             if value is None and not required:
                 return None
-            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-                raise ModelFolderError(f"{where}: {key} must be [rows, cols] of positive integers, got {value!r}")
+            problem = size_problem(value) if isinstance(value, list) else f"must be [rows, cols], got {shown(repr(value), 60)}"
+            if problem:
+                raise ModelFolderError(f"{where}: {key} {problem}")
             return (value[0], value[1])
 
         divisor = data.get("input_divisor", 1)
         if divisor not in (1, 255) or isinstance(divisor, bool):
-            raise ModelFolderError(f"{where}: input_divisor must be 1 or 255, got {divisor!r}")
+            raise ModelFolderError(f"{where}: input_divisor must be 1 or 255, got {shown(repr(divisor), 60)}")
         spp = data.get("spp", False)
         if not isinstance(spp, bool):
-            raise ModelFolderError(f"{where}: spp must be true or false, got {spp!r}")
+            raise ModelFolderError(f"{where}: spp must be true or false, got {shown(repr(spp), 60)}")
         signature_centered = style in SIGNATURE_STYLES and not spp
         return cls(
             style=style,

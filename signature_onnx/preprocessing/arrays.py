@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from signature_onnx.errors import ImageError
+from signature_onnx.errors import ImageError, shown
 
 Source = str | os.PathLike[str] | None
 
@@ -149,7 +149,7 @@ def crop_center(img: np.ndarray, size: tuple[int, int], *, source: Source = None
 
 def name(source: Source) -> str:
     """How error messages refer to the image: its file name, or 'input image'."""
-    return str(source) if source is not None else "input image"
+    return shown(source) if source is not None else "input image"
 
 
 def check_size(size: Any, what: str) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from signature_onnx.errors import ImageError
+from signature_onnx.errors import ImageError, shown
 from signature_onnx.preprocessing.arrays import is_positive_int
 
 # File endings that image folders are searched for.
@@ -73,11 +73,11 @@ def load_rgb(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000) -> n
 def _check_readable_file(file: Path) -> None:
     """Fail early, with a plain message, on a path that cannot hold an image at all."""
     if not file.exists():
-        raise ImageError(f"{file}: no such file; expected a signature image (PNG, JPEG, TIFF, ...)")
+        raise ImageError(f"{shown(file)}: no such file; expected a signature image (PNG, JPEG, TIFF, ...)")
     if not file.is_file():
-        raise ImageError(f"{file}: is not a regular file; expected a signature image file")
+        raise ImageError(f"{shown(file)}: is not a regular file; expected a signature image file")
     if file.stat().st_size == 0:
-        raise ImageError(f"{file}: the file is empty (0 bytes); expected a signature image")
+        raise ImageError(f"{shown(file)}: the file is empty (0 bytes); expected a signature image")
 
 
 def _open_image(file: Path) -> Image.Image:
@@ -86,16 +86,18 @@ def _open_image(file: Path) -> Image.Image:
         return Image.open(file)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"{file}: refused to decode, the image is too large for Pillow's limit "
+            f"{shown(file)}: refused to decode, the image is too large for Pillow's limit "
             f"({exc}); expected a signature scan of at most a few megapixels"
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
-            f"{file}: not a recognised image file; expected a signature image "
+            f"{shown(file)}: not a recognised image file; expected a signature image "
             "(PNG, JPEG, TIFF, BMP, ...)"
         ) from exc
     except OSError as exc:  # permission denied, I/O error, broken header
-        raise ImageError(f"{file}: cannot be read as an image ({exc})") from exc
+        raise ImageError(f"{shown(file)}: cannot be read as an image ({exc})") from exc
+    except (ValueError, SyntaxError, EOFError, MemoryError) as exc:  # a PNG text-chunk bomb ("Decompressed Data Too Large"), odd headers
+        raise ImageError(f"{shown(file)}: refused while reading its header ({exc}); expected a signature image with ordinary metadata") from exc
 
 
 def _check_pixel_count(image: Image.Image, file: Path, max_pixels: int) -> None:
@@ -103,12 +105,12 @@ def _check_pixel_count(image: Image.Image, file: Path, max_pixels: int) -> None:
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(
-            f"{file}: declares {width}x{height} = {width * height} pixels, more than "
+            f"{shown(file)}: declares {width}x{height} = {width * height} pixels, more than "
             f"max_pixels={max_pixels}; refused to decode (possible decompression bomb); "
             "expected a signature scan"
         )
     if width == 0 or height == 0:
-        raise ImageError(f"{file}: has no pixels ({width}x{height}); expected a signature image")
+        raise ImageError(f"{shown(file)}: has no pixels ({width}x{height}); expected a signature image")
 
 
 def _decode(image: Image.Image, file: Path) -> None:
@@ -116,10 +118,10 @@ def _decode(image: Image.Image, file: Path) -> None:
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{file}: refused to decode, the image is too large ({exc})") from exc
+        raise ImageError(f"{shown(file)}: refused to decode, the image is too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageError(
-            f"{file}: the image data is truncated or corrupt ({exc}); expected a complete image"
+            f"{shown(file)}: the image data is truncated or corrupt ({exc}); expected a complete image"
         ) from exc
 
 
@@ -139,7 +141,7 @@ def flatten_to_gray(image: Image.Image, file: Path) -> np.ndarray:
             gray = np.array(image.convert("RGB").convert("F"), dtype=np.float32)
     except ValueError as exc:  # Pillow cannot convert this mode
         raise ImageError(
-            f"{file}: unsupported image mode {mode!r} ({exc}); expected a grayscale or color image"
+            f"{shown(file)}: unsupported image mode {mode!r} ({exc}); expected a grayscale or color image"
         ) from exc
     _check_gray_range(gray, file)
     return gray
@@ -150,7 +152,7 @@ def _sixteen_bit_to_gray(image: Image.Image, file: Path) -> np.ndarray:
     samples = np.array(image, dtype=np.float64)
     if samples.size and (samples.min() < 0 or samples.max() > 65535):
         raise ImageError(
-            f"{file}: 32-bit integer image with values {samples.min():.0f}..{samples.max():.0f}; "
+            f"{shown(file)}: 32-bit integer image with values {samples.min():.0f}..{samples.max():.0f}; "
             "expected 8-bit or 16-bit samples (0..65535)"
         )
     return (samples / 257.0).astype(np.float32)
@@ -175,12 +177,12 @@ def _composite_on_white(image: Image.Image) -> np.ndarray:
 def _check_gray_range(gray: np.ndarray, file: Path) -> None:
     """A loaded image must be 2-D, finite and within 0..255 (only "F" files can break this)."""
     if gray.ndim != 2:
-        raise ImageError(f"{file}: decoded to shape {gray.shape}; expected a 2-D grayscale image")
+        raise ImageError(f"{shown(file)}: decoded to shape {gray.shape}; expected a 2-D grayscale image")
     if not np.isfinite(gray).all():
-        raise ImageError(f"{file}: contains NaN or infinite pixel values; expected 0..255")
+        raise ImageError(f"{shown(file)}: contains NaN or infinite pixel values; expected 0..255")
     if gray.min() < 0 or gray.max() > 255:
         raise ImageError(
-            f"{file}: pixel values {gray.min():g}..{gray.max():g} are outside 0..255; "
+            f"{shown(file)}: pixel values {gray.min():g}..{gray.max():g} are outside 0..255; "
             "expected an 8-bit range grayscale image"
         )
 

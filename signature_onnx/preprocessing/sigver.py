@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 from skimage import filters, img_as_ubyte, io, transform
 
-from signature_onnx.errors import ImageError
+from signature_onnx.errors import ImageError, shown
 from signature_onnx.preprocessing.arrays import (
     Source,
     as_2d_real,
@@ -76,9 +76,9 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
             warnings.simplefilter("ignore")  # img_as_ubyte's "lossy conversion" note
             gray = img_as_ubyte(io.imread(file, as_gray=True))
     except (OSError, ValueError, TypeError, SyntaxError, MemoryError) as exc:
-        raise ImageError(f"{file}: scikit-image cannot read it as a gray image ({exc}); expected a signature image") from exc
+        raise ImageError(f"{shown(file)}: scikit-image cannot read it as a gray image ({exc}); expected a signature image") from exc
     if gray.ndim != 2:
-        raise ImageError(f"{file}: decoded to shape {gray.shape}; expected a 2-D grayscale image")
+        raise ImageError(f"{shown(file)}: decoded to shape {gray.shape}; expected a 2-D grayscale image")
     return gray
 
 
