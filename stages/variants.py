@@ -16,6 +16,11 @@ line); a missing fp32 model is.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before numpy is imported (stages.core.pinned_kernels)
+    from stages.core.pinned_kernels import pin_kernels
+
+    pin_kernels("stages.variants")
+
 import json
 import logging
 

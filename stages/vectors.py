@@ -30,6 +30,11 @@ Why these bytes are the same on every machine (they are hashed in dvc.lock):
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before numpy is imported (stages.core.pinned_kernels)
+    from stages.core.pinned_kernels import pin_kernels
+
+    pin_kernels("stages.vectors")
+
 import json
 import logging
 from collections.abc import Callable

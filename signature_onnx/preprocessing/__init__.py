@@ -15,6 +15,7 @@ canvas, sizes or scaling by hand.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from types import ModuleType
@@ -23,13 +24,14 @@ from typing import Any
 import numpy as np
 
 from signature_onnx.errors import ImageError, ModelFolderError, shown
-from signature_onnx.preprocessing import sigver, wiwd
 from signature_onnx.preprocessing.arrays import Source, as_2d_real, name
 from signature_onnx.preprocessing.files import IMAGE_SUFFIXES, load_rgb
 
 __all__ = ["STYLES", "SIGNATURE_STYLES", "IMAGE_SUFFIXES", "Preprocessing", "style_module", "load_rgb", "ImageError"]
 
-SIGNATURE_STYLES: dict[str, ModuleType] = {"wiwd": wiwd, "sigver": sigver}
+# Style name -> its module, imported when first used: scikit-image, SciPy and OpenCV cost a
+# command that never preprocesses (check-vectors, --help) a third of its start-up.
+SIGNATURE_STYLES: dict[str, str] = {"wiwd": "signature_onnx.preprocessing.wiwd", "sigver": "signature_onnx.preprocessing.sigver"}
 STYLES = (*SIGNATURE_STYLES, "rgb")
 # Upper bound of every side of canvas, img_size and input_size. The largest size in the upstream
 # facts (docs/MODEL_FACTS.md) is the SigNet canvas (952, 1360); twice its long side leaves room
@@ -52,7 +54,7 @@ def size_problem(value: Any) -> str | None:
 def style_module(style: str) -> ModuleType:
     """The module of a signature style ("wiwd" or "sigver")."""
     try:
-        return SIGNATURE_STYLES[style]
+        return importlib.import_module(SIGNATURE_STYLES[style])
     except KeyError:
         raise ValueError(f"unknown preprocessing style {style!r}; expected one of {sorted(SIGNATURE_STYLES)}") from None
 
