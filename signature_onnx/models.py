@@ -204,7 +204,8 @@ class ORTModelForSignatureVerification(ORTSignatureModel):
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
         feeds = dict(zip(self.input_names, (self.prepare(image_a), self.prepare(image_b))))
-        e1, e2, logit = (self._run(feeds)[name] for name in self.output_names)
+        outputs = self._run(feeds)  # one run: a generator over `self._run(feeds)[name]` would run it once per output
+        e1, e2, logit = (outputs[name] for name in self.output_names)
         logit_value = float(np.asarray(logit, dtype=np.float64).reshape(-1)[0])
         # Either branch keeps exp's argument <= 0: a huge finite logit gives 0 or 1, never an overflow.
         if logit_value >= 0:

@@ -562,3 +562,16 @@ def test_the_api_raises_the_packages_own_errors(signet: Path, tmp_path: Path):
     (tmp_path / "again" / "model.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(SignatureOnnxError, match="model.onnx"):
         AutoORTModel.from_pretrained(tmp_path / "again", integrity_check=False)
+
+
+def test_verify_runs_the_network_once_per_pair(siamese: Path, scan: Path):
+    """One verification is one ONNX Runtime run (the three outputs come from the same run)."""
+    from signature_onnx import ORTModelForSignatureVerification
+
+    model = ORTModelForSignatureVerification.from_pretrained(siamese)
+    calls = []
+    run = model.session.run
+    model.session = type("Counting", (), {"run": lambda self, names, feeds: calls.append(names) or run(names, feeds),
+                                          "get_inputs": lambda self: run.__self__.get_inputs()})()
+    model.verify(scan, scan)
+    assert len(calls) == 1, calls
