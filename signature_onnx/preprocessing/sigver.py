@@ -28,6 +28,7 @@ import os
 import warnings
 
 import numpy as np
+from scipy import ndimage
 from skimage import filters, img_as_ubyte, io, transform
 
 from signature_onnx.errors import ImageError, shown
@@ -191,7 +192,44 @@ def resize_image(img: np.ndarray, size: tuple[int, int], *, source: Source = Non
     height, width = check_size(size, "size")
     image = as_2d_real(img, source)
     resize_rows, resize_cols, crop_axis, start = resize_target(image.shape, (height, width))
-    resized = transform.resize(
-        image, (resize_rows, resize_cols), mode="constant", anti_aliasing=True, preserve_range=True
-    ).astype(np.uint8)
+    resized = antialiased_resize(image, (resize_rows, resize_cols)).astype(np.uint8)
     return keep_middle(resized, (height, width), crop_axis, start)
+
+
+def antialiased_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`skimage.transform.resize(image, shape, mode="constant", anti_aliasing=True, preserve_range=True)`,
+    bit for bit, about three times faster on a centred signature.
+
+    The resize blurs the whole canvas (`scipy.ndimage.gaussian_filter`, constant 0 outside) and
+    then interpolates it (`scipy.ndimage.zoom`, order 1). A signature fills a fifth of its canvas
+    and the inverted paper is 0, so the blur is computed only on the ink's box widened by the
+    kernel's radius (int(4 sigma + 0.5), SciPy's truncation) on each axis: every pixel of that
+    window sees the same neighbours as in the whole canvas (what lies beyond is 0, as the
+    padding is), and every pixel outside it is exactly 0. The zoom and the final clip to the
+    input's range are scikit-image's, on the whole blurred canvas. Any other input (not uint8,
+    or without a 0 pixel) goes to scikit-image itself.
+
+    Args:
+        image: 2-D array (rows, cols), finite values.
+        shape: (rows, cols) of the result.
+
+    Returns:
+        float64 array of `shape`, values within the input's range.
+    """
+    factors = np.divide(image.shape, shape)
+    if image.dtype != np.uint8 or image.min() != 0 or not np.any(factors > 1):
+        return transform.resize(image, shape, mode="constant", anti_aliasing=True, preserve_range=True)
+    source = image.astype(np.float64)  # scikit-image's float conversion with preserve_range
+    sigma = np.maximum(0, (factors - 1) / 2)
+    radius = [int(4.0 * s + 0.5) for s in sigma]  # scipy.ndimage.gaussian_filter1d, truncate=4.0
+    rows, cols = np.nonzero(image)
+    window = (
+        slice(max(int(rows.min()) - radius[0], 0), int(rows.max()) + radius[0] + 1),
+        slice(max(int(cols.min()) - radius[1], 0), int(cols.max()) + radius[1] + 1),
+    )
+    blurred = np.zeros_like(source)
+    blurred[window] = ndimage.gaussian_filter(source[window], sigma, cval=0, mode="constant")
+    with warnings.catch_warnings():  # SciPy advises "grid-constant"; scikit-image passes "constant", so must this
+        warnings.simplefilter("ignore", UserWarning)
+        out = ndimage.zoom(blurred, [1 / f for f in factors], order=1, mode="constant", cval=0, grid_mode=True)
+    return np.clip(out, 0, int(image.max()), out=out)  # scikit-image clips to the input's range
