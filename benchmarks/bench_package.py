@@ -13,9 +13,10 @@ printed with every table. Variants the stage refused (outside their tolerances) 
 models/<name>/variants.json with the deltas it measured (the stage times nothing: this is where
 the variants' speed is measured).
 
-Then end to end, as the CLI runs them: `verify` (a pair: load, sigver preprocessing, Siamese) and
-`embed` (one image: load, sigver preprocessing, signet_pth), ONNX Runtime (fp32 and each
-published variant, through the package's API) vs PyTorch with the same reference preprocessing.
+Then end to end, as the CLI runs them: `verify` (a pair: sigver preprocessing, Siamese) and
+`embed` (one image: sigver preprocessing, signet_pth), ONNX Runtime through the package against
+PyTorch with the same preprocessing, cold (a new process per run, its parts timed: interpreter
+start, imports, load, preprocess, run) and warm (the API, model loaded).
 
 Needs a built project (`dvc repro`): data/raw/<model>/, models/<model>/ with variants/. Not a
 test: it prints figures and asserts nothing.
@@ -30,6 +31,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,7 +124,62 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
     return rows
 
 
+# One end-to-end run in a fresh process, timing its own parts: the interpreter's start is what
+# the parent measures beyond them. PATH ORT: the package as `signature-onnx verify/embed` runs it;
+# PATH torch: the family's PyTorch module with the same preprocessing (the package's `prepare`).
+COLD_SCRIPT = r"""
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+t0 = time.perf_counter()
+task, runtime, model, threads, images = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+if runtime == "ort":
+    from signature_onnx import AutoORTModel
+    t1 = time.perf_counter()
+    m = AutoORTModel.from_pretrained("models/" + model, threads=threads)
+    t2 = time.perf_counter()
+    x = [m.prepare(i) for i in images]
+    t3 = time.perf_counter()
+    m._run(dict(zip(m.input_names, x)) if task == "verify" else {m.input_names[0]: x[0]})
+else:
+    import torch
+    from pathlib import Path
+    from signature_onnx import AutoORTModel
+    from stages.core.params import model_spec
+    from stages.families.torch_sigver import siamese, signet
+    torch.set_num_threads(threads)
+    t1 = time.perf_counter()
+    net = (siamese if task == "verify" else signet).load_model(Path("data/raw") / model, model_spec(model))
+    prepare = AutoORTModel.from_pretrained("models/" + model, threads=1).prepare  # the same preprocessing
+    t2 = time.perf_counter()
+    x = [torch.from_numpy(prepare(i)) for i in images]
+    t3 = time.perf_counter()
+    with torch.no_grad():
+        net(*x)
+t4 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "load": t2 - t1, "preprocess": t3 - t2, "run": t4 - t3, "inside": t4 - t0}))
+"""
+
+
+def cold_run(task: str, runtime: str, model: str, threads: int, images: list[Path]) -> dict[str, float]:
+    """Parts of one cold run in ms; `start` is the process's wall time outside the timed parts."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", COLD_SCRIPT, task, runtime, model, str(threads), *map(str, images)],
+                          capture_output=True, text=True, env=env, check=True)
+    wall = time.perf_counter() - start
+    parts = json.loads(done.stdout.strip().splitlines()[-1])
+    timed = {"start": wall - parts["inside"], **{k: parts[k] for k in ("import", "load", "preprocess", "run")}, "total": wall}
+    return {k: v * 1000 for k, v in timed.items()}
+
+
 def bench_end_to_end(images: list[Path], rounds: int, threads: int) -> None:
+    """`verify` (a pair: siamese) and `embed` (one image: signet_pth), ONNX Runtime against PyTorch
+    with the same preprocessing: cold (a new process per run: start, imports, load, preprocess, run)
+    and warm (the API with the model loaded), medians of interleaved rounds."""
+    import statistics
+
     import torch
 
     from signature_onnx import ORTModelForSignatureFeatures, ORTModelForSignatureVerification
@@ -130,36 +187,59 @@ def bench_end_to_end(images: list[Path], rounds: int, threads: int) -> None:
     from stages.families.torch_sigver import siamese as torch_siamese
     from stages.families.torch_sigver import signet as torch_signet
 
+    a, b = images[0], images[1]
+    cases = {"verify": ("siamese", [a, b]), "embed": ("signet_pth", [a])}
+    before = load()
+    cold: dict[tuple[str, str], list[dict[str, float]]] = {(t, r): [] for t in cases for r in ("torch", "ort")}
+    for _ in range(rounds):
+        for (task, runtime), runs in cold.items():
+            runs.append(cold_run(task, runtime, cases[task][0], threads, cases[task][1]))
+    print(f"\n== end to end, cold (one new process per run), {a.name} / {b.name}; ms, median of {rounds} interleaved rounds, "
+          f"{threads} threads; {before} -> {load()} ==")
+    print(f"{'':<18}{'start':>8}{'import':>8}{'load':>8}{'prep':>8}{'run':>8}{'total':>9}{'x torch':>9}")
+    for task in cases:
+        medians = {r: {k: statistics.median(run[k] for run in cold[(task, r)]) for k in cold[(task, r)][0]} for r in ("torch", "ort")}
+        for runtime, label in (("torch", "PyTorch"), ("ort", "ONNX Runtime")):
+            m = medians[runtime]
+            print(f"{task + ' ' + label:<18}" + "".join(f"{m[k]:>8.0f}" for k in ("start", "import", "load", "preprocess", "run"))
+                  + f"{m['total']:>9.0f}{medians['torch']['total'] / m['total']:>8.2f}x")
+
     torch.set_num_threads(threads)
     siamese = torch_siamese.load_model(Path("data/raw/siamese"), model_spec("siamese"))
     signet = torch_signet.load_model(Path("data/raw/signet_pth"), model_spec("signet_pth"))
-    a, b = images[0], images[1]
-    folders = {"fp32": Path("models/siamese")} | {p.name: p for p in sorted(Path("models/siamese/variants").glob("*"))}
-    verifiers = {k: ORTModelForSignatureVerification.from_pretrained(p, threads=threads) for k, p in folders.items()}
-    folders = {"fp32": Path("models/signet_pth")} | {p.name: p for p in sorted(Path("models/signet_pth/variants").glob("*"))}
-    embedders = {k: ORTModelForSignatureFeatures.from_pretrained(p, threads=threads) for k, p in folders.items()}
-    prepare = verifiers["fp32"].prepare
+    verifier = ORTModelForSignatureVerification.from_pretrained(Path("models/siamese"), threads=threads)
+    embedder = ORTModelForSignatureFeatures.from_pretrained(Path("models/signet_pth"), threads=threads)
+    pair = [verifier.prepare(a), verifier.prepare(b)]
+    one = embedder.prepare(a)
 
     def torch_verify() -> None:
-        x1, x2 = (torch.from_numpy(prepare(p)) for p in (a, b))
+        x1, x2 = (torch.from_numpy(verifier.prepare(p)) for p in (a, b))
         with torch.no_grad():
             siamese(x1, x2)
 
     def torch_embed() -> None:
         with torch.no_grad():
-            signet(torch.from_numpy(embedders["fp32"].prepare(a)))
+            signet(torch.from_numpy(embedder.prepare(a)))
 
-    runs = {"verify: PyTorch": torch_verify}
-    runs.update({f"verify: ORT {k}": (lambda m: lambda: m.verify(a, b))(m) for k, m in verifiers.items()})
-    runs["embed 1: PyTorch"] = torch_embed
-    runs.update({f"embed 1: ORT {k}": (lambda m: lambda: m.embed([a]))(m) for k, m in embedders.items()})
-    runs["preprocess a pair (sigver)"] = lambda: (prepare(a), prepare(b))
+    def torch_run(net, *arrays) -> Callable[[], object]:
+        def run() -> None:
+            with torch.no_grad():
+                net(*(torch.from_numpy(x) for x in arrays))
+        return run
+
+    runs = {
+        "verify: PyTorch": torch_verify, "verify: ORT": lambda: verifier.verify(a, b),
+        "  preprocess a pair": lambda: (verifier.prepare(a), verifier.prepare(b)),
+        "  network, PyTorch": torch_run(siamese, *pair), "  network, ORT": lambda: verifier._run(dict(zip(verifier.input_names, pair))),
+        "embed 1: PyTorch": torch_embed, "embed 1: ORT": lambda: embedder.embed([a]),
+        "  preprocess one": lambda: embedder.prepare(a),
+        "  network, PyTorch ": torch_run(signet, one), "  network, ORT ": lambda: embedder._run({embedder.input_names[0]: one}),
+    }
     before = load()
-    ms = interleaved_ms(runs, rounds)
-    print(f"\n== end to end (load + sigver preprocessing + model), {a.name} / {b.name}; ms, median of {rounds} "
-          f"interleaved rounds; {before} -> {load()} ==")
+    ms = interleaved_ms(runs, rounds * 3)
+    print(f"\n== end to end, warm (API, model loaded); ms, median of {rounds * 3} interleaved rounds; {before} -> {load()} ==")
     for label, value in ms.items():
-        base = ms["verify: PyTorch"] if label.startswith("verify") else ms["embed 1: PyTorch"] if label.startswith("embed") else None
+        base = ms["verify: PyTorch"] if label == "verify: ORT" else ms["embed 1: PyTorch"] if label == "embed 1: ORT" else None
         ratio = f"{base / value:>8.2f}x vs PyTorch" if base else ""
         print(f"{label:<30}{value:>10.2f}{ratio}")
 
@@ -170,7 +250,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds per figure (median)")
     parser.add_argument("--threads", type=int, default=2, help="threads for every runtime")
     parser.add_argument("--images", type=Path, help="a folder of signature scans for the end-to-end rows (default: drawn ones)")
-    parser.add_argument("--models", nargs="+", help="models to benchmark (default: every model of params.yaml)")
+    parser.add_argument("--models", nargs="*", help="models to benchmark (default: every model of params.yaml; none: end to end only)")
     args = parser.parse_args()
     import warnings
 
@@ -182,7 +262,7 @@ def main() -> None:
     project = args.project.resolve()
     os.chdir(project)
     params = load_params(project / "params.yaml")
-    for name in args.models or list(params.models):
+    for name in list(params.models) if args.models is None else args.models:
         bench_model(project, name, params.models[name], args.rounds, args.threads)
     if args.images:
         images = sorted(p for p in args.images.iterdir() if p.suffix.lower() == ".png")[:2]

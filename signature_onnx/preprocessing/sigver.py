@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 from scipy import ndimage
-from skimage import filters, img_as_ubyte, io, transform
+from skimage import color, filters, img_as_ubyte, io, transform
 
 from signature_onnx.errors import ImageError, shown
 from signature_onnx.preprocessing.arrays import (
@@ -70,17 +70,32 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
         ImageError: the file is missing, empty, not an image, truncated, too large, or
             scikit-image cannot read it as a 2-D gray image; the message names the file.
     """
-    with decoded_image(path, max_pixels) as (_image, file):
-        pass
+    with decoded_image(path, max_pixels) as (image, file):
+        # What scikit-image's reader (imageio's Pillow plugin) returns for these formats and modes
+        # is the decoded array itself: take it rather than decode the file a second time.
+        pixels = np.asarray(image) if image.format in SAME_DECODE_FORMATS and image.mode in SAME_DECODE_MODES else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # img_as_ubyte's "lossy conversion" note
-            gray = img_as_ubyte(io.imread(file, as_gray=True))
+            gray = img_as_ubyte(io.imread(file, as_gray=True) if pixels is None else _as_gray(pixels))
     except (OSError, ValueError, TypeError, SyntaxError, MemoryError) as exc:
         raise ImageError(f"{shown(file)}: scikit-image cannot read it as a gray image ({exc}); expected a signature image") from exc
     if gray.ndim != 2:
         raise ImageError(f"{shown(file)}: decoded to shape {gray.shape}; expected a 2-D grayscale image")
     return gray
+
+
+# Single-frame formats and modes whose Pillow array is exactly what `skimage.io.imread` reads
+# (imageio converts palette images, stacks GIF frames and rescales 16-bit PNGs: those go to it).
+SAME_DECODE_FORMATS = ("PNG", "JPEG")
+SAME_DECODE_MODES = ("L", "RGB", "RGBA")
+
+
+def _as_gray(pixels: np.ndarray) -> np.ndarray:
+    """`skimage.io.imread(..., as_gray=True)`'s conversion of a decoded array: RGBA onto white, then luminance."""
+    if pixels.ndim == 2:
+        return pixels
+    return color.rgb2gray(color.rgba2rgb(pixels) if pixels.shape[2] == 4 else pixels)
 
 
 def preprocess_signature(
