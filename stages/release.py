@@ -37,7 +37,7 @@ LISTED = 20  # missing files printed before "and N more"
 def reason(error: BaseException | str, limit: int = 200) -> str:
     """The first line of a tool's message, shortened, with control characters escaped (it may
     quote a server's reply or a file's content, which must not drive the terminal)."""
-    return shown(first_line(error, limit), limit)
+    return first_line(error, limit)  # first_line escapes and shortens already
 
 
 def artifact_name(model: str) -> str:

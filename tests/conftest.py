@@ -50,13 +50,23 @@ def no_dvc_analytics():
         yield
 
 
+def copy_outputs(build: Path, project: Path, model: str, parts: tuple[str, ...] = ("data/raw", "data/interim", "models")) -> None:
+    """Copy `model`'s stage outputs from the shared build into a scratch project: real, writable
+    copies (tests write into them; the build's files are read-only hard links into its DVC cache)."""
+    for part in parts:
+        source = build / part / model
+        if source.exists():
+            shutil.copytree(source, project / part / model, dirs_exist_ok=True, copy_function=shutil.copyfile)
+
+
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch project where every stage has run once for the two Kaggle models."""
+def built_project(tmp_path_factory: pytest.TempPathFactory, reproduced) -> Path:
+    """A scratch project holding every stage's outputs for the two Kaggle models, copied from the
+    session's one build (`reproduced`) rather than built again."""
+    build = built_clone(reproduced)
     project = copy_project(tmp_path_factory.mktemp("built"))
     for model in ("cleaning", "siamese"):
-        for step in STEPS:
-            run_step(project, step, model)
+        copy_outputs(build, project, model)
     return project
 
 
@@ -68,16 +78,16 @@ SIGNET_PUBLISHED = ["signet", "signet_spp_300dpi", "signet_pth"]  # validate sta
 
 
 @pytest.fixture(scope="session")
-def signet_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch project with fetch, convert and patch run for the seven SigNet models, and
-    validate for one of each kind (SigNet, SigNet-SPP, .pth), one process at a time (each one
-    already uses every core)."""
+def signet_project(tmp_path_factory: pytest.TempPathFactory, reproduced) -> Path:
+    """A scratch project with the fetch, convert and patch outputs of the seven SigNet models, and
+    the published folders of one of each kind (SigNet, SigNet-SPP, .pth), copied from the
+    session's one build (`reproduced`)."""
+    build = built_clone(reproduced)
     project = copy_project(tmp_path_factory.mktemp("signet"))
     for model in SIGNET_MODELS:
-        for step in STEPS[:3]:
-            run_step(project, step, model)
+        copy_outputs(build, project, model, ("data/raw", "data/interim"))
     for model in SIGNET_PUBLISHED:
-        run_step(project, STEPS[3], model)
+        copy_outputs(build, project, model, ("models",))
     return project
 
 
@@ -151,18 +161,30 @@ IMPORT_TRACER = REPO / "tests" / "import_trace"
 
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """A fresh clone after a full `dvc repro` of every model, built once per test session.
+    """A fresh clone after a full `dvc repro` of every model, built once per test session: the
+    one build every end-to-end test shares (the scratch projects above copy from it).
 
     Every stage process runs under the import tracer (tests/import_trace), which writes the
-    modules it loaded to `traced_imports(clone)` and changes nothing else.
+    modules it loaded to `traced_imports(clone)` and changes nothing else. The clone links its
+    outputs to its DVC cache (cache.type hardlink, set in its local config) so the build is on
+    disk once, not twice.
     Tests that share it must leave it as they found it (git status clean, dvc.lock unchanged):
-    tests that change things work in a `git clone` of it that uses its DVC cache.
+    tests that change things work in a `git clone` of it that uses its DVC cache, or in a copy.
     """
     root = tmp_path_factory.mktemp("e2e")
     clone = fresh_clone(root / "clone")
     (root / "imports").mkdir()
     env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(root / "imports")}
+    linked = dvc(clone, "config", "--local", "cache.type", "hardlink")
+    assert linked.returncode == 0, linked.stderr
     return clone, dvc(clone, "repro", env=env)
+
+
+def built_clone(reproduced: tuple[Path, subprocess.CompletedProcess]) -> Path:
+    """The shared build's clone, after checking that the build succeeded."""
+    clone, build = reproduced
+    assert build.returncode == 0, f"dvc repro of the shared build failed:\n{build.stdout[-2000:]}\n{build.stderr[-2000:]}"
+    return clone
 
 
 def traced_imports(clone: Path) -> Path:

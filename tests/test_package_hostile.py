@@ -510,7 +510,9 @@ def test_sigterm_mid_write_leaves_no_temporary_file(home: Path, signet: Path, sc
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
     no_temporaries(out)
     assert not (out / "f.npy").exists()
-    prelude = prelude.replace("SIGTERM", "SIGINT")
+    # Ctrl-C as a terminal sends it: a process started in the background (as CI may start the
+    # suite) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    prelude = "import os, signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + prelude.replace("SIGTERM", "SIGINT").split("\n", 1)[1]
     result = cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out / "f.npy"), "-q", prelude=prelude)
     assert result.returncode == 130, result.stderr
     no_temporaries(out)

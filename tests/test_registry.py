@@ -120,5 +120,5 @@ def test_release_messages_quote_tools_on_one_escaped_line():
     from stages.release import reason
 
     assert reason("remote said \x1b[2Jcleared\nsecond line") == "remote said \\x1b[2Jcleared"
-    assert reason(RuntimeError("x" * 500), 300) == "x" * 300
+    assert reason(RuntimeError("x" * 500), 300) == "x" * 300 + "... (500 characters in all)"
     assert reason(RuntimeError("")) == "RuntimeError"

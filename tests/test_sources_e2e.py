@@ -14,14 +14,15 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import built_clone
 from fake_servers import FakeKaggle, isolated_kaggle
+from remotes import clone as clone_project
 from stages.sources.pins import LockFile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,26 +32,6 @@ MODELS = {
 }
 TARGETS = [f"validate@{name}" for name in MODELS]
 USER, MARKER = "e2e-user", "MARKER-5a0c2e9d-kaggle-key"
-TOP_LEVEL_SKIP = {".git", "data", "models", ".pytest_cache", ".benchmarks", "dvc.lock"}
-
-
-def copy_work_tree(target: Path) -> Path:
-    """The work tree as a user would clone it: no git history, no outputs, no DVC cache."""
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skipped = {n for n in names if n == "__pycache__"}
-        if Path(folder) == REPO:
-            skipped |= TOP_LEVEL_SKIP & set(names)
-        if Path(folder) == REPO / ".dvc":
-            skipped |= {"cache", "tmp"} & set(names)
-        return skipped
-
-    shutil.copytree(REPO, target, ignore=ignore)
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "scratch"]):
-        subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *command], cwd=target, check=True, capture_output=True)
-    return target
-
-
 def dvc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -88,11 +69,12 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
     return isolated_kaggle(monkeypatch, tmp_path / "home")
 
 
-def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_path: Path) -> None:
-    clone = copy_work_tree(tmp_path / "clone")
-    lock_before = (clone / "sources.lock.yaml").read_bytes()
-    dvc(clone, "repro", *TARGETS)
-    assert (clone / "sources.lock.yaml").read_bytes() == lock_before, "a builtin fetch writes no committed file"
+def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_path: Path, reproduced) -> None:
+    # The builtin run is the session's shared build: a clone of it, its outputs checked out.
+    build = built_clone(reproduced)
+    assert (build / "sources.lock.yaml").read_bytes() == (REPO / "sources.lock.yaml").read_bytes(), "a builtin fetch writes no committed file"
+    clone = clone_project(build, tmp_path / "clone", share_cache_of=build)
+    dvc(clone, "checkout", *TARGETS, "--with-deps")
     builtin = {name: digest(clone / "models" / name / "model.onnx") for name in MODELS}
     served = {name: upstream_files(clone, name) for name in MODELS}
     for name, kernel in MODELS.items():

@@ -64,8 +64,8 @@ def test_every_variant_is_published_as_a_model_folder(variants_project: Path):
     record = json.loads((variants_project / "models" / MODEL / "variants.json").read_text())
     for variant in ALL_VARIANTS:
         entry = record["variants"][variant]
-        assert entry["published"] is True and entry["min_cosine"] >= 0.5 and entry["ms_per_call"] > 0
-        assert entry["fp32_ms_per_call"] > 0
+        assert entry["published"] is True and entry["min_cosine"] >= 0.5
+        assert not {"ms_per_call", "fp32_ms_per_call", "speedup_vs_fp32"} & set(entry)  # a build times nothing
     static = onnx.load(folder / "int8_static" / "model.onnx")
     assert sum(n.op_type == "QuantizeLinear" for n in static.graph.node) > 5
     assert record["variants"]["optimized"]["recipe"]["constants"]["constants"] > 0
@@ -218,3 +218,68 @@ def test_ranges_are_rounded_outward_to_a_coarse_grid():
     value = 3.7312345678
     for neighbour in (np.nextafter(value, 0), np.nextafter(value, 10)):  # last-bit noise does not move it
         assert outward(float(neighbour), 4, up=True) == outward(value, 4, up=True) == 3.75
+
+
+def test_float32_ranges_equal_the_float64_rule_and_the_margin_is_proven(variants_project: Path, monkeypatch):
+    """int8_static's ranges come from ONNX Runtime in float32; an end within FLOAT32_MARGIN of a
+    grid point is settled in float64 instead. On two calibration inputs: the result equals the
+    float64 computation of every end; the measured float32 error is 100x inside the margin; and
+    with the margin forced wide (most ends unsettled) the float64 fallback still gives the same."""
+    from stages.core.params import model_spec
+    from stages.speedups import builders, checks
+
+    spec = model_spec(MODEL, variants_project / "params_variants.yaml")
+    rewritten, _ = builders.exact_rewrites(onnx.load(variants_project / "models" / MODEL / "model.onnx"))
+    calibration = checks.calibration_inputs(spec, 1)[:2]
+    exact = builders.float64_ranges(rewritten, calibration)
+    by_float64 = {n: (builders.outward(lo, 4, up=False), builders.outward(hi, 4, up=True)) for n, (lo, hi) in exact.items()}
+    ranges, settling = builders.int8_static_ranges(rewritten, calibration, 4)
+    assert ranges == by_float64 and settling["tensors"] == len(exact)
+    extremes = builders.float32_extremes(rewritten, calibration)
+    for name, (low, high) in exact.items():
+        scale = max(abs(low), abs(high)) or 1.0
+        gap = max(abs(extremes[name][:, 0].min() - low), abs(extremes[name][:, 1].max() - high)) / scale
+        assert gap < builders.FLOAT32_MARGIN / 100, (name, gap)
+    monkeypatch.setattr(builders, "FLOAT32_MARGIN", 2.0**-5)
+    wide, settling = builders.int8_static_ranges(rewritten, calibration, 4)
+    assert settling["endpoints_in_float64"] > 10 and wide == by_float64
+
+
+def test_an_end_near_a_grid_point_is_not_settled_in_float32():
+    from stages.speedups.builders import FLOAT32_MARGIN, settled
+
+    assert settled(5.3, 5.3, 4, up=True) and settled(0.0, 5.3, 4, up=False)
+    assert not settled(5.0 + FLOAT32_MARGIN, 5.0, 4, up=True)  # 5.0 is a grid point: either side rounds apart
+    assert not settled(1e-9, 5.0, 4, up=False)  # near zero, the sign is not certain
+
+
+def test_every_variant_passes_the_onnx_checker(variants_project: Path):
+    """ONNX Runtime runs graphs out of order; the checker (full) and strict shape inference do not
+    accept them, and other runtimes need not run them: every published variant passes both."""
+    for variant in ALL_VARIANTS:
+        model = onnx.load(variants_project / "models" / MODEL / "variants" / variant / "model.onnx")
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+
+
+def test_nodes_are_put_in_dependency_order_and_an_unsortable_graph_is_refused():
+    from stages.core.errors import PipelineError
+    from stages.core.onnx_graph import sort_topologically
+    from stages.speedups import finish
+
+    first = helper.make_node("Relu", ["x"], ["a"], name="first")
+    second = helper.make_node("Neg", ["a"], ["y"], name="second")
+    graph = helper.make_graph([second, first], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    with pytest.raises(onnx.checker.ValidationError, match="topologically sorted"):
+        onnx.checker.check_model(model, full_check=True)
+    with pytest.raises(PipelineError, match="onnx.checker refuses the graph"):  # the stage's last check
+        finish(onnx.ModelProto.FromString(model.SerializeToString()), model, "fp16", {})
+    sort_topologically(model.graph)
+    assert [n.name for n in model.graph.node] == ["first", "second"]
+    onnx.checker.check_model(model, full_check=True)
+    cycle = helper.make_graph([helper.make_node("Neg", ["b"], ["a"]), helper.make_node("Neg", ["a"], ["b"])], "c",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])])
+    with pytest.raises(PipelineError, match="nothing produces or a cycle"):
+        sort_topologically(cycle)

@@ -64,6 +64,7 @@ import onnx
 
 from stages.core import onnx_graph
 from stages.core.params import ModelSpec
+from signature_onnx.errors import first_line
 from stages.core.errors import PipelineError
 from stages.speedups.builders import (
     ARITHMETIC_OPTIMIZERS, build_fp16, build_int8_dynamic, build_int8_static, build_optimized, check_optimized,
@@ -74,7 +75,14 @@ VARIANTS = ("optimized", "fp16", "int8_dynamic", "int8_static")
 
 
 def finish(model: onnx.ModelProto, fp32: onnx.ModelProto, variant: str, recipe: dict) -> bytes:
-    """The variant's bytes: the fp32 file's metadata (lineage) plus what it is a variant of and how."""
+    """The variant's bytes: the fp32 file's metadata (lineage) plus what it is a variant of and how,
+    once `onnx.checker` (full check, strict shape inference) accepts the graph: a variant other
+    runtimes could refuse is not built (PipelineError naming the checker's reason)."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise PipelineError(f"{variant}: onnx.checker refuses the graph: {first_line(exc)}") from None
     entries = {
         **onnx_graph.metadata_of(fp32),
         "variant": variant,

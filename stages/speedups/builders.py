@@ -60,9 +60,13 @@ def check_optimized(model: onnx.ModelProto, fp32: onnx.ModelProto, label: str) -
 
 
 def build_fp16(fp32: onnx.ModelProto) -> onnx.ModelProto:
+    """ORT's converter appends the input Casts at the end of the node list; the nodes are then put
+    back in dependency order, which ONNX requires."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return convert_float_to_float16(onnx.ModelProto.FromString(onnx_graph.serialize(fp32)), keep_io_types=True)
+    model = convert_float_to_float16(onnx.ModelProto.FromString(onnx_graph.serialize(fp32)), keep_io_types=True)
+    onnx_graph.sort_topologically(model.graph)
+    return model
 
 
 def build_int8_dynamic(fp32: onnx.ModelProto, op_types: Sequence[str], per_channel: bool) -> onnx.ModelProto:
