@@ -143,13 +143,16 @@ if runtime == "ort":
 else:
     import torch
     from pathlib import Path
-    from signature_onnx import AutoORTModel
+    from signature_onnx.preprocessing import Preprocessing
     from stages.core.params import model_spec
     from stages.families.torch_sigver import siamese, signet
     torch.set_num_threads(threads)
     t1 = time.perf_counter()
     net = (siamese if task == "verify" else signet).load_model(Path("data/raw") / model, model_spec(model))
-    prepare = AutoORTModel.from_pretrained("models/" + model, threads=1).prepare  # the same preprocessing
+    card = json.loads(Path("models/" + model + "/preprocessing.json").read_text())  # the same preprocessing, no ONNX Runtime
+    style = Preprocessing.from_dict(card["preprocessing"], "preprocessing.json")
+    dtype = "uint8" if task == "verify" else "float32"
+    prepare = lambda path: style.network_input(style.image(style.load(path), source=path), dtype)
     t2 = time.perf_counter()
     x = [torch.from_numpy(prepare(i)) for i in images]
     t3 = time.perf_counter()

@@ -26,7 +26,6 @@ import yaml
 from stages.core import paths
 from stages.core.cli import report_errors
 from stages.core.errors import PipelineError, first_line
-from stages.core.untrusted import shown
 
 MANIFEST_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
 # Remote statuses that mean "the remote lacks this file" (`deleted` means remote-only: fine).

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,25 +161,95 @@ def dvc(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
 IMPORT_TRACER = REPO / "tests" / "import_trace"
 
 
-@pytest.fixture(scope="session")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """A fresh clone after a full `dvc repro` of every model, built once per test session: the
-    one build every end-to-end test shares (the scratch projects above copy from it).
+# Fixtures that stand on the session's one build: a test using any of them waits for it.
+BUILD_FIXTURES = frozenset({"reproduced", "built_project", "signet_project", "published_project"})
+BUILD_HOURS = 1  # a build still running after this is a failure, not a wait
+
+
+def uses_build(item: pytest.Item) -> bool:
+    return bool(BUILD_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def shared_build_root(config: pytest.Config) -> Path:
+    """Where the session's one build lives: in the run's temporary folder, beside the xdist workers'
+    own (`popen-gwN`), so every worker of one run finds the same build."""
+    base = config._tmp_path_factory.getbasetemp()  # what the tmp_path_factory fixture returns
+    return (base.parent if hasattr(config, "workerinput") else base) / "shared-build"
+
+
+def start_shared_build(root: Path) -> None:
+    """Start, once per run, `dvc repro` of every model in a fresh clone under `root`, in the
+    background (its own process group, `root/pid`): tests that do not need it run meanwhile. The
+    first caller (of any xdist worker) starts it; `root/done` gets its exit code when it ends
+    (a failure to start it writes 99 and the reason to `root/stderr`, so no test waits in vain).
 
     Every stage process runs under the import tracer (tests/import_trace), which writes the
     modules it loaded to `traced_imports(clone)` and changes nothing else. The clone links its
-    outputs to its DVC cache (cache.type hardlink, set in its local config) so the build is on
-    disk once, not twice.
+    outputs to its DVC cache (cache.type hardlink, in its local config): the build is on disk once."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(root / "started", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    try:
+        clone = fresh_clone(root / "clone")
+        (root / "imports").mkdir()
+        linked = dvc(clone, "config", "--local", "cache.type", "hardlink")
+        if linked.returncode != 0:
+            raise RuntimeError(f"dvc config cache.type hardlink failed: {linked.stderr}")
+        env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(root / "imports")}
+        script = "dvc repro > ../stdout 2> ../stderr; echo $? > ../done.tmp && mv ../done.tmp ../done"
+        build = subprocess.Popen(["bash", "-c", script], cwd=clone, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        (root / "pid").write_text(str(build.pid))
+    except BaseException as exc:
+        (root / "stdout").write_text("")
+        (root / "stderr").write_text(f"the shared build could not start: {exc!r}\n")
+        (root / "done").write_text("99")  # every test that needs it fails, saying why
+
+
+def stop_shared_build(root: Path) -> None:
+    """Stop the shared build if it still runs (an interrupted run, or one that ended early)."""
+    if (root / "pid").exists() and not (root / "done").exists():
+        try:
+            os.killpg(int((root / "pid").read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need no build run first (with xdist, on every worker) while the build runs."""
+    items.sort(key=uses_build)  # stable: each group keeps the files' order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the shared build once the selection is final, when a selected test needs it (never
+    for --collect-only)."""
+    if not session.config.option.collectonly and any(uses_build(item) for item in session.items):
+        start_shared_build(shared_build_root(session.config))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run (serial, or the xdist controller once every worker is done) leaves nothing working."""
+    if not hasattr(session.config, "workerinput"):
+        stop_shared_build(shared_build_root(session.config))
+
+
+@pytest.fixture(scope="session")
+def reproduced(request: pytest.FixtureRequest) -> tuple[Path, subprocess.CompletedProcess]:
+    """A fresh clone after a full `dvc repro` of every model (`start_shared_build`), built once per
+    test run: the one build every end-to-end test shares (the scratch projects above copy from it).
     Tests that share it must leave it as they found it (git status clean, dvc.lock unchanged):
-    tests that change things work in a `git clone` of it that uses its DVC cache, or in a copy.
-    """
-    root = tmp_path_factory.mktemp("e2e")
-    clone = fresh_clone(root / "clone")
-    (root / "imports").mkdir()
-    env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(root / "imports")}
-    linked = dvc(clone, "config", "--local", "cache.type", "hardlink")
-    assert linked.returncode == 0, linked.stderr
-    return clone, dvc(clone, "repro", env=env)
+    tests that change things work in a `git clone` of it that uses its DVC cache, or in a copy."""
+    root = shared_build_root(request.config)
+    start_shared_build(root)
+    deadline = time.monotonic() + BUILD_HOURS * 3600
+    while not (root / "done").exists():
+        assert time.monotonic() < deadline, f"the shared build in {root} did not end within {BUILD_HOURS} h"
+        time.sleep(1)
+    code = int((root / "done").read_text())
+    result = subprocess.CompletedProcess(["dvc", "repro"], code, (root / "stdout").read_text(), (root / "stderr").read_text())
+    return root / "clone", result
 
 
 def built_clone(reproduced: tuple[Path, subprocess.CompletedProcess]) -> Path:
@@ -188,5 +260,5 @@ def built_clone(reproduced: tuple[Path, subprocess.CompletedProcess]) -> Path:
 
 
 def traced_imports(clone: Path) -> Path:
-    """The folder where the `reproduced` build's stage processes recorded their imports."""
+    """The folder where the shared build's stage processes recorded their imports."""
     return clone.parent / "imports"

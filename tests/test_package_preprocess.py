@@ -294,9 +294,11 @@ def test_the_fast_antialiased_resize_is_scikit_images_bit_for_bit():
     canvases.append(borders)
     single = np.zeros((500, 700), np.uint8)
     single[250, 350] = 200
-    canvases += [single, middle.astype(np.float64), np.full((300, 300), 7, np.uint8)]
+    corner = np.zeros((25, 8), np.uint8)
+    corner[-3:, -2:] = 200  # ink on the border of an axis that is enlarged while the other shrinks
+    canvases += [single, corner, middle.astype(np.float64), np.full((300, 300), 7, np.uint8), np.zeros((40, 40), np.uint8)]
     for image in canvases:
-        for shape in ((256, 366), (100, 90), (1000, 1400)):
+        for shape in ((256, 366), (100, 90), (1000, 1400), (1, 11)):
             np.testing.assert_array_equal(sigver.antialiased_resize(image, shape), skimage_resize(image, shape))
 
     from scipy import ndimage
@@ -329,4 +331,17 @@ def test_sigver_loading_equals_scikit_images_reader_in_every_mode(tmp_path: Path
         with pytest.raises(ImageError, match="scan"):
             sigver.load_signature(path)
         return
-    np.testing.assert_array_equal(sigver.load_signature(path), expected)
+    loaded = sigver.load_signature(path)
+    np.testing.assert_array_equal(loaded, expected)
+    assert loaded.flags.writeable  # as scikit-image's reader returns it
+
+
+def test_an_animated_png_is_read_as_scikit_image_reads_it(tmp_path: Path):
+    """imageio stacks an animated PNG's frames: not a gray image, refused as before (never frame 0 alone)."""
+    frames = [Image.fromarray(np.full((20, 30), value, np.uint8)) for value in (40, 200)]
+    path = tmp_path / "animated.png"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"\(2, 20, 30\)"):  # sigver's reader: a stack of two frames
+        upstream_load(path)
+    with pytest.raises(ImageError, match="animated"):
+        sigver.load_signature(path)

@@ -73,7 +73,8 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
     with decoded_image(path, max_pixels) as (image, file):
         # What scikit-image's reader (imageio's Pillow plugin) returns for these formats and modes
         # is the decoded array itself: take it rather than decode the file a second time.
-        pixels = np.asarray(image) if image.format in SAME_DECODE_FORMATS and image.mode in SAME_DECODE_MODES else None
+        same = image.format in SAME_DECODE_FORMATS and image.mode in SAME_DECODE_MODES and not getattr(image, "is_animated", False)
+        pixels = np.array(image) if same else None  # a writable copy, as scikit-image's reader returns
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # img_as_ubyte's "lossy conversion" note
@@ -86,7 +87,8 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
 
 
 # Single-frame formats and modes whose Pillow array is exactly what `skimage.io.imread` reads
-# (imageio converts palette images, stacks GIF frames and rescales 16-bit PNGs: those go to it).
+# (imageio converts palette images, stacks the frames of a GIF or an animated PNG and rescales
+# 16-bit PNGs: those go to it).
 SAME_DECODE_FORMATS = ("PNG", "JPEG")
 SAME_DECODE_MODES = ("L", "RGB", "RGBA")
 
@@ -220,9 +222,10 @@ def antialiased_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     and the inverted paper is 0, so the blur is computed only on the ink's box widened by the
     kernel's radius (int(4 sigma + 0.5), SciPy's truncation) on each axis: every pixel of that
     window sees the same neighbours as in the whole canvas (what lies beyond is 0, as the
-    padding is), and every pixel outside it is exactly 0. The zoom and the final clip to the
-    input's range are scikit-image's, on the whole blurred canvas. Any other input (not uint8,
-    or without a 0 pixel) goes to scikit-image itself.
+    padding is), and every pixel outside it is exactly 0. The zoom (scikit-image's arguments:
+    order 1, "grid-constant", grid_mode) and the final clip to the input's range are scikit-image's,
+    on the whole blurred canvas. Any other input (not uint8, no 0 pixel, no ink at all) goes to
+    scikit-image itself.
 
     Args:
         image: 2-D array (rows, cols), finite values.
@@ -232,7 +235,7 @@ def antialiased_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         float64 array of `shape`, values within the input's range.
     """
     factors = np.divide(image.shape, shape)
-    if image.dtype != np.uint8 or image.min() != 0 or not np.any(factors > 1):
+    if image.dtype != np.uint8 or image.min() != 0 or image.max() == 0 or not np.any(factors > 1):
         return transform.resize(image, shape, mode="constant", anti_aliasing=True, preserve_range=True)
     source = image.astype(np.float64)  # scikit-image's float conversion with preserve_range
     sigma = np.maximum(0, (factors - 1) / 2)
@@ -244,7 +247,5 @@ def antialiased_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     )
     blurred = np.zeros_like(source)
     blurred[window] = ndimage.gaussian_filter(source[window], sigma, cval=0, mode="constant")
-    with warnings.catch_warnings():  # SciPy advises "grid-constant"; scikit-image passes "constant", so must this
-        warnings.simplefilter("ignore", UserWarning)
-        out = ndimage.zoom(blurred, [1 / f for f in factors], order=1, mode="constant", cval=0, grid_mode=True)
+    out = ndimage.zoom(blurred, [1 / f for f in factors], order=1, mode="grid-constant", cval=0, grid_mode=True)
     return np.clip(out, 0, int(image.max()), out=out)  # scikit-image clips to the input's range

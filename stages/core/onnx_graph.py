@@ -151,21 +151,24 @@ def serialize(model: onnx.ModelProto) -> bytes:
 def sort_topologically(graph: onnx.GraphProto) -> None:
     """Reorder the nodes so that each comes after the producers of its inputs, as ONNX requires
     (the checker refuses anything else; ONNX Runtime tolerates it, other runtimes need not).
-    Stable: a graph already in order is left as it is, otherwise nodes keep their relative order
-    wherever the data allow it. A cycle or an input nothing produces is a PipelineError."""
+    Stable: each pass over the remaining nodes, in their order, emits every node whose inputs
+    exist, so a graph already in order is left as it is. A cycle or an input nothing produces is a
+    PipelineError. (Graph inputs of If/Loop subgraphs are not followed: no variant has them.)"""
     available = {value.name for value in graph.input} | {init.name for init in graph.initializer} | {""}
     pending = list(graph.node)
     ordered: list[onnx.NodeProto] = []
     while pending:
-        ready = [node for node in pending if all(name in available for name in node.input)]
-        if not ready:
-            missing = sorted({name for node in pending for name in node.input if name not in available})[:5]
+        waiting = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(pending):
+            missing = sorted({name for node in waiting for name in node.input if name not in available})[:5]
             raise PipelineError(f"graph {graph.name!r}: nodes wait for tensors nothing produces or a cycle: {missing}")
-        chosen = {id(node) for node in ready}
-        for node in ready:
-            ordered.append(node)
-            available.update(node.output)
-        pending = [node for node in pending if id(node) not in chosen]
+        pending = waiting
     if [id(n) for n in ordered] != [id(n) for n in graph.node]:
         copies = [onnx.NodeProto.FromString(node.SerializeToString()) for node in ordered]
         del graph.node[:]

@@ -64,8 +64,7 @@ import onnx
 
 from stages.core import onnx_graph
 from stages.core.params import ModelSpec
-from signature_onnx.errors import first_line
-from stages.core.errors import PipelineError
+from stages.core.errors import PipelineError, first_line
 from stages.speedups.builders import (
     ARITHMETIC_OPTIMIZERS, build_fp16, build_int8_dynamic, build_int8_static, build_optimized, check_optimized,
 )

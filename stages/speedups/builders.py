@@ -213,7 +213,7 @@ def _float64_kernels() -> list[type]:
             if not plain:
                 return super()._run(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, strides)
             size = kernel_shape[0]
-            return (np.stack([max_pool(image, size, (strides or [size])[0], "int8_static ranges") for image in x]).astype(x.dtype),)
+            return (np.stack([max_pool(image, size, (strides or [1])[0], "int8_static ranges") for image in x]).astype(x.dtype),)  # ONNX: strides default 1
 
     return [Conv, MaxPool]
 
@@ -277,16 +277,18 @@ def outward(value: float, bits: int, up: bool) -> float:
 
 
 # How far a float32 min or max of a tensor may lie from exact arithmetic, on any CPU, as a fraction
-# of the tensor's largest magnitude. Measured against float64 on the published graphs: at most
-# 2.5e-7 (cleaning), ~500x below this (tests/test_variants.py checks the measured gap on every build
-# it makes stays 100x below it).
+# of the tensor's largest magnitude. A bound measured, not derived: against float64 the gap is at
+# most 2.5e-7 on the cleaning graph, ~500x below this, and tests/test_variants.py checks it stays
+# 100x below on every run (a CPU whose float32 results moved by more would need a larger margin).
 FLOAT32_MARGIN = 2.0**-13
 
 
 def settled(value: float, scale: float, bits: int, up: bool) -> bool:
     """True when every value within FLOAT32_MARGIN * scale of `value` rounds outward (`outward`) to
     the same grid point: then no CPU's float32 result, nor the exact value, can round elsewhere.
-    An exact zero (what ReLU, max pooling and padding give) is settled."""
+    An exact zero is settled: ReLU, max pooling and padding give exact zeros in any arithmetic;
+    a zero made by cancellation would stand for a value below float32's resolution of the
+    tensor's scale, which the quantizer's scale (max - min) / 255 in float32 cannot see."""
     if value == 0.0:
         return True
     margin = FLOAT32_MARGIN * scale
@@ -308,6 +310,8 @@ def int8_static_ranges(rewritten: onnx.ModelProto, calibration: Sequence[Arrays]
     ranges: dict[str, tuple[float, float]] = {}
     unsettled: dict[tuple[str, int], set[int]] = {}
     for name, per_input in extremes.items():
+        if not np.isfinite(per_input).all():
+            raise PipelineError(f"int8_static: tensor {name!r} is not finite on a calibration input; its range has no meaning")
         low, high = float(per_input[:, 0].min()), float(per_input[:, 1].max())
         scale = max(abs(low), abs(high))
         ranges[name] = (outward(low, bits, up=False), outward(high, bits, up=True))
