@@ -14,9 +14,11 @@ models/<name>/variants.json with the deltas it measured (the stage times nothing
 the variants' speed is measured).
 
 Then end to end, as the CLI runs them: `verify` (a pair: sigver preprocessing, Siamese) and
-`embed` (one image: sigver preprocessing, signet_pth), ONNX Runtime through the package against
-PyTorch with the same preprocessing, cold (a new process per run, its parts timed: interpreter
-start, imports, load, preprocess, run) and warm (the API, model loaded).
+`embed` (one image: sigver preprocessing, signet_pth), the package in ONNX Runtime against what a
+user of the upstream code runs (sigver's own scikit-image preprocessing, as transcribed in
+tests/test_package_preprocess.py, which the package equals pixel for pixel (checked here), and
+the PyTorch module), cold (a new process per run, its parts timed: interpreter start, imports,
+load, preprocess, run) and warm (the API, model loaded).
 
 Needs a built project (`dvc repro`): data/raw/<model>/, models/<model>/ with variants/. Not a
 test: it prints figures and asserts nothing.
@@ -125,8 +127,10 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
 
 
 # One end-to-end run in a fresh process, timing its own parts: the interpreter's start is what
-# the parent measures beyond them. PATH ORT: the package as `signature-onnx verify/embed` runs it;
-# PATH torch: the family's PyTorch module with the same preprocessing (the package's `prepare`).
+# the parent measures beyond them. ORT: the package as `signature-onnx verify/embed` runs it.
+# torch: what a user of the upstream code runs: sigver's own preprocessing (scikit-image,
+# transcribed in tests/test_package_preprocess.py; the package's gives the same pixels, faster)
+# and the family's PyTorch module.
 COLD_SCRIPT = r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
@@ -149,10 +153,12 @@ else:
     torch.set_num_threads(threads)
     t1 = time.perf_counter()
     net = (siamese if task == "verify" else signet).load_model(Path("data/raw") / model, model_spec(model))
-    card = json.loads(Path("models/" + model + "/preprocessing.json").read_text())  # the same preprocessing, no ONNX Runtime
+    from test_package_preprocess import upstream_load, upstream_preprocess_signature  # sigver's own code
+    card = json.loads(Path("models/" + model + "/preprocessing.json").read_text())
     style = Preprocessing.from_dict(card["preprocessing"], "preprocessing.json")
     dtype = "uint8" if task == "verify" else "float32"
-    prepare = lambda path: style.network_input(style.image(style.load(path), source=path), dtype)
+    sizes = (style.canvas, style.img_size, style.input_size)
+    prepare = lambda path: style.network_input(upstream_preprocess_signature(upstream_load(path), *sizes), dtype)
     t2 = time.perf_counter()
     x = [torch.from_numpy(prepare(i)) for i in images]
     t3 = time.perf_counter()
@@ -167,7 +173,7 @@ def cold_run(task: str, runtime: str, model: str, threads: int, images: list[Pat
     """Parts of one cold run in ms; `start` is the process's wall time outside the timed parts."""
     import subprocess
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", COLD_SCRIPT, task, runtime, model, str(threads), *map(str, images)],
                           capture_output=True, text=True, env=env, check=True)
@@ -214,15 +220,25 @@ def bench_end_to_end(images: list[Path], rounds: int, threads: int) -> None:
     embedder = ORTModelForSignatureFeatures.from_pretrained(Path("models/signet_pth"), threads=threads)
     pair = [verifier.prepare(a), verifier.prepare(b)]
     one = embedder.prepare(a)
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_package_preprocess import upstream_load, upstream_preprocess_signature  # sigver's own code
+
+    def upstream_prepare(model, path: Path) -> np.ndarray:
+        style = model.folder.preprocessing
+        dtype = "uint8" if model is verifier else "float32"
+        return style.network_input(upstream_preprocess_signature(upstream_load(path), style.canvas, style.img_size, style.input_size), dtype)
+
+    for model, path, ours in ((verifier, a, pair[0]), (verifier, b, pair[1]), (embedder, a, one)):
+        assert np.array_equal(upstream_prepare(model, path), ours), "the package's preprocessing must be sigver's, pixel for pixel"
 
     def torch_verify() -> None:
-        x1, x2 = (torch.from_numpy(verifier.prepare(p)) for p in (a, b))
+        x1, x2 = (torch.from_numpy(upstream_prepare(verifier, p)) for p in (a, b))
         with torch.no_grad():
             siamese(x1, x2)
 
     def torch_embed() -> None:
         with torch.no_grad():
-            signet(torch.from_numpy(embedder.prepare(a)))
+            signet(torch.from_numpy(upstream_prepare(embedder, a)))
 
     def torch_run(net, *arrays) -> Callable[[], object]:
         def run() -> None:
@@ -232,10 +248,12 @@ def bench_end_to_end(images: list[Path], rounds: int, threads: int) -> None:
 
     runs = {
         "verify: PyTorch": torch_verify, "verify: ORT": lambda: verifier.verify(a, b),
-        "  preprocess a pair": lambda: (verifier.prepare(a), verifier.prepare(b)),
+        "  preprocess a pair (sigver)": lambda: (upstream_prepare(verifier, a), upstream_prepare(verifier, b)),
+        "  preprocess a pair (package)": lambda: (verifier.prepare(a), verifier.prepare(b)),
         "  network, PyTorch": torch_run(siamese, *pair), "  network, ORT": lambda: verifier._run(dict(zip(verifier.input_names, pair))),
         "embed 1: PyTorch": torch_embed, "embed 1: ORT": lambda: embedder.embed([a]),
-        "  preprocess one": lambda: embedder.prepare(a),
+        "  preprocess one (sigver)": lambda: upstream_prepare(embedder, a),
+        "  preprocess one (package)": lambda: embedder.prepare(a),
         "  network, PyTorch ": torch_run(signet, one), "  network, ORT ": lambda: embedder._run({embedder.input_names[0]: one}),
     }
     before = load()

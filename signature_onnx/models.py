@@ -17,6 +17,7 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -43,9 +44,11 @@ class ORTSignatureModel:
 
     task: ClassVar[str | None] = None
 
-    def __init__(self, folder: ModelFolder, session) -> None:
+    def __init__(self, folder: ModelFolder, session, threads: int | None = None) -> None:
         self.folder = folder
         self.session = session
+        # Images prepared at once (verify's pair): NumPy, SciPy and scikit-image release the GIL.
+        self.prepare_threads = max(1, min(2, threads or os.cpu_count() or 1))
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
         self._check_graph()
@@ -81,7 +84,7 @@ class ORTSignatureModel:
             folder.verify_signature(public_key)
         # The checked bytes are the ones ONNX Runtime loads (never the path, which could change in between).
         data = folder.model_bytes(integrity_check=integrity_check)
-        model = cls(folder, cpu_session(data, str(folder.onnx_path), "pull or rebuild it", threads))
+        model = cls(folder, cpu_session(data, str(folder.onnx_path), "pull or rebuild it", threads), threads)
         model.warn_if_synthetic()
         return model
 
@@ -203,7 +206,12 @@ class ORTModelForSignatureVerification(ORTSignatureModel):
         """Compare two signatures (files or gray arrays, paper 255); see `Verification`."""
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
-        feeds = dict(zip(self.input_names, (self.prepare(image_a), self.prepare(image_b))))
+        if self.prepare_threads > 1:  # both images at once: half the preprocessing time of a pair
+            with ThreadPoolExecutor(self.prepare_threads) as pool:
+                prepared = list(pool.map(self.prepare, (image_a, image_b)))
+        else:
+            prepared = [self.prepare(image_a), self.prepare(image_b)]
+        feeds = dict(zip(self.input_names, prepared))
         outputs = self._run(feeds)  # one run: a generator over `self._run(feeds)[name]` would run it once per output
         e1, e2, logit = (outputs[name] for name in self.output_names)
         logit_value = float(np.asarray(logit, dtype=np.float64).reshape(-1)[0])

@@ -63,7 +63,8 @@ def test_perturbed_weight_is_rejected_and_nothing_is_published(
     graph = onnx.load(str(patched)).graph
     target = weight_initializers(graph, op_types)[position]
     perturb_one_weight(patched, target, relative)
-    published = {p.name: p.read_bytes() for p in (project / "models" / model).iterdir()}
+    folder = project / "models" / model
+    published = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
     result = run_step(project, "validate", model, check=False)
 
@@ -71,7 +72,7 @@ def test_perturbed_weight_is_rejected_and_nothing_is_published(
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "Traceback" not in result.stderr
     assert "output '" in error[0] and "sample '" in error[0] and "off by" in error[0]
-    assert {p.name: p.read_bytes() for p in (project / "models" / model).iterdir()} == published
+    assert {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == published
 
 
 def test_unperturbed_copy_passes(built_project: Path, tmp_path: Path):
