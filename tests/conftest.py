@@ -216,6 +216,18 @@ def stop_shared_build(root: Path) -> None:
             pass
 
 
+# Modules whose tests need no shared build yet run whole pipelines or many memory-limited processes.
+NOT_QUICK = frozenset({"test_verify.py", "test_hostile_files.py", "test_network_variants.py"})
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """`pytest -m quick`: every test that needs no build and is not in a NOT_QUICK module (about a
+    minute on two cores; for local work; the whole suite before a commit). Marked as collected,
+    before `-m` deselects."""
+    if not uses_build(item) and item.path.name not in NOT_QUICK:
+        item.add_marker(pytest.mark.quick)
+
+
 @pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that need no build run first (with xdist, on every worker) while the build runs."""

@@ -577,3 +577,19 @@ def test_verify_runs_the_network_once_per_pair(siamese: Path, scan: Path):
                                           "get_inputs": lambda self: run.__self__.get_inputs()})()
     model.verify(scan, scan)
     assert len(calls) == 1, calls
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_verify_prepares_the_pair_at_once_and_names_a_bad_image(siamese: Path, scan: Path, tmp_path: Path, threads: int):
+    """With two threads the pair is prepared concurrently, with one in turn: the same result, and a
+    bad image is the package's ImageError naming that file either way."""
+    from signature_onnx import ImageError, ORTModelForSignatureVerification
+
+    model = ORTModelForSignatureVerification.from_pretrained(siamese, threads=threads)
+    assert model.prepare_threads == threads
+    single = ORTModelForSignatureVerification.from_pretrained(siamese, threads=1)
+    assert model.verify(scan, scan) == single.verify(scan, scan)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ImageError, match="broken.png"):
+        model.verify(scan, broken)
