@@ -217,7 +217,10 @@ def stop_shared_build(root: Path) -> None:
 
 
 # Modules whose tests need no shared build yet run whole pipelines or many memory-limited processes.
-NOT_QUICK = frozenset({"test_verify.py", "test_hostile_files.py", "test_network_variants.py"})
+NOT_QUICK = frozenset({
+    "test_verify.py", "test_hostile_files.py", "test_network_variants.py",  # whole pipelines, memory-limited runs
+    "test_signet_pickle.py", "test_signet_spp.py", "test_sources_fetch.py",  # stand-ins rebuilt, 2000x3000 oracles
+})
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
