@@ -17,17 +17,13 @@ from __future__ import annotations
 import base64
 import reprlib
 import threading
-import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
+from signature_onnx.errors import escape  # the one copy: the package prints untrusted text too
+
 LIMIT = 200
 _REDACTED = "<redacted>"
-# Unicode categories that must never reach a terminal raw: controls (C0, C1, DEL), format
-# characters (bidi overrides, zero-width joiners), line/paragraph separators, surrogates,
-# private use and unassigned code points.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Query parameter names whose values are secrets in the wild (signed URLs, API keys, OAuth
 # tokens): any name containing one of these words, whatever its case or separators ("apikey",
 # "X-Amz-Signature", "access_token"). The one rule for params (refused there) and for every
@@ -38,27 +34,6 @@ PUBLIC_QUERY_NAMES = frozenset({"resourcekey"})
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-
-
-def _escape_char(ch: str) -> str:
-    if ch in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[ch]
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def escape(text: str) -> str:
-    """`text` with every control, format, separator or unassigned character backslash-escaped."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(
-        _escape_char(ch) if (ch in _SHORT_ESCAPES or unicodedata.category(ch) in _UNSAFE_CATEGORIES) else ch
-        for ch in text
-    )
 
 
 def shorten(text: str, limit: int = LIMIT) -> str:
