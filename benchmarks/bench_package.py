@@ -10,7 +10,7 @@ fp32 on the same input (cosine, max |diff|, decision agreement) and its speed ra
 source framework. Runtimes are timed interleaved (round-robin, one call each per round, median
 over the rounds) so that load from other processes hits all of them alike; the load average is
 printed with every table. Variants the stage refused (outside their tolerances) are listed from
-models/<name>/variants.json with the deltas it measured (the stage times nothing: this is where
+reports/<name>/variants.json with the deltas it measured (the stage times nothing: this is where
 the variants' speed is measured).
 
 Then end to end, as the CLI runs them: `verify` (a pair: sigver preprocessing, Siamese) and
@@ -118,7 +118,7 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
         rows[label] = {"b1": b1[label], "b32": b32[label], "accuracy": accuracy}
         print(f"{label[:21]:<22}{b1[label]:>9.2f}{b32[label]:>10.2f}{b1[source] / b1[label]:>10.2f}{b32[source] / b32[label]:>10.2f}"
               f"{b1['ORT fp32'] / b1[label]:>10.2f}   {accuracy}")
-    record = folder / "variants.json"
+    record = Path("reports") / folder.name / "variants.json"
     if record.is_file():
         for variant, entry in json.loads(record.read_text())["variants"].items():
             if not entry.get("published"):

@@ -1,4 +1,4 @@
-"""`signature-onnx` (or `python -m signature_onnx`): preprocess, clean, verify, embed, check-vectors.
+"""`signature-onnx` (or `python -m signature_onnx`): preprocess, clean, verify, embed, check-vectors, audit.
 
 Every command that runs a model takes `--model PATH`: a published model folder (as the pipeline
 writes `models/<name>/`) or its `model.onnx`; the default is `models/<its model>` under the
@@ -160,6 +160,18 @@ def cmd_check_vectors(args: argparse.Namespace) -> None:
         raise SignatureOnnxError(f"{shown(args.model_dir)}: {len(failed)} of {len(results)} test sets failed; first: {failed[0].name}: {failed[0].failure}")
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    from signature_onnx.audit import audit
+
+    links = audit(Path(args.model_dir), Path(args.public_key) if args.public_key else None, args.require_signature)
+    for link in links:
+        print(f"  {link.status:<4}  {link.name:<12}  {link.detail}")
+    failed = [link.name for link in links if link.status == "FAIL"]
+    if failed:
+        raise SignatureOnnxError(f"{shown(args.model_dir)}: FAILED: {', '.join(failed)}")
+    print("  => verified (the links marked N/A need the project checkout)")
+
+
 def _load_options(args: argparse.Namespace) -> dict:
     """The model-loading options every model command shares (threads, integrity, signature)."""
     return {"threads": args.threads, "integrity_check": not args.no_integrity_check, "public_key": args.public_key}
@@ -231,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = add("check-vectors", "Run a model folder's test vectors (test_data_set_N) in ONNX Runtime.", cmd_check_vectors, None)
     check.add_argument("model_dir", metavar="MODEL_DIR", help="a published model folder")
     _model_options(check)
+
+    audit = add("audit", "Check a model folder on its own: lineage sha256, signature, test vectors, variants.", cmd_audit, None)
+    audit.add_argument("model_dir", metavar="MODEL_DIR", help="a published model folder (or a variant folder), e.g. from dvc artifacts get")
+    audit.add_argument("--public-key", metavar="PEM", help="EC public key PEM the folder's model.sig must verify with")
+    audit.add_argument("--require-signature", action="store_true", help="fail when the folder is unsigned or no key is given")
     return parser
 
 

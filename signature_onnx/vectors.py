@@ -9,7 +9,9 @@ element-wise. Any runtime can read them (the project's tests also run them in No
 non-negative, no larger than the tolerance the model was validated with (`validation.atol` /
 `validation.rtol` of the folder's own lineage.json, which the vectors stage copies) and never
 above MAX_ATOL / MAX_RTOL (1e-3: about 7x the largest published atol, 1.5e-4; a float32
-conversion error beyond it is not rounding). Expected values must be finite (NaN compares false,
+conversion error beyond it is not rounding); a variant folder (its lineage names a `variant`: fp16 or
+int8, checked against its parent's float64 expected outputs) may add MAX_VARIANT_ERROR (1.0, the
+largest `max_abs_error` params accept for a variant). Expected values must be finite (NaN compares false,
 so NaN expected values would pass anything) and actual outputs too. Tensors with external data
 are refused (they would be resolved against some other folder), every file is read confined to
 the folder, and model.onnx is checked against the lineage's sha256 as `from_pretrained` does.
@@ -43,6 +45,7 @@ _SET_NAME = re.compile(r"^test_data_set_(\d+)$")
 _MAX_TENSOR_BYTES = 512 << 20
 MAX_ATOL = 1e-3
 MAX_RTOL = 1e-3
+MAX_VARIANT_ERROR = 1.0
 
 
 def tensor_bytes(array: np.ndarray, name: str) -> bytes:
@@ -111,7 +114,8 @@ def read_tolerance(folder: Path, lineage: Any = None) -> tuple[float, float]:
     except (KeyError, TypeError):
         raise ModelFolderError(f"{where}: expected JSON with tolerance.atol and tolerance.rtol") from None
     validation = lineage.get("validation") if isinstance(lineage, dict) else None
-    for key, value, ceiling in (("atol", atol, MAX_ATOL), ("rtol", rtol, MAX_RTOL)):
+    variant = isinstance(lineage, dict) and "variant" in lineage
+    for key, value, ceiling in (("atol", atol, MAX_ATOL + (MAX_VARIANT_ERROR if variant else 0.0)), ("rtol", rtol, MAX_RTOL)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ModelFolderError(f"{where}: tolerance.{key} {shown(repr(value), 40)}; expected a finite number >= 0")
         published = validation.get(key) if isinstance(validation, dict) else None

@@ -6,8 +6,11 @@ It releases the build committed at HEAD (dvc.lock), read from the DVC cache, so 
 need not hold it. Refuses, with the list of what is wrong, when:
 - dvc.yaml, dvc.lock or params.yaml differ from HEAD (the tag must name the build it releases);
 - the artifact's `meta.upstream_sha256` in dvc.yaml differs from the build's lineage.json;
-- the DVC remote lacks any cache file of the model's four stages (what `dvc push` must upload:
-  the files `dvc status --cloud --with-deps validate@MODEL` reports new or missing).
+- the model folder's signature (models/MODEL/model.sig, from `python -m stages.sign`) differs
+  from HEAD: the released folder carries the committed signature;
+- the DVC remote lacks any cache file of the published folder's build (what `dvc push` must
+  upload: the files `dvc status --cloud --with-deps validate@MODEL vectors@MODEL variants@MODEL`
+  reports new or missing).
 Then `gto register` makes the git tag `NAME@VERSION` and, with --stage, `gto assign` makes
 `NAME#STAGE#N`; users get the model with `dvc artifacts get REPO NAME --rev VERSION` (or
 `--stage STAGE`). Without --push the tags stay local: `git push origin --tags` publishes them.
@@ -56,10 +59,11 @@ def find_artifact(root: Path, model: str) -> tuple[str, dict]:
     )
 
 
-def check_committed(root: Path) -> None:
-    """The files that define the build must be committed, so the tag points at this build."""
+def check_committed(root: Path, model: str) -> None:
+    """The files that define the build (and the folder's signature) must be committed, so the tag points at this build."""
+    signature = (paths.published_dir(model) / "model.sig").as_posix()
     changed = subprocess.run(
-        ["git", "status", "--porcelain", "--", *MANIFEST_FILES], cwd=root, capture_output=True, text=True, check=False,
+        ["git", "status", "--porcelain", "--", *MANIFEST_FILES, signature], cwd=root, capture_output=True, text=True, check=False,
     )
     if changed.returncode != 0:
         raise PipelineError(f"{root}: not a git repository (git status: {reason(changed.stderr)})")
@@ -94,16 +98,20 @@ def check_upstream_meta(root: Path, model: str, name: str, entry: dict) -> None:
 
 
 def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]:
-    """Cache files of the model's whole build (fetch .. validate) that the remote does not hold."""
+    """Cache files of the published folder's whole build (fetch .. variants) that the remote does not hold."""
     from dvc.repo import Repo
 
-    target = f"validate@{model}"
     try:
         with Repo(str(root)) as repo:
-            status = repo.status(targets=[target], with_deps=True, cloud=True, remote=remote)
+            status = repo.status(targets=list(published_stages(model)), with_deps=True, cloud=True, remote=remote)
     except Exception as exc:  # no remote, unreachable server, refused credentials: DVC's or the client's types
         raise PipelineError(f"cannot compare the build of {model} with the DVC remote: {reason(exc, 300)}") from None
     return sorted(path for path, state in status.items() if state in NOT_IN_REMOTE)
+
+
+def published_stages(model: str) -> tuple[str, ...]:
+    """The stages whose outputs make up models/<model>/ (the artifact's path)."""
+    return (f"validate@{model}", f"vectors@{model}", f"variants@{model}")
 
 
 def check_remote(root: Path, model: str, remote: str | None) -> None:
@@ -114,7 +122,7 @@ def check_remote(root: Path, model: str, remote: str | None) -> None:
         push = f"dvc push -r {remote}" if remote else "dvc push"
         raise PipelineError(
             f"the DVC remote lacks {len(missing)} cache file(s) of the build of {model}; nothing was tagged. "
-            f"Run `{push} validate@{model} --with-deps` (and check it reports no failure), then release again:{shown}{more}"
+            f"Run `{push} {' '.join(published_stages(model))} --with-deps` (and check it reports no failure), then release again:{shown}{more}"
         )
 
 
@@ -140,7 +148,7 @@ def release(args: argparse.Namespace) -> None:
     name, entry = find_artifact(root, args.model)
     model = (entry.get("meta") or {}).get("model", args.model)
     print(f"[release {name}] checking the build is committed", file=sys.stderr)
-    check_committed(root)
+    check_committed(root, model)
     check_upstream_meta(root, model, name, entry)
     print(f"[release {name}] checking the DVC remote holds every cache file of the build", file=sys.stderr)
     check_remote(root, model, args.remote)

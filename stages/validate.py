@@ -5,8 +5,9 @@ the model expects. Over tolerance the stage exits non-zero and publishes nothing
 models/<model>/ receives model.onnx (with its lineage in the ONNX metadata), lineage.json,
 provenance.intoto.json, README.md (the model card), verdict.json (stages/verdict.py) and
 preprocessing.json (task and input preparation, for the signature_onnx package), all hashed in
-dvc.lock and the same bytes on every machine, and validation.json and samples.csv (measured
-errors, CPU-dependent, outside dvc.lock), each written atomically.
+dvc.lock and the same bytes on every machine; reports/<model>/ receives validation.json and
+samples.csv (measured errors, CPU-dependent, outside the published folder, dvc.lock and git,
+each naming the sha256 of the model.onnx it measured). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -125,13 +126,18 @@ def validate(name: str, spec: ModelSpec) -> None:
         )),
         # What the model does and how its input is made, for the signature_onnx package.
         PREPROCESSING_FILE: preprocessing_json(name, spec.task, spec.preprocessing.package_form()),
-        "validation.json": (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode(),
-        "samples.csv": samples_csv(primary.per_sample).encode(),
     }
-    target = paths.published_dir(name)
+    measured_sha256 = hashlib.sha256(published["model.onnx"]).hexdigest()
+    reports = {
+        "validation.json": (json.dumps({**metrics, "model_sha256": measured_sha256}, indent=2, sort_keys=True) + "\n").encode(),
+        "samples.csv": samples_csv([{**row, "model_sha256": measured_sha256} for row in primary.per_sample]).encode(),
+    }
+    target, report = paths.published_dir(name), paths.reports_dir(name)
     for file, payload in published.items():
         write_bytes(target / file, payload)
-    log.info("published %s", target)
+    for file, payload in reports.items():
+        write_bytes(report / file, payload)
+    log.info("published %s (measured errors: %s)", target, report)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@ Builds the variants listed under `models.<model>.variants` in params.yaml (optim
 int8_dynamic, int8_static; how each is made and why its bytes are the same on every machine:
 `stages/speedups/`) from models/<model>/model.onnx, runs each beside the fp32 model in
 ONNX Runtime on the validate stage's inputs (drawn signatures and `validation.image_dirs`), and
-publishes models/<model>/variants/<variant>/{model.onnx, preprocessing.json} (a model folder the
-`signature_onnx` package loads) only for the variants within their tolerances. Every variant's
-deltas and, for one outside its tolerances, the reason it was not published go to
-models/<model>/variants.json (CPU-dependent figures: a top-level DVC metric, never hashed into
-dvc.lock). Speed is not measured here: a build measures nothing that depends on the machine's
-load; `benchmarks/bench_package.py` times every published variant beside fp32 and the source
-framework. A variant outside its tolerances is not an error of the stage (exit 0, a warning
+publishes models/<model>/variants/<variant>/ only for the variants within their tolerances. Each
+variant folder is a model folder of its own (`signature_onnx` loads it, `check-vectors` and
+`signature-onnx audit` check it): model.onnx, preprocessing.json, lineage.json (what it is a
+variant of: the parent's sha256, the recipe, the tolerances it was checked with, the parent's
+source), and the parent's test vectors (inputs and float64 expected outputs) with the variant's
+tolerance, atol = its max_abs_error + the parent's atol, which the variant meets on them before
+it is published. Every variant's measured deltas and, for one outside its tolerances, the reason
+it was not published go to reports/<model>/variants.json (CPU-dependent figures, outside the
+published folder, dvc.lock and git). Speed is not measured here: a build measures nothing that
+depends on the machine's load; `benchmarks/bench_package.py` times every published variant beside
+fp32 and the source framework. A variant outside its tolerances is not an error of the stage (exit 0, a warning
 line); a missing fp32 model is.
 """
 
@@ -21,14 +25,17 @@ if __name__ == "__main__":  # before numpy is imported (stages.core.pinned_kerne
 
     pin_kernels("stages.variants")
 
+import hashlib
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime
 
-from signature_onnx.folder import MODEL_FILE, PREPROCESSING_FILE, VARIANTS_DIR
+from signature_onnx.folder import LINEAGE_FILE, MODEL_FILE, PREPROCESSING_FILE, VARIANTS_DIR
+from signature_onnx.vectors import VECTORS_FILE, find_test_sets, read_tensor
 from stages import speedups
 from stages.core import paths
 from stages.speedups import checks
@@ -49,6 +56,57 @@ def _run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, feeds)))
 
 
+def parent_vectors(published: Path) -> tuple[dict, dict[str, bytes], list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]]:
+    """The parent's test_vectors.json, its test set files (relative path -> bytes) and, per set, (inputs, expected)."""
+    description = json.loads((published / VECTORS_FILE).read_text())
+    files: dict[str, bytes] = {}
+    sets = []
+    for folder in find_test_sets(published):
+        arrays: dict[str, dict[str, np.ndarray]] = {"input": {}, "output": {}}
+        for tensor in sorted(folder.glob("*.pb")):
+            files[f"{folder.name}/{tensor.name}"] = tensor.read_bytes()
+            name, array = read_tensor(tensor)
+            arrays[tensor.name.split("_")[0]][name] = array
+        sets.append((arrays["input"], arrays["output"]))
+    return description, files, sets
+
+
+def vectors_failure(session, sets: list, atol: float) -> str | None:
+    """The first test set output the variant misses by more than `atol` (the check-vectors rule), or None."""
+    for index, (feeds, expected) in enumerate(sets):
+        actual = _run(session, feeds)
+        for output, want in expected.items():
+            error = float(np.max(np.abs(actual[output].astype(np.float64) - want.astype(np.float64)), initial=0.0))
+            if not error <= atol:
+                return f"test_data_set_{index} output {output!r}: max |variant - expected| {error:.3g} > atol {atol:g}"
+    return None
+
+
+def variant_lineage(name: str, variant: str, data: bytes, parent_sha256: str, parent: dict, recipe: dict,
+                    tolerance: dict, atol: float, samples: int) -> bytes:
+    """The variant folder's lineage.json: machine-independent (recipe, rules, digests; no measured value)."""
+    document = {
+        "model": name,
+        "variant": variant,
+        "onnx": {"file": MODEL_FILE, "sha256": hashlib.sha256(data).hexdigest()},
+        "parent": {"file": f"../../{MODEL_FILE}", "sha256": parent_sha256, "model_version": parent.get("model_version")},
+        "recipe": recipe,
+        "source": parent["source"],
+        "synthetic_weights": parent["synthetic_weights"],
+        "upstream_files": parent["upstream_files"],
+        "validation": {
+            "verdict": "pass",
+            "reference": "ONNX Runtime running the parent model.onnx (fp32)",
+            "samples": samples,
+            "tolerance": tolerance,
+            "atol": atol,
+            "rtol": 0.0,
+            "test_vectors": "the parent's, within atol = max_abs_error + the parent's validation atol",
+        },
+    }
+    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+
+
 def variants(name: str, spec: ModelSpec) -> None:
     published = paths.published_dir(name)
     model_path, card_path = published / MODEL_FILE, published / PREPROCESSING_FILE
@@ -57,6 +115,8 @@ def variants(name: str, spec: ModelSpec) -> None:
             raise PipelineError(f"{required}: not found; run the validate stage first (dvc repro validate@{name})")
     fp32_bytes = model_path.read_bytes()
     fp32 = onnx.load_from_string(fp32_bytes)
+    parent = json.loads((published / LINEAGE_FILE).read_text())
+    vectors_description, vector_files, vector_sets = parent_vectors(published)
     samples = load_family(spec.family).validation_inputs(spec, spec.validation.samples, user_images(name, spec))
     fp32_session = checks.session(fp32_bytes, str(model_path))
     references = [_run(fp32_session, feeds) for _sample, feeds in samples]
@@ -66,7 +126,8 @@ def variants(name: str, spec: ModelSpec) -> None:
         "samples": len(samples),
         "variants": {},
     }
-    ready: dict[str, bytes] = {}
+    ready: dict[str, dict[str, bytes]] = {}
+    card = card_path.read_bytes()
     for variant in spec.variants.enabled():
         tolerance = getattr(spec.variants, variant)
         entry: dict = {"tolerance": tolerance.model_dump(include={"min_cosine", "max_abs_error", "decision_agreement"}, exclude_none=True)}
@@ -87,16 +148,30 @@ def variants(name: str, spec: ModelSpec) -> None:
             entry.update(published=False, failure="; ".join(check.failures))
             log.warning("%s: NOT published, outside its tolerances: %s", variant, entry["failure"])
             continue
+        atol = tolerance.max_abs_error + spec.validation.atol
+        missed = vectors_failure(session, vector_sets, atol)
+        if missed:
+            entry.update(published=False, failure=f"misses its test vectors: {missed}")
+            log.warning("%s: NOT published: %s", variant, entry["failure"])
+            continue
         entry["published"] = True
-        ready[variant] = data
+        vectors_json = {**vectors_description, "tolerance": {"atol": atol, "rtol": 0.0}, "variant": variant}
+        ready[variant] = {
+            MODEL_FILE: data,
+            PREPROCESSING_FILE: card,
+            LINEAGE_FILE: variant_lineage(name, variant, data, hashlib.sha256(fp32_bytes).hexdigest(), parent, recipe,
+                                          entry["tolerance"], atol, len(samples)),
+            VECTORS_FILE: (json.dumps(vectors_json, indent=2, sort_keys=True) + "\n").encode(),
+            **vector_files,
+        }
         log.info("%s: within tolerance (min cosine %s, max abs error %s)", variant, entry["min_cosine"], entry["max_abs_error"])
-    card = card_path.read_bytes()
     # Every payload is ready before the folder is swapped in: all of it appears, or the old one stays.
     with staged_directory(published / FOLDER) as staging:
-        for variant, data in ready.items():
-            write_bytes(staging / variant / MODEL_FILE, data)
-            write_bytes(staging / variant / PREPROCESSING_FILE, card)
-    write_bytes(published / METRICS_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        for variant, files in ready.items():
+            for relative, payload in files.items():
+                write_bytes(staging / variant / relative, payload)
+    record["model_sha256"] = hashlib.sha256(fp32_bytes).hexdigest()
+    write_bytes(paths.reports_dir(name) / METRICS_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     log.info("published %d of %d variants in %s", len(ready), len(record["variants"]), published / FOLDER)
 
 

@@ -12,6 +12,11 @@ For each file it recomputes the digests and prints one PASS / FAIL / SKIP line p
   params       the checkout's params entry has the digest the metadata names
   code         the checkout's stages/ package has the digest the metadata names
   signature    model.sig (when present) verifies with the public key
+A variant (models/<model>/variants/<variant>/model.onnx) gets its own links instead of the
+parent's: `variant` (its lineage.json names these bytes, its parent's sha256 and recipe, as the
+metadata does) and `parent` (../../model.onnx has that sha256; verify it for the rest).
+Without a project checkout at --root (a folder from `dvc artifacts get`, say), the links that
+need the repository (dvc.lock, history, pins, upstream, params, code) are N/A, not failed.
 Exit status 0 when nothing failed, 1 otherwise.
 """
 
@@ -39,7 +44,7 @@ SHOWN_COMMITS = 5
 @dataclass(frozen=True)
 class Check:
     link: str
-    status: str  # "PASS", "FAIL" or "SKIP"
+    status: str  # "PASS", "FAIL", "SKIP" or "N/A" (needs a project checkout)
     detail: str
 
 
@@ -289,11 +294,61 @@ def check_signature(subject: Subject, public_key: Path | None, required: bool) -
         signing.verify_folder(subject.folder, public_key)
     except PipelineError as exc:
         return Check("signature", "FAIL", str(exc))
-    return Check("signature", "PASS", f"{signature} verifies with {public_key.name} over {', '.join(signed_files(subject.folder))}")
+    files = signed_files(subject.folder)
+    tops = sorted({name.split("/")[0] + ("/" if "/" in name else "") for name in files})
+    return Check("signature", "PASS", f"{signature} verifies with {public_key.name} over {len(files)} files: {', '.join(tops)}")
 
 
 def signed_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in signing.UNSIGNED)
+    """Every file the signature covers (relative paths): the folder's files, variants included, but model.sig."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name not in signing.UNSIGNED)
+
+
+def is_variant(subject: Subject) -> bool:
+    return "variant" in (subject.metadata or {})
+
+
+def check_variant(subject: Subject) -> Check:
+    """A variant's own lineage.json names these bytes, and the same parent and recipe as the metadata."""
+    path = subject.folder / "lineage.json"
+    meta = subject.metadata or {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        named = (document["onnx"]["sha256"], document["variant"], document["parent"]["sha256"], document["recipe"])
+    except FileNotFoundError:
+        return Check("variant", "FAIL", f"{path} is missing")
+    except (ValueError, KeyError, TypeError) as exc:
+        return Check("variant", "FAIL", f"{path} is damaged ({shown(str(exc), 80)})")
+    try:
+        recipe = json.loads(meta.get("variant_recipe", ""))
+    except ValueError:
+        recipe = None
+    expected = (subject.sha256, meta["variant"], meta.get("variant_of_sha256"), recipe)
+    labels = ("onnx.sha256", "variant", "parent.sha256", "recipe")
+    wrong = [f"{label} is {shown(a, 70)}, the file says {shown(b, 70)}" for label, a, b in zip(labels, named, expected) if a != b]
+    if wrong:
+        return Check("variant", "FAIL", f"{path}: " + "; ".join(wrong))
+    subject.record = document
+    return Check("variant", "PASS", f"{path}: {shown(meta['variant'])} of parent sha256 {shown(named[2])}, recipe {shown(json.dumps(recipe, sort_keys=True), 80)}")
+
+
+def check_parent(subject: Subject) -> Check:
+    parent = subject.folder.parent.parent / "model.onnx"
+    wanted = (subject.metadata or {}).get("variant_of_sha256")
+    if not parent.is_file():
+        return Check("parent", "FAIL", f"{parent} is missing (a variant is published inside its model's folder)")
+    actual = sha256_file(parent)
+    if actual != wanted:
+        return Check("parent", "FAIL", f"{parent} has sha256 {actual}, the variant was made from {shown(wanted)}")
+    return Check("parent", "PASS", f"{parent} is the file it was made from; verify it for the links of the build")
+
+
+def has_checkout(root: Path) -> bool:
+    return (root / "dvc.yaml").is_file() and (root / PARAMS_FILE).is_file()
+
+
+REPOSITORY_CHECKS: list[Callable[[Subject], Check]] = [check_dvc_lock, check_history, check_pins, check_upstream, check_params, check_code]
+REPOSITORY_LINKS = ("dvc.lock", "history", "pins", "upstream", "params", "code")
 
 
 def verify_file(path: Path, root: Path, public_key: Path | None = None, require_signature: bool = False,
@@ -303,13 +358,19 @@ def verify_file(path: Path, root: Path, public_key: Path | None = None, require_
     first = check_onnx(subject)
     if first.status == "FAIL":
         return [first]
-    checks: list[Callable[[Subject], Check]] = [
-        check_lineage, check_provenance, check_card, check_dvc_lock, check_history,
-        check_pins, check_upstream, check_params, check_code,
-    ]
-    results = [first, *(check(subject) for check in checks)]
+    if is_variant(subject):
+        results = [first, check_variant(subject), check_parent(subject)]
+        signed = subject.folder.parent.parent  # the model folder's model.sig covers its variants
+    else:
+        results = [first, *(check(subject) for check in (check_lineage, check_provenance, check_card))]
+        if has_checkout(root):
+            results += [check(subject) for check in REPOSITORY_CHECKS]
+        else:
+            results += [Check(link, "N/A", f"not checkable here: {root} is not the project checkout (give it with --root)")
+                        for link in REPOSITORY_LINKS]
+        signed = subject.folder
     if signature:
-        results.append(check_signature(subject, public_key, require_signature))
+        results.append(check_signature(Subject(path=signed / "model.onnx", root=root), public_key, require_signature))
     return results
 
 

@@ -52,7 +52,7 @@ def no_dvc_analytics():
         yield
 
 
-def copy_outputs(build: Path, project: Path, model: str, parts: tuple[str, ...] = ("data/raw", "data/interim", "models")) -> None:
+def copy_outputs(build: Path, project: Path, model: str, parts: tuple[str, ...] = ("data/raw", "data/interim", "models", "reports")) -> None:
     """Copy `model`'s stage outputs from the shared build into a scratch project: real, writable
     copies (tests write into them; the build's files are read-only hard links into its DVC cache)."""
     for part in parts:

@@ -81,7 +81,7 @@ def test_the_projection2d_variant_converts_and_validates(tmp_path: Path):
     model = onnx.load(str(project / "models" / "siamese" / "model.onnx"))
     shapes = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output]
     assert shapes == [[1, 2], [1, 2], [1, 1]]
-    metrics = json.loads((project / "models" / "siamese" / "validation.json").read_text())
+    metrics = json.loads((project / "reports" / "siamese" / "validation.json").read_text())
     assert metrics["independent_reference"]["reference"] == "NumPy float64 oracle"
     assert metrics["outputs"]["output0"]["max_abs_error"] <= siamese["validation"]["atol"]
     # The published graph really applies projection2d: its (2, 2048) weight is a constant of it.

@@ -469,10 +469,14 @@ def test_a_required_signature_is_checked(home: Path, signet: Path, scan: Path, t
     # the release step's format (stages/publish/signing.py): an EC key, the same ignored files
     signing.Config().use_elliptic_key_signer(private_key=private).set_hashing_config(
         hashing.Config().set_ignored_paths(paths=UNSIGNED)).sign(signet, signet / "model.sig")
-    (signet / "validation.json").write_text("{}")  # per-machine metrics are not signed
     out = tmp_path / "f.npy"
     result = cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "-q", "--public-key", str(public))
     assert result.returncode == 0, result.stderr
+    # the signature covers the whole folder: a file added to it fails too
+    (signet / "validation.json").write_text("{}")
+    one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "--public-key", str(public)),
+                   "model.sig", "does not verify")
+    (signet / "validation.json").unlink()
     one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "--public-key", str(stranger)),
                    "model.sig", "does not verify")
     (signet / "lineage.json").write_text((signet / "lineage.json").read_text() + " ")

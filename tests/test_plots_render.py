@@ -118,7 +118,7 @@ def test_plot_specs_show_each_output_on_a_log_axis_with_its_tolerance(reproduced
         assert error_layer["encoding"]["y"]["scale"]["type"] == "log"
         assert tolerance_layer["encoding"]["y"]["field"] == "tolerance"
         rows = spec["data"]["values"]
-        assert len(rows) == json.loads((built / "models" / model / "validation.json").read_text())["samples"]
+        assert len(rows) == json.loads((built / "reports" / model / "validation.json").read_text())["samples"]
         atol = models[model]["validation"]["atol"]
         assert {float(row[f"{output}_tolerance"]) for row in rows} == {atol}
         assert all(0 <= float(row[f"{output}_max_abs_error"]) <= atol for row in rows)

@@ -107,14 +107,14 @@ def test_validate_publishes_metrics_within_tolerance(signet_project: Path):
         published, patched = onnx.load(str(folder / "model.onnx")), onnx.load(str(onnx_file(signet_project, model)))
         assert published.graph.SerializeToString(deterministic=True) == patched.graph.SerializeToString(deterministic=True)
         assert {p.key: p.value for p in published.metadata_props}["synthetic_weights"] == "true"
-        metrics = json.loads((folder / "validation.json").read_text())
+        metrics = json.loads((signet_project / "reports" / model / "validation.json").read_text())
         assert metrics["reference"] == ("PyTorch" if model in PTH else "NumPy oracle")
         for output, summary in metrics["outputs"].items():
             assert summary["max_abs_error"] <= 1e-4 and summary["min_cosine"] >= 0.99999, (model, output)
             assert summary["ranking_triples"] > 0
         lineage = json.loads((folder / "lineage.json").read_text())
         assert lineage["source"]["kind"] == "builtin" and list(lineage["upstream_files"]) == spec(model).files
-    samples = (signet_project / "models" / "signet_spp_300dpi" / "samples.csv").read_text()
+    samples = (signet_project / "reports" / "signet_spp_300dpi" / "samples.csv").read_text()
     assert "synthetic_37x37," in samples and "synthetic_2000x3000," in samples
 
 

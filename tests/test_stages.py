@@ -144,13 +144,13 @@ def test_published_model_traces_back_to_upstream_bytes(built_project: Path, mode
 @pytest.mark.parametrize("model", sorted(EXPECTED_IO))
 def test_validation_metrics_and_plot_rows(built_project: Path, model: str):
     published = built_project / "models" / model
-    metrics = json.loads((published / "validation.json").read_text())
+    metrics = json.loads((built_project / "reports" / model / "validation.json").read_text())
     outputs = [name for name, _, _ in EXPECTED_IO[model][1]]
     assert sorted(metrics["outputs"]) == sorted(outputs)
     for name in outputs:
         assert 0 <= metrics["outputs"][name]["max_abs_error"] <= 1e-4
         assert {"max_rel_error", "mean_abs_error"} <= set(metrics["outputs"][name])
-    rows = list(csv.DictReader((published / "samples.csv").open()))
+    rows = list(csv.DictReader((built_project / "reports" / model / "samples.csv").open()))
     assert len(rows) == metrics["samples"] > 0
     assert [int(r["sample"]) for r in rows] == list(range(len(rows)))
     if model == "siamese":

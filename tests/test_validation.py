@@ -80,7 +80,7 @@ def test_unperturbed_copy_passes(built_project: Path, tmp_path: Path):
     project = project_with(built_project, tmp_path / "p", "siamese")
     shutil.rmtree(project / "models" / "siamese")
     run_step(project, "validate", "siamese")
-    metrics = json.loads((project / "models" / "siamese" / "validation.json").read_text())
+    metrics = json.loads((project / "reports" / "siamese" / "validation.json").read_text())
     assert metrics["outputs"]["output2"]["decisions"] == metrics["samples"] > 0
     assert metrics["outputs"]["output0"]["ranking_triples"] > 0
 
@@ -177,7 +177,7 @@ def test_user_image_folder_is_validated_and_bad_images_are_named(built_project: 
     params["models"]["siamese"]["validation"].update(samples=1, stroke_samples=0, image_dirs=["user_images"])
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run_step(project, "validate", "siamese")
-    metrics = json.loads((project / "models" / "siamese" / "validation.json").read_text())
+    metrics = json.loads((project / "reports" / "siamese" / "validation.json").read_text())
     assert metrics["samples"] == 3  # one drawn pair, then the chain through the two scans
 
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")

@@ -61,7 +61,7 @@ def test_every_variant_is_published_as_a_model_folder(variants_project: Path):
         metadata = {p.key: p.value for p in model.metadata_props}
         assert metadata["variant"] == variant and metadata["model"] == MODEL
         assert [i.name for i in model.graph.input] == [i.name for i in fp32.graph.input]
-    record = json.loads((variants_project / "models" / MODEL / "variants.json").read_text())
+    record = json.loads((variants_project / "reports" / MODEL / "variants.json").read_text())
     for variant in ALL_VARIANTS:
         entry = record["variants"][variant]
         assert entry["published"] is True and entry["min_cosine"] >= 0.5
@@ -129,7 +129,7 @@ def test_a_variant_outside_its_tolerance_is_not_published(variants_project: Path
     assert "fp16: NOT published" in result.stderr and "max_abs_error 1e-06" in result.stderr, result.stderr
     folder = variants_project / "models" / MODEL / "variants"
     assert sorted(p.name for p in folder.iterdir()) == ["int8_dynamic"]
-    record = json.loads((variants_project / "models" / MODEL / "variants.json").read_text())
+    record = json.loads((variants_project / "reports" / MODEL / "variants.json").read_text())
     refused = record["variants"]["fp16"]
     assert refused["published"] is False and "max |variant - fp32|" in refused["failure"]
     assert refused["max_abs_error"] > 1.0e-6  # the measured delta is recorded beside the reason

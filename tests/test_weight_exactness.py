@@ -123,7 +123,7 @@ def test_the_exporters_conv_batchnorm_fold_is_caught(built_project: Path):
 
 @pytest.mark.parametrize("model", ["cleaning", "siamese"])
 def test_every_constant_of_the_published_graph_is_traced(built_project: Path, model: str):
-    metrics = json.loads((built_project / "models" / model / "validation.json").read_text())
+    metrics = json.loads((built_project / "reports" / model / "validation.json").read_text())
     graph = onnx.load(str(built_project / "models" / model / "model.onnx"))
     assert metrics["weights"]["constants"] == sum(1 for _ in graph_constants(graph))
     assert set(metrics["weights"]) <= {"constants", "copy", "reshape", "transpose", "fold", "literal", "structure"}
@@ -176,7 +176,7 @@ def test_a_mutated_export_module_fails_validate(built_project: Path, signet_proj
 
 
 def test_the_pipeline_validates_the_pth_model_against_both_references(signet_project: Path):
-    metrics = json.loads((signet_project / "models" / "signet_pth" / "validation.json").read_text())
+    metrics = json.loads((signet_project / "reports" / "signet_pth" / "validation.json").read_text())
     assert metrics["reference"] == "PyTorch"
     assert metrics["independent_reference"]["reference"] == "NumPy float64 oracle"
     assert metrics["independent_reference"]["outputs"]["fc2"]["max_abs_error"] <= metrics["tolerance"]["atol"]

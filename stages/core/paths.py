@@ -2,7 +2,10 @@
 
 data/raw/<model>/      upstream bytes, in the upstream layout (fetch)
 data/interim/<model>/  converted.onnx (convert), patched.onnx (patch)
-models/<model>/        model.onnx, validation.json, samples.csv, lineage.json (validate, publish)
+models/<model>/        the published model folder: model.onnx, lineage.json, ... (validate, vectors,
+                       variants), every file DVC-tracked and machine-independent, plus model.sig (git)
+reports/<model>/       measured errors (validation.json, samples.csv, variants.json): CPU-dependent in
+                       their last digits, so outside the published folder, dvc.lock and git
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ def patched_onnx(model: str) -> Path:
 
 def published_dir(model: str) -> Path:
     return Path("models") / model
+
+
+def reports_dir(model: str) -> Path:
+    return Path("reports") / model
 
 
 def user_images(name: str, spec: ModelSpec) -> list[Path]:

@@ -1,9 +1,13 @@
 """Signing a published model folder with OpenSSF model-signing (elliptic-curve key, offline).
 
-The signature covers every file of models/<name>/ except the per-machine metrics and the
-signature itself: model.onnx, lineage.json, provenance.intoto.json and README.md. It is a
-Sigstore bundle (a DSSE envelope around an in-toto statement listing each file's sha256)
-written to models/<name>/model.sig.
+The signature covers every file of models/<name>/ but itself: exactly the DVC-tracked,
+machine-independent files of the published folder (model.onnx, lineage.json, the provenance, the
+card, preprocessing.json, verdict.json, the test vectors and every variant folder; measured
+errors live in reports/, outside it). It is a Sigstore bundle (a DSSE envelope around an in-toto
+statement listing each file's sha256) written to models/<name>/model.sig, which git tracks (the
+one committed file of the folder), so a clone, a `dvc pull` and `dvc artifacts get` carry it and
+the upstream CLI verifies the folder as it arrives:
+`model_signing verify key --signature models/NAME/model.sig --public_key KEY.pub models/NAME`.
 
 ECDSA signatures are randomised, so a signature is never a DVC output: `dvc repro` builds
 without a key, and signing is a separate release step (stages.sign) with the private key named
@@ -14,16 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 from pathlib import Path
 
+from signature_onnx.errors import SignatureOnnxError
+from signature_onnx.folder import SIGNATURE_FILE, UNSIGNED, verify_signature
 from stages.core.errors import PipelineError, first_line
 
-SIGNATURE_FILE = "model.sig"
-# validation.json and samples.csv hold measured errors that differ between CPUs in their last
-# digits: a rebuild elsewhere must not invalidate the signature of the tracked artifacts.
-UNSIGNED = ("validation.json", "samples.csv", SIGNATURE_FILE)
+__all__ = ["SIGNATURE_FILE", "UNSIGNED", "sign_folder", "verify_folder"]
 KEY_ENV = "MODEL_SIGNING_KEY"
 KEY_PASSWORD_ENV = "MODEL_SIGNING_KEY_PASSWORD"
 PUBLIC_KEY_ENV = "MODEL_SIGNING_PUBLIC_KEY"
@@ -72,28 +74,8 @@ def sign_folder(folder: Path, private_key: Path, password: str | None = None) ->
 
 
 def verify_folder(folder: Path, public_key: Path) -> None:
-    """Check `folder`/model.sig against the folder's files and `public_key`; PipelineError if not."""
-    from model_signing import verifying
-
-    signature = folder / SIGNATURE_FILE
-    if not public_key.is_file():
-        raise PipelineError(f"public key {public_key}: not a file")
+    """Check `folder`/model.sig against the folder's files and `public_key` (the package's check); PipelineError if not."""
     try:
-        config = verifying.Config().use_elliptic_key_verifier(public_key=public_key)
-    except Exception as exc:  # cryptography raises several types for a malformed PEM
-        raise PipelineError(f"public key {public_key}: not an EC public key PEM ({_reason(exc)})") from None
-    try:
-        config.set_hashing_config(_hashing_config()).verify(folder, signature)
-    except Exception as exc:  # bad signature, changed file, damaged bundle: all mean "not verified"
-        raise PipelineError(f"{signature} does not verify with {public_key.name}: {_mismatch(exc)}") from None
-
-
-def _mismatch(exc: BaseException) -> str:
-    """model-signing lists changed files with raw digest bytes; name the files instead."""
-    text = str(exc)
-    # The names sit inside the repr of a list of strings: quoted 'x' or, when a digest's bytes hold
-    # a double quote, \'x\'.
-    changed = re.findall(r"Hash mismatch for \\?'([^'\\]{1,200})\\?'", text)
-    if changed:
-        return f"changed since signing: {', '.join(changed)}"
-    return _reason(exc)
+        verify_signature(folder, public_key)
+    except SignatureOnnxError as exc:
+        raise PipelineError(str(exc)) from None

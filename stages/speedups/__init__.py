@@ -48,7 +48,7 @@ the validate stage (drawn signatures and the user's `validation.image_dirs`): ma
 per output, the minimum cosine (per row of an embedding output; per sample otherwise) and the
 decision agreement (the sign of a decision logit). Outside its tolerances a variant is not
 published and the reason is recorded. The figures (and speed, ms per call) are CPU-dependent:
-they go to `models/<name>/variants.json`, a top-level DVC metric outside dvc.lock.
+they go to `reports/<name>/variants.json`, outside the published folder, dvc.lock and git.
 """
 
 
@@ -82,13 +82,18 @@ def finish(model: onnx.ModelProto, fp32: onnx.ModelProto, variant: str, recipe: 
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise PipelineError(f"{variant}: onnx.checker refuses the graph: {first_line(exc)}") from None
+    parent_sha256 = hashlib.sha256(onnx_graph.serialize(fp32)).hexdigest()
     entries = {
         **onnx_graph.metadata_of(fp32),
         "variant": variant,
-        "variant_of_sha256": hashlib.sha256(onnx_graph.serialize(fp32)).hexdigest(),
+        "variant_of_sha256": parent_sha256,
         "variant_recipe": json.dumps(recipe, sort_keys=True),
     }
-    onnx_graph.set_metadata(model, entries, fp32.model_version, fp32.doc_string)
+    # The parent's validation.* entries describe the parent's check, not this file's: say so first.
+    doc = (f"{variant.upper()} VARIANT of the model below (its model.onnx sha256 {parent_sha256}), made by "
+           f"{json.dumps(recipe, sort_keys=True)[:300]}; checked against it in ONNX Runtime within the tolerances "
+           f"of its lineage.json (validation.* below are the parent's). The parent: {fp32.doc_string}")
+    onnx_graph.set_metadata(model, entries, fp32.model_version, doc)
     return onnx_graph.serialize(model)
 
 
