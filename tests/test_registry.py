@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO
 from stages.core.comparison import Validator
 from stages.core.errors import PipelineError
-from stages.core.params import model_spec
+from stages.core.params import model_spec, read_params_file
 from stages.publish.verdict import certified_record, serialize
 from stages.release import artifact_name
 
@@ -75,7 +75,7 @@ def manifest() -> dict:
 
 @pytest.fixture(scope="module")
 def models() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())["models"]
+    return read_params_file(REPO / "params.yaml")["models"]
 
 
 def test_every_model_is_a_registry_artifact(manifest: dict, models: dict):
