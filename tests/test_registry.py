@@ -114,6 +114,9 @@ def test_measured_metrics_and_plots_cover_every_model_output(manifest: dict, mod
 def test_release_help():
     result = subprocess.run([sys.executable, "-m", "stages.release", "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "--version" in result.stdout and "remote" in result.stdout
+    # what a user runs, and what `gto show` prints before and after a release
+    assert "python -m stages.release signet --version v1.0.0 --stage prod --push" in result.stdout
+    assert "gto show" in result.stdout and "Nothing found in the current workspace" in result.stdout
 
 
 def test_release_messages_quote_tools_on_one_escaped_line():
