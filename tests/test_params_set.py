@@ -90,6 +90,27 @@ def test_special_floats_still_read(tmp_path: Path):
     assert math.isnan(read_value(tmp_path, ".nan"))
 
 
+def params_set(tmp_path: Path, assignment: str) -> Path:
+    """A copy of the repository's params.yaml with `assignment` applied as `dvc exp run -S` does."""
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    apply_overrides(path, [assignment])  # DVC's own -S function (dvc.utils.hydra)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "typed", "expected"),
+    [("validation.atol", "1e-7", 1e-7), ("validation.atol", "1E-7", 1e-7), ("validation.atol", ".5", 0.5),
+     ("validation.atol", "5e-3", 5e-3), ("validation.atol", "1.0e+2", 100.0), ("validation.atol", "2", 2.0),
+     ("validation.samples", "12", 12), ("network.forgery_head", "true", True), ("network.forgery_head", "false", False)],
+)
+def test_what_a_user_types_loads_as_the_schema_type(tmp_path: Path, key: str, typed: str, expected: object):
+    spec = model_spec("signet_pth", params_set(tmp_path, f"models.signet_pth.{key}={typed}"))
+    section, name = key.split(".")
+    value = getattr(getattr(spec, section), name)
+    assert value == expected and type(value) is type(expected)
+
+
 @pytest.mark.parametrize(
     ("key", "typo", "expected"),
     [("validation.atol", "abc", "Input should be a valid number"),
@@ -98,18 +119,14 @@ def test_special_floats_still_read(tmp_path: Path):
      ("network.forgery_head", "yes", "Input should be a valid boolean")],
 )
 def test_a_typo_is_refused_naming_the_key(tmp_path: Path, key: str, typo: str, expected: str):
-    path = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", path)
-    apply_overrides(path, [f"models.signet_pth.{key}={typo}"])  # what `dvc exp run -S` does to the file
+    path = params_set(tmp_path, f"models.signet_pth.{key}={typo}")
     with pytest.raises(PipelineError) as caught:
         load_params(path)
     assert str(caught.value).splitlines() == [f"{path}: invalid parameters:", f"  models.signet_pth.{key}: {expected}"]
 
 
 def test_a_stage_prints_the_typo_as_one_error_line(tmp_path: Path):
-    path = tmp_path / "params.yaml"
-    shutil.copy(REPO / "params.yaml", path)
-    apply_overrides(path, [f"{KEY}=abc"])
+    path = params_set(tmp_path, f"{KEY}=abc")
     result = subprocess.run(
         [sys.executable, "-m", "stages.fetch", "signet", "--params", str(path)],
         cwd=REPO, capture_output=True, text=True,
