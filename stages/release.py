@@ -159,11 +159,19 @@ def release(args: argparse.Namespace) -> None:
     print(f"[release {name}] tagged {', '.join(made)}" + ("" if args.push else "; publish with: git push origin --tags"), file=sys.stderr)
 
 
+EXAMPLES = """examples:
+  dvc push --run-cache && python -m stages.release signet --version v1.0.0 --check-only
+  python -m stages.release signet --version v1.0.0 --stage prod --push
+  gto show    # lists signet, latest v1.0.0, #prod v1.0.0
+before any release, gto show prints "Nothing found in the current workspace" (no tags yet)."""
+
+
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
         prog="python -m stages.release",
         description="Tag a model version (GTO) after checking the DVC remote holds its whole build.",
-        epilog="Example: dvc push && python -m stages.release signet --version v1.0.0 --stage prod --push",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines
     )
     result.add_argument("model", help="a params.yaml model key (signet_pth) or its artifact name (signet-pth)")
     result.add_argument("--version", required=True, help="semantic version to register, e.g. v1.0.0")

@@ -12,7 +12,7 @@ from onnx import helper
 
 from stages.core import onnx_graph
 from stages.core.digests import sha256_file as file_digest
-from stages.core.params import model_spec
+from stages.core.params import model_spec, read_params_file
 
 from conftest import REPO, STEPS, copy_project, run_step
 
@@ -112,7 +112,7 @@ def test_interrupted_fetch_leaves_the_previous_folder(built_project: Path, tmp_p
     project = copy_project(tmp_path / "p")
     shutil.copytree(built_project / "data" / "raw" / "siamese", project / "data" / "raw" / "siamese")
     before = digests(project / "data" / "raw" / "siamese")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     params["models"]["siamese"]["files"] = ["convnet_best_loss.pt", "missing.bin"]
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_step(project, "fetch", "siamese", check=False)
@@ -155,7 +155,7 @@ def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project:
 
 def test_measured_files_are_plots_outside_the_published_folder_and_dvc_lock():
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    models = yaml.safe_load((REPO / "params.yaml").read_text())["models"]
+    models = read_params_file(REPO / "params.yaml")["models"]
     # The only metrics are the tracked verdicts: `dvc metrics diff` loads them at any commit.
     assert "metrics" not in dvc_yaml
     assert {dvc_yaml["stages"]["validate"]["do"]["metrics"][0]} == {"models/${key}/verdict.json"}

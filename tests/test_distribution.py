@@ -22,6 +22,7 @@ from remotes import (
     ACCESS_KEY, SECRET_KEY, MotoS3, Remote, add_default_remote, checked, clone, environment, release,
     stages_restored, stages_run,
 )
+from stages.core.params import read_params_file
 
 PUBLISHED = ("model.onnx", "lineage.json", "verdict.json")
 
@@ -143,7 +144,7 @@ def test_fresh_clone_pulls_one_model_then_everything_byte_identical(publication:
     assert not (machine / "models/siamese/model.onnx").exists()
     pulled = checked(dvc(machine, "pull", env=env))
     assert stages_run(pulled.stdout) == []
-    for model in yaml.safe_load((machine / "params.yaml").read_text())["models"]:
+    for model in read_params_file(machine / "params.yaml")["models"]:
         for file in PUBLISHED:
             assert same_bytes(machine / "models" / model / file, publication.built / "models" / model / file), (model, file)
     # dvc status re-hashes every output of every stage against dvc.lock: the whole build is there.
@@ -230,7 +231,7 @@ def timed(project: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Co
 def test_run_cache_restores_reverted_params_experiments_and_other_machines_runs(publication: Publication, tmp_path: Path):
     machine = consumer(publication, tmp_path / "machine")
     env = publication.remote.env()
-    main_atol = yaml.safe_load((machine / "params.yaml").read_text())["models"]["cleaning"]["validation"]["atol"]
+    main_atol = read_params_file(machine / "params.yaml")["models"]["cleaning"]["validation"]["atol"]
     assert main_atol != 0.0002
     checked(dvc(machine, "pull", "--run-cache", "validate@cleaning", "--with-deps", env=env))
     original = (machine / "models/cleaning/model.onnx").read_bytes()
@@ -302,7 +303,7 @@ def test_exp_show_reads_every_models_verdict_on_main(reproduced):
     built, _ = reproduced
     shown = json.loads(checked(dvc(built, "exp", "show", "--json")).stdout)
     metrics = shown[0]["data"]["metrics"]
-    for model in yaml.safe_load((built / "params.yaml").read_text())["models"]:
+    for model in read_params_file(built / "params.yaml")["models"]:
         record = metrics[f"models/{model}/verdict.json"]["data"]
         assert record["verdict"] == "pass" and record["samples"] > 0 and record["tolerance"]["atol"] > 0, model
     assert git(built, "status", "--porcelain") == ""

@@ -10,6 +10,7 @@ import subprocess
 import yaml
 
 from conftest import REPO, dvc, git
+from stages.core.params import read_params_file
 
 
 def lock_outputs(lock: dict) -> dict[str, str]:
@@ -32,7 +33,7 @@ def test_repro_in_a_fresh_clone_reproduces_the_committed_lock(reproduced):
 
 def test_every_model_is_published(reproduced):
     clone, _ = reproduced
-    models = yaml.safe_load((clone / "params.yaml").read_text())["models"]
+    models = read_params_file(clone / "params.yaml")["models"]
     for name in models:
         for artifact in ("model.onnx", "verdict.json", "lineage.json", "provenance.intoto.json", "README.md",
                          "preprocessing.json", "test_vectors.json"):
@@ -63,7 +64,7 @@ def test_every_published_model_verifies_and_names_the_commit(reproduced):
     import sys
 
     clone, _ = reproduced
-    models = yaml.safe_load((clone / "params.yaml").read_text())["models"]
+    models = read_params_file(clone / "params.yaml")["models"]
     paths = [f"models/{name}/model.onnx" for name in models]
     result = subprocess.run([sys.executable, "-m", "stages.verify", *paths], cwd=clone, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -29,6 +29,7 @@ import yaml
 import hostile
 from conftest import REPO, SHARED, copy_project
 from stages.core.errors import PipelineError
+from stages.core.params import read_params_file
 
 UPSTREAM_PB = SHARED / "reference" / "upstream" / "signature-image-cleaning" / "model" / "saved_model.pb"
 GOOD = {
@@ -252,7 +253,7 @@ def test_a_live_savedmodel_through_fetch_convert_and_validate(live_savedmodel, t
     }
     project = place_case(tmp_path / "case", "cleaning", files)
     with FileServer() as server:
-        params = yaml.safe_load((project / "params.yaml").read_text())
+        params = read_params_file(project / "params.yaml")
         urls = {name: server.serve(f"/m/{name}", data) for name, data in files.items()}
         params["models"]["cleaning"]["source"].update(kind="url", urls=urls)
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

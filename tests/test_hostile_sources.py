@@ -33,7 +33,7 @@ import hostile
 from fake_servers import KAGGLE_PORT, LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
 from conftest import copy_project
 from stages.core.errors import PipelineError
-from stages.core.params import ModelSpec
+from stages.core.params import ModelSpec, read_params_file
 from stages.core.untrusted import forget_secrets, scrub_url
 from stages.sources import download, kaggle, url
 from stages.sources.download import Job, RetryPolicy, fetch_file
@@ -71,13 +71,13 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
 
 
 def kaggle_spec(**source) -> ModelSpec:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())["models"]["siamese"]
+    raw = read_params_file(REPO / "params.yaml")["models"]["siamese"]
     raw["source"] = {**raw["source"], "kind": "kaggle", **source}
     return ModelSpec.model_validate(raw)
 
 
 def url_spec(urls: dict[str, str], **source) -> ModelSpec:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())["models"]["siamese"]
+    raw = read_params_file(REPO / "params.yaml")["models"]["siamese"]
     raw["source"] = {"kind": "url", "seed": 1, "urls": urls, **source}
     return ModelSpec.model_validate(raw)
 
@@ -162,7 +162,7 @@ def test_the_stage_redacts_secrets_whatever_prints_them(tmp_path) -> None:
 
 def kaggle_project(tmp_path: Path, **source) -> tuple[Path, dict[str, str]]:
     project = copy_project(tmp_path / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     params["models"]["siamese"]["source"].update(kind="kaggle", **source)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {"KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY, "KAGGLE_API_ENVIRONMENT": "TEST",
@@ -191,7 +191,7 @@ def test_a_trickling_download_meets_its_deadline(tmp_path) -> None:
     with FileServer() as server:
         server.fail("/slow.pt", Fault("trickle", extra=200))
         address = server.serve("/slow.pt", DATA)
-        params = yaml.safe_load((project / "params.yaml").read_text())
+        params = read_params_file(project / "params.yaml")
         params["models"]["siamese"]["source"].update(kind="url", urls={CHECKPOINT: address}, max_seconds=3)
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         before = hostile.snapshot(project)
@@ -374,7 +374,7 @@ def test_a_damaged_archive_through_the_stage_is_one_line(tmp_path) -> None:
     previous.write_bytes(b"previous good bytes")
     with FileServer() as server:
         address = server.serve("/signet_models.zip", hostile.zip_archive([("signet.pkl", DATA)], extract_version=64))
-        params = yaml.safe_load((project / "params.yaml").read_text())
+        params = read_params_file(project / "params.yaml")
         params["models"]["signet"]["source"].update(kind="url", urls={"signet.pkl": f"{address}#signet.pkl"})
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         before = hostile.snapshot(project)
@@ -416,7 +416,7 @@ def signet_project(root: Path, source: dict) -> Path:
     previous = project / "data" / "raw" / "signet" / "signet.pkl"
     previous.parent.mkdir(parents=True)
     previous.write_bytes(b"previous good bytes")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     params["models"]["signet"]["source"].update(source)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import REPO, copy_project, run_step
 from stages.core.errors import PipelineError
-from stages.core.params import ModelSpec, model_spec
+from stages.core.params import ModelSpec, model_spec, read_params_file
 from stages.families import load_family
 from stages.families.torch_sigver import siamese as torch_siamese
 
@@ -69,7 +69,7 @@ def test_the_projection2d_variant_converts_and_validates(tmp_path: Path):
     """The notebook copy whose outputs are the 2-d projections: every stage, PyTorch and the
     independent oracle both agree with ONNX Runtime, and the outputs are (1, 2)."""
     project = copy_project(tmp_path / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     siamese = params["models"]["siamese"]
     siamese["network"]["projection2d"] = True
     for output in siamese["onnx"]["outputs"][:2]:

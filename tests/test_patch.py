@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import copy_project, run_step
+from stages.core.params import read_params_file
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def siamese_project(built_project: Path, tmp_path: Path) -> Path:
 
 
 def edit_params(project: Path, edit) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     edit(params["models"]["siamese"]["onnx"])
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 

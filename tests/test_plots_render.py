@@ -16,9 +16,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO, dvc, git
+from stages.core.params import read_params_file
 
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -87,7 +87,7 @@ class Charts(HTMLParser):
 
 def expected_plots() -> dict[str, str]:
     """Plot id -> HTML div id, one per output of every model in params.yaml."""
-    models = yaml.safe_load((REPO / "params.yaml").read_text())["models"]
+    models = read_params_file(REPO / "params.yaml")["models"]
     ids = [f"{name}/{out['name']}" for name, model in models.items() for out in model["onnx"]["outputs"]]
     return {plot: re.sub(r"[^A-Za-z0-9-]", "_", plot) for plot in ids}
 
@@ -107,7 +107,7 @@ def test_plot_specs_show_each_output_on_a_log_axis_with_its_tolerance(reproduced
     built, _ = reproduced
     shown = json.loads(dvc(built, "plots", "show", "--json").stdout)["data"]
     assert set(shown) == set(expected_plots())
-    models = yaml.safe_load((built / "params.yaml").read_text())["models"]
+    models = read_params_file(built / "params.yaml")["models"]
     for plot, (rendered,) in shown.items():
         model, output = plot.split("/")
         spec = rendered["content"]

@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO
 from stages.core.comparison import Validator
 from stages.core.errors import PipelineError
-from stages.core.params import model_spec
+from stages.core.params import model_spec, read_params_file
 from stages.publish.verdict import certified_record, serialize
 from stages.release import artifact_name
 
@@ -75,7 +75,7 @@ def manifest() -> dict:
 
 @pytest.fixture(scope="module")
 def models() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())["models"]
+    return read_params_file(REPO / "params.yaml")["models"]
 
 
 def test_every_model_is_a_registry_artifact(manifest: dict, models: dict):
@@ -114,6 +114,9 @@ def test_measured_plots_cover_every_model_output(manifest: dict, models: dict):
 def test_release_help():
     result = subprocess.run([sys.executable, "-m", "stages.release", "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "--version" in result.stdout and "remote" in result.stdout
+    # what a user runs, and what `gto show` prints before and after a release
+    assert "python -m stages.release signet --version v1.0.0 --stage prod --push" in result.stdout
+    assert "gto show" in result.stdout and "Nothing found in the current workspace" in result.stdout
 
 
 def test_release_messages_quote_tools_on_one_escaped_line():

@@ -23,6 +23,7 @@ import yaml
 from conftest import built_clone
 from fake_servers import FakeKaggle, isolated_kaggle
 from remotes import clone as clone_project
+from stages.core.params import read_params_file
 from stages.sources.pins import LockFile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def upstream_files(clone: Path, name: str) -> dict[str, bytes]:
 
 def switch_source(clone: Path, kind: str) -> None:
     params_file = clone / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
+    params = read_params_file(params_file)
     for name in MODELS:
         params["models"][name]["source"]["kind"] = kind
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))

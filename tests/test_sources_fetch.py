@@ -24,7 +24,7 @@ from fake_servers import FakeKaggle, Fault, FileServer, isolated_kaggle
 from stages import fetch as fetch_stage
 from stages.core.digests import sha256_file
 from stages.core.errors import PipelineError
-from stages.core.params import model_spec
+from stages.core.params import model_spec, read_params_file
 from stages.families import load_family
 from stages.sources import download, pins
 
@@ -36,7 +36,7 @@ USER, KEY = "alice", "k-0d5c81aa"
 
 
 def write_params(project: Path, kind: str) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = read_params_file(REPO / "params.yaml")
     models = {name: params["models"][name] for name in ("cleaning", "siamese")}
     for entry in models.values():
         entry["source"]["kind"] = kind
@@ -194,7 +194,7 @@ def test_builtin_neither_reads_nor_writes_pins(project, monkeypatch, siamese) ->
 def test_url_source_through_the_stage_pins_the_address(project, siamese, monkeypatch) -> None:
     """A secret-looking query is refused by params already (test_config); a plain one is kept."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     with FileServer() as server:
         address = server.serve("/mirror/convnet_best_loss.pt", siamese[CHECKPOINT]) + "?id=1AbC"
         params["models"]["siamese"]["source"].update(kind="url", urls={CHECKPOINT: address})

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from requests.auth import HTTPBasicAuth
 
 from fake_servers import Fault, FileServer
 from stages.core.errors import PipelineError
-from stages.core.params import ModelSpec
+from stages.core.params import ModelSpec, read_params_file
 from stages.core.untrusted import scrub_url
 from stages.sources import download, url
 from stages.sources.download import Job, RetryPolicy, TooLarge, fetch_file, origin_of
@@ -212,7 +211,7 @@ def test_scrub_url_hides_userinfo_and_secret_query_values() -> None:
 # source: url --------------------------------------------------------------------------------------
 
 def url_spec(name: str, urls: dict[str, str], max_bytes: int = 2_000_000_000) -> ModelSpec:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())["models"][name]
+    raw = read_params_file(REPO / "params.yaml")["models"][name]
     raw["source"] = {"kind": "url", "seed": raw["source"]["seed"], "urls": urls, "max_bytes": max_bytes}
     return ModelSpec.model_validate(raw)
 

@@ -13,7 +13,7 @@ from onnx import numpy_helper
 
 from stages.core.comparison import Validator
 from stages.core.errors import PipelineError
-from stages.core.params import ValidationSpec
+from stages.core.params import ValidationSpec, read_params_file
 
 from conftest import copy_project, run_step
 
@@ -173,7 +173,7 @@ def test_user_image_folder_is_validated_and_bad_images_are_named(built_project: 
     images.mkdir()
     for name in ("001_01.png", "002_01.png"):
         shutil.copy(scans / name, images / name)
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     params["models"]["siamese"]["validation"].update(samples=1, stroke_samples=0, image_dirs=["user_images"])
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run_step(project, "validate", "siamese")

@@ -18,6 +18,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import REPO, run_step
+from stages.core.params import read_params_file
 
 MODEL = "signet_pth"  # batch-norm nodes (what the optimized variant must not fold), dynamic batch
 ALL_VARIANTS = ("optimized", "fp16", "int8_dynamic", "int8_static")
@@ -32,7 +33,7 @@ CAPPED_KERNELS = {  # as tests/test_vectors.py: other BLAS kernels asked for, AV
 
 def with_variants(project: Path, name: str, variants: dict, model: str = MODEL) -> str:
     """A params file in `project` whose `model` builds exactly `variants`; returns its name."""
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = read_params_file(project / "params.yaml")
     params["models"][model]["variants"] = variants
     (project / name).write_text(yaml.safe_dump(params, sort_keys=False))
     return name

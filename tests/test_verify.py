@@ -25,6 +25,7 @@ from stages.core.errors import PipelineError
 from stages.publish import provenance
 
 from conftest import REPO
+from stages.core.params import read_params_file
 
 MODEL = "signet"
 
@@ -41,7 +42,7 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def set_seed(project: Path, seed: int) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = read_params_file(REPO / "params.yaml")
     params["models"] = {MODEL: params["models"][MODEL]}
     params["models"][MODEL]["source"]["seed"] = seed
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -131,7 +132,7 @@ def test_the_onnx_file_alone_says_what_it_is(audited: dict):
     model = onnx.load(str(audited["project"] / "models" / MODEL / "model.onnx"), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["model"] == MODEL and meta["synthetic_weights"] == "true" and meta["source.kind"] == "builtin"
-    atol = yaml.safe_load((REPO / "params.yaml").read_text())["models"][MODEL]["validation"]["atol"]
+    atol = read_params_file(REPO / "params.yaml")["models"][MODEL]["validation"]["atol"]
     assert meta["validation.verdict"] == "passed" and meta["validation.atol"] == json.dumps(atol)
     assert int(meta["validation.samples"]) >= 9  # drawn scans, stroke images and their batch
     assert {"code_sha256", "params_sha256", "converter.name", "toolchain.onnxruntime", "upstream_sha256:signet.pkl"} <= set(meta)

@@ -315,17 +315,61 @@ def _describe(error: ValidationError, source: Path) -> str:
     return "\n".join(lines)
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and check the whole params file; raise PipelineError naming the bad key."""
+# YAML 1.2's core schema, as ruamel.yaml (DVC's parser) resolves it: a float needs no dot and no
+# exponent sign (`1e-07`, what DVC writes for `-S x=1e-7`), and only true/false are booleans
+# (DVC writes `-S x=yes` as `yes`, the string "yes" in dvc.lock). Plain decimal ints read alike
+# in 1.1 and 1.2, so PyYAML's int rule stays.
+YAML_1_2_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+YAML_1_2_FLOAT = re.compile(
+    r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+def _yaml_1_2_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+    """PyYAML's safe implicit resolvers (first character -> rules) with 1.2's bool and float."""
+    replaced = {
+        "tag:yaml.org,2002:bool": (YAML_1_2_BOOL, "tTfF"),
+        "tag:yaml.org,2002:float": (YAML_1_2_FLOAT, "-+0123456789."),
+    }
+    resolvers = {
+        first: [(tag, rule) for tag, rule in rules if tag not in replaced]
+        for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag, (rule, firsts) in replaced.items():
+        for first in firsts:
+            resolvers.setdefault(first, []).append((tag, rule))
+    return resolvers
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading values as DVC does, so the schema checks what dvc.lock records."""
+
+    yaml_implicit_resolvers = _yaml_1_2_resolvers()
+
+
+def read_params_file(path: Path = PARAMS_FILE) -> dict:
+    """The params file as parsed YAML, unchecked: the one reader of params.yaml."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=ParamsLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found; run from the project root") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise PipelineError(f"{path}: expected a mapping with a 'models' key")
+    return raw
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and check the whole params file; raise PipelineError naming the bad key."""
+    path = Path(path)
+    raw = read_params_file(path)
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

@@ -1,0 +1,135 @@
+"""`dvc exp run -S KEY=VALUE` on the repository's params.yaml: one line changes, and the value
+DVC writes (YAML 1.2, e.g. `1e-07`) is read back as the type the schema expects.
+
+The experiment runs in a scratch DVC project holding a copy of params.yaml and a trivial stage
+that tracks one param: DVC's -S rewrite of the file is the same whatever the stage runs, so no
+model is built (about two seconds).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dvc.utils.hydra import apply_overrides
+
+from stages.core.errors import PipelineError
+from stages.core.params import load_params, model_spec, read_params_file
+
+from conftest import REPO, dvc, git
+
+KEY = "models.signet.validation.atol"
+STAGE = f"""stages:
+  check:
+    cmd: python -c "print('ok')"
+    params:
+      - {KEY}
+"""
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    """A committed DVC project: the repository's params.yaml and a stage tracking one param."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    (project / "dvc.yaml").write_text(STAGE)
+    git(project, "init", "-q")
+    git(project, "config", "user.name", "ci")  # `dvc exp run` commits the experiment
+    git(project, "config", "user.email", "ci@example.com")
+    assert dvc(project, "init", "-q").returncode == 0
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "scratch")
+    return project
+
+
+def changed_lines(diff: str) -> list[str]:
+    return [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def test_set_param_changes_one_line_and_loads(scratch: Path):
+    result = dvc(scratch, "exp", "run", "-S", f"{KEY}=1e-7")
+    assert result.returncode == 0, result.stderr[-2000:]
+    diff = git(scratch, "diff", "--unified=0", "params.yaml")
+    lines = changed_lines(diff)
+    assert len(lines) == 2, diff[:3000]  # DVC rewrote more of the file than the one value
+    assert lines[0].startswith("-      atol: ") and lines[1] == "+      atol: 1e-07"
+    atol = read_params_file(scratch / "params.yaml")["models"]["signet"]["validation"]["atol"]
+    assert type(atol) is float and atol == 1e-7
+    assert model_spec("signet", scratch / "params.yaml").validation.atol == 1e-7
+
+
+def read_value(tmp_path: Path, text: str) -> object:
+    path = tmp_path / "value.yaml"
+    path.write_text(f"x: {text}\n")
+    return read_params_file(path)["x"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1e-7", 1e-7), ("1E-7", 1e-7), (".5", 0.5), ("5e-3", 5e-3), ("1.0e+2", 100.0), ("1e-07", 1e-7),
+     ("2.0e-6", 2e-6), ("-1.5", -1.5), ("3", 3), ("true", True), ("false", False)],
+)
+def test_values_read_as_dvc_reads_them(tmp_path: Path, text: str, expected: object):
+    value = read_value(tmp_path, text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("text", ["yes", "off", "abc", "1e", "1.2.3"])
+def test_other_words_stay_strings(tmp_path: Path, text: str):
+    """YAML 1.2 (DVC, and so dvc.lock) reads these as strings; so does the project."""
+    assert read_value(tmp_path, text) == text
+
+
+def test_special_floats_still_read(tmp_path: Path):
+    assert read_value(tmp_path, ".inf") == math.inf and read_value(tmp_path, "-.Inf") == -math.inf
+    assert math.isnan(read_value(tmp_path, ".nan"))
+
+
+def params_set(tmp_path: Path, assignment: str) -> Path:
+    """A copy of the repository's params.yaml with `assignment` applied as `dvc exp run -S` does."""
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    apply_overrides(path, [assignment])  # DVC's own -S function (dvc.utils.hydra)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "typed", "expected"),
+    [("validation.atol", "1e-7", 1e-7), ("validation.atol", "1E-7", 1e-7), ("validation.atol", ".5", 0.5),
+     ("validation.atol", "5e-3", 5e-3), ("validation.atol", "1.0e+2", 100.0), ("validation.atol", "2", 2.0),
+     ("validation.samples", "12", 12), ("network.forgery_head", "true", True), ("network.forgery_head", "false", False)],
+)
+def test_what_a_user_types_loads_as_the_schema_type(tmp_path: Path, key: str, typed: str, expected: object):
+    spec = model_spec("signet_pth", params_set(tmp_path, f"models.signet_pth.{key}={typed}"))
+    section, name = key.split(".")
+    value = getattr(getattr(spec, section), name)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("key", "typo", "expected"),
+    [("validation.atol", "abc", "Input should be a valid number"),
+     ("validation.samples", "eight", "Input should be a valid integer"),
+     # DVC writes `yes` and records the string "yes" in dvc.lock: never read as true.
+     ("network.forgery_head", "yes", "Input should be a valid boolean")],
+)
+def test_a_typo_is_refused_naming_the_key(tmp_path: Path, key: str, typo: str, expected: str):
+    path = params_set(tmp_path, f"models.signet_pth.{key}={typo}")
+    with pytest.raises(PipelineError) as caught:
+        load_params(path)
+    assert str(caught.value).splitlines() == [f"{path}: invalid parameters:", f"  models.signet_pth.{key}: {expected}"]
+
+
+def test_a_stage_prints_the_typo_as_one_error_line(tmp_path: Path):
+    path = params_set(tmp_path, f"{KEY}=abc")
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.fetch", "signet", "--params", str(path)],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"error: {path}: invalid parameters:", f"  {KEY}: Input should be a valid number"]
