@@ -7,6 +7,8 @@ per link, PASS / FAIL / SKIP / N/A, then `=> verified` or `=> FAILED: <links>`:
   integrity   model.onnx has the sha256 its lineage.json records
   signature   model.sig verifies over the whole folder with the public key (SKIP without a key,
               FAIL then with --require-signature); variants are covered by their model's
+  commit      (informational) commit.json, written and signed by the release step: the
+              repository and commit the build was made at, and whether the tree was dirty
   vectors     the folder's test vectors, re-run in ONNX Runtime, are within their tolerance
   variant     (a variant) its parent ../../model.onnx has the sha256 its lineage names
   variants/X  (a model) each variant folder: its integrity, its parent is this model.onnx, its
@@ -34,6 +36,7 @@ from signature_onnx.folder import (
     VARIANTS_DIR,
     own_lineage,
     read_confined,
+    read_json,
     recorded_sha256,
     verify_signature,
 )
@@ -79,6 +82,20 @@ def signature(folder: Path, public_key: Path | None, required: bool) -> Link:
         return Link("signature", "FAIL", shown(exc, 300))
     covered = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != SIGNATURE_FILE)
     return Link("signature", "PASS", f"model.sig verifies with {shown(public_key.name)} over all {covered} files of {shown(folder.name)}/")
+
+
+def commit(folder: Path) -> Link:
+    path = folder / "commit.json"
+    if not path.exists():
+        return Link("commit", "SKIP", f"{shown(path)} is absent (the release step writes it when signing)")
+    try:
+        document = read_json(path, folder)
+        named = (document["repository"], document["commit"], document["dirty"])
+    except (SignatureOnnxError, KeyError, TypeError) as exc:
+        return Link("commit", "FAIL", f"{shown(path)}: expected repository, commit and dirty ({shown(exc, 120)})")
+    repository, sha, dirty = named
+    state = f"dirty: {shown(dirty, 100)}" if dirty else "a clean tree"
+    return Link("commit", "PASS", f"built at {shown(repository or 'no origin')} commit {shown(sha, 40)} from {state}")
 
 
 def vectors(folder: Path, name: str = "vectors") -> Link:
@@ -136,6 +153,8 @@ def audit(folder: Path, public_key: Path | None = None, require_signature: bool 
     links.append(link)
     signed = folder.parent.parent if is_variant and not (folder / SIGNATURE_FILE).exists() else folder
     links.append(signature(signed, public_key, require_signature))
+    if not is_variant:
+        links.append(commit(folder))
     links.append(vectors(folder))
     if is_variant:
         links.append(parent_of(folder, record))

@@ -6,8 +6,8 @@ It releases the build committed at HEAD (dvc.lock), read from the DVC cache, so 
 need not hold it. Refuses, with the list of what is wrong, when:
 - dvc.yaml, dvc.lock or params.yaml differ from HEAD (the tag must name the build it releases);
 - the artifact's `meta.upstream_sha256` in dvc.yaml differs from the build's lineage.json;
-- the model folder's signature (models/MODEL/model.sig, from `python -m stages.sign`) differs
-  from HEAD: the released folder carries the committed signature;
+- the model folder's signature (models/MODEL/model.sig and commit.json, from
+  `python -m stages.sign`) differs from HEAD: the released folder carries the committed signature;
 - the DVC remote lacks any cache file of the published folder's build (what `dvc push` must
   upload: the files `dvc status --cloud --with-deps validate@MODEL vectors@MODEL variants@MODEL`
   reports new or missing).
@@ -61,9 +61,9 @@ def find_artifact(root: Path, model: str) -> tuple[str, dict]:
 
 def check_committed(root: Path, model: str) -> None:
     """The files that define the build (and the folder's signature) must be committed, so the tag points at this build."""
-    signature = (paths.published_dir(model) / "model.sig").as_posix()
+    signed = [(paths.published_dir(model) / name).as_posix() for name in ("model.sig", "commit.json")]
     changed = subprocess.run(
-        ["git", "status", "--porcelain", "--", *MANIFEST_FILES, signature], cwd=root, capture_output=True, text=True, check=False,
+        ["git", "status", "--porcelain", "--", *MANIFEST_FILES, *signed], cwd=root, capture_output=True, text=True, check=False,
     )
     if changed.returncode != 0:
         raise PipelineError(f"{root}: not a git repository (git status: {reason(changed.stderr)})")

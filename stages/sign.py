@@ -2,13 +2,17 @@
 
 The private key is an EC PEM named by $MODEL_SIGNING_KEY (or --key), kept outside the
 repository; $MODEL_SIGNING_KEY_PASSWORD unlocks an encrypted one. A model is signed only when
-every check of `python -m stages.verify` passes for it, so a signature never vouches for a file
-that does not match its lineage, dvc.lock, params and code. Works offline.
+every check of `python -m stages.verify` passes for it (and for each of its variants), so a
+signature never vouches for a file that does not match its lineage, dvc.lock, params and code.
+Before signing, models/<name>/commit.json names the repository and the commit (HEAD) the build
+was made at (stages/publish/commit_record.py); commit it with model.sig:
+`git add models/*/model.sig models/*/commit.json`. Works offline.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -18,7 +22,8 @@ from stages.core import paths
 from stages.core.cli import report_errors
 from stages.core.errors import PipelineError
 from stages.core.params import PARAMS_FILE, load_params
-from stages.publish import signing
+from stages.core.atomic import write_bytes
+from stages.publish import commit_record, signing
 from stages.verify import verify_file
 
 log = logging.getLogger("stages.sign")
@@ -51,6 +56,10 @@ def sign_models(names: list[str], root: Path, key: Path, password: str | None) -
         folders.append(onnx_file.parent)
     signatures = []
     for folder in folders:
+        built = json.loads((folder / "lineage.json").read_text())
+        # Named inside the folder before signing, so the signature covers the commit it names.
+        write_bytes(folder / commit_record.FILE,
+                    commit_record.record(root, built["model"], built["family"], built["onnx"]["sha256"]))
         signatures.append(signing.sign_folder(folder, key, password))
         log.info("signed %s -> %s", folder, signatures[-1])
     return signatures

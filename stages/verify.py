@@ -11,6 +11,7 @@ For each file it recomputes the digests and prints one PASS / FAIL / SKIP line p
   upstream     data/raw/<model>/ (when present) holds the upstream bytes the metadata names
   params       the checkout's params entry has the digest the metadata names
   code         the checkout's stages/ package has the digest the metadata names
+  commit       commit.json (written when signing) names a commit whose dvc.lock holds this file
   signature    model.sig (when present) verifies with the public key
 A variant (models/<model>/variants/<variant>/model.onnx) gets its own links instead of the
 parent's: `variant` (its lineage.json names these bytes, its parent's sha256 and recipe, as the
@@ -35,7 +36,7 @@ from stages.core.cli import report_errors
 from stages.core.digests import md5_file, sha256_file
 from stages.core.errors import PipelineError, first_line
 from stages.core.params import FAMILIES, MODEL_NAME, PARAMS_FILE, load_params
-from stages.publish import lineage, lock_history, model_card, provenance, signing
+from stages.publish import commit_record, lineage, lock_history, model_card, provenance, signing
 from stages.sources.pins import LOCK_FILE as PINS_FILE, LockFile
 
 SHOWN_COMMITS = 5
@@ -343,6 +344,26 @@ def check_parent(subject: Subject) -> Check:
     return Check("parent", "PASS", f"{parent} is the file it was made from; verify it for the links of the build")
 
 
+def check_commit(subject: Subject) -> Check:
+    """The signed folder's commit.json: its commit's dvc.lock records this model.onnx."""
+    path = subject.folder / commit_record.FILE
+    if not path.is_file():
+        return Check("commit", "SKIP", f"{path} is absent (written by python -m stages.sign)")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        commit, repository, dirty = str(document["commit"]), document["repository"], list(document["dirty"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return Check("commit", "FAIL", f"{path} is damaged ({shown(str(exc), 80)})")
+    where = f"{shown(repository or 'no origin')} at {shown(commit, 40)}" + (f" (dirty: {shown(', '.join(dirty), 80)})" if dirty else "")
+    holding = lock_history.commits_holding(subject.root, f"validate@{subject.model}", f"models/{subject.model}/model.onnx",
+                                           md5_file(subject.path)) if has_checkout(subject.root) else None
+    if holding is None:
+        return Check("commit", "PASS", f"{path} names {where} (not checkable here: no checkout)")
+    if commit not in {c.sha for c in holding}:
+        return Check("commit", "FAIL", f"{path} names {where}, whose dvc.lock does not record this model.onnx")
+    return Check("commit", "PASS", f"{path}: built at {where}, whose dvc.lock records this file")
+
+
 def has_checkout(root: Path) -> bool:
     return (root / "dvc.yaml").is_file() and (root / PARAMS_FILE).is_file()
 
@@ -362,7 +383,7 @@ def verify_file(path: Path, root: Path, public_key: Path | None = None, require_
         results = [first, check_variant(subject), check_parent(subject)]
         signed = subject.folder.parent.parent  # the model folder's model.sig covers its variants
     else:
-        results = [first, *(check(subject) for check in (check_lineage, check_provenance, check_card))]
+        results = [first, *(check(subject) for check in (check_lineage, check_provenance, check_card, check_commit))]
         if has_checkout(root):
             results += [check(subject) for check in REPOSITORY_CHECKS]
         else:

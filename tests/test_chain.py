@@ -70,7 +70,8 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     add_default_remote(origin, Remote("folder", str(tmp_path / "remote")))
     started = time.perf_counter()
     step("sign", run(origin, sys.executable, "-m", "stages.sign", MODEL, env=env), started)
-    git(origin, "add", f"models/{MODEL}/model.sig")  # the one git-tracked file of the folder
+    build_commit = git(origin, "rev-parse", "HEAD").strip()
+    git(origin, "add", f"models/{MODEL}/model.sig", f"models/{MODEL}/commit.json")  # the folder's git-tracked files
     subprocess.run(["git", "commit", "-qm", f"sign {MODEL}"], cwd=origin, check=True, env=env)
     started = time.perf_counter()
     step("dvc push", dvc(origin, "push", *STAGES, "--with-deps", env=env), started)
@@ -99,6 +100,7 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
                                                *(str(v.relative_to(machine)) for v in variants),
                                                "--public-key", str(public), "--require-signature"), started)
     assert full.stdout.count("=> verified") == 1 + len(variants) and "N/A" not in full.stdout
+    assert f"built at {origin} at {build_commit}, whose dvc.lock records this file" in full.stdout
 
     # No clone: `dvc artifacts get` of the release into an empty folder.
     user = tmp_path / "user"
@@ -113,6 +115,7 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     audit = step("audit (artifacts get)", run(user, sys.executable, "-m", "signature_onnx", "audit", MODEL, "--public-key",
                                                str(public), "--require-signature"), time.perf_counter())
     assert "=> verified" in audit.stdout and "N/A   build" in audit.stdout
+    assert f"commit {build_commit} from a clean tree" in audit.stdout
     outside = run(user, sys.executable, "-m", "stages.verify", f"{MODEL}/model.onnx", "--root", MODEL,
                   "--public-key", str(public), "--require-signature", env={**environment(), "PYTHONPATH": str(machine)})
     assert outside.returncode == 0, outside.stdout + outside.stderr

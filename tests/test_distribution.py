@@ -102,7 +102,8 @@ def test_release_refuses_until_the_remote_holds_the_whole_build(publication: Pub
     assert "nothing was tagged" in before.stderr
     # One line per cache file (patched.onnx and model.onnx are the same bytes: one file, one name).
     raw = "data/raw/cleaning/model/variables/variables.data-00000-of-00001"
-    for path in ("models/cleaning/lineage.json", "models/cleaning/verdict.json", raw, "data/interim/cleaning/converted.onnx"):
+    # (verdict.json is not among them: git tracks it, `cache: false`)
+    for path in ("models/cleaning/lineage.json", raw, "data/interim/cleaning/converted.onnx"):
         assert f"\n  {path}" in before.stderr, path
     # `dvc push validate@cleaning` uploads the model's outputs but not what it was built from.
     partial = publication.refused_after_partial_push
@@ -291,7 +292,7 @@ def test_failed_run_loses_no_good_artifact(reproduced, tmp_path: Path):
     assert "error: output 'output" in failed.stderr and "Traceback" not in failed.stderr
     assert (machine / "dvc.lock").read_bytes() == lock
     assert not (machine / "models/cleaning/verdict.json").exists()  # no verdict for a failed check
-    git(machine, "checkout", "params.yaml")
+    git(machine, "checkout", "params.yaml", "models/cleaning/verdict.json")  # the git-tracked output
     checked(dvc(machine, "checkout", "validate@cleaning", env=env))
     for file in PUBLISHED:
         assert same_bytes(machine / "models/cleaning" / file, built / "models/cleaning" / file), file

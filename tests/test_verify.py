@@ -270,8 +270,10 @@ def test_signing_and_signature_checks(audited: dict, copy_of_b: Path, tmp_path: 
     try:
         good = verify(project, f"models/{MODEL}/model.onnx", env={"MODEL_SIGNING_PUBLIC_KEY": str(public)})
         assert good.returncode == 0 and lines_of(good)["signature"].startswith("PASS"), good.stdout
-        signed = "README.md, lineage.json, model.onnx, preprocessing.json, provenance.intoto.json, verdict.json"
-        assert signed in lines_of(good)["signature"]
+        # every file of the folder but model.sig, commit.json (written when signing) included
+        signed = "README.md, commit.json, lineage.json, model.onnx, preprocessing.json, provenance.intoto.json"
+        assert signed in lines_of(good)["signature"] and "verdict.json" in lines_of(good)["signature"]
+        assert lines_of(good)["commit"].startswith("PASS"), good.stdout
 
         wrong = verify(project, f"models/{MODEL}/model.onnx", "--public-key", str(other_public))
         assert failed_links(wrong) == ["signature"] and "Key mismatch" in lines_of(wrong)["signature"], wrong.stdout
@@ -279,13 +281,15 @@ def test_signing_and_signature_checks(audited: dict, copy_of_b: Path, tmp_path: 
         unchecked = verify(project, f"models/{MODEL}/model.onnx", "--require-signature")
         assert failed_links(unchecked) == ["signature"] and "no public key" in lines_of(unchecked)["signature"]
 
-        shutil.copy2(project / "models" / MODEL / "model.sig", copy_of_b / "model.sig")
+        for name in ("model.sig", "commit.json"):
+            shutil.copy2(project / "models" / MODEL / name, copy_of_b / name)
         card_without_warning(copy_of_b)
         tampered = verify(project, str(copy_of_b / "model.onnx"), "--public-key", str(public))
         assert failed_links(tampered) == ["dvc.lock", "model card", "signature"], tampered.stdout
         assert "changed since signing: README.md" in lines_of(tampered)["signature"]
     finally:
-        (project / "models" / MODEL / "model.sig").unlink(missing_ok=True)
+        for name in ("model.sig", "commit.json"):
+            (project / "models" / MODEL / name).unlink(missing_ok=True)
 
 
 def test_sign_refuses_a_folder_that_fails_verification(audited: dict, tmp_path: Path):
