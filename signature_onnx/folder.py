@@ -3,9 +3,10 @@
 - `preprocessing.json`: what the model does (`task`: clean | verify | embed) and how its input
   is made (`signature_onnx.preprocessing.Preprocessing`), written by the pipeline's validate
   stage from the model's params entry;
-- `lineage.json`: where the weights come from (a variant folder, `<model>/variants/<variant>/`,
-  uses its model's); `source.kind == "builtin"` means synthetic
-  stand-in weights, whose results mean nothing (every result then carries a loud warning).
+- `lineage.json`: where the weights come from; `source.kind == "builtin"` means synthetic
+  stand-in weights, whose results mean nothing (every result then carries a loud warning). A
+  variant folder, `<model>/variants/<variant>/`, has its own (its sha256, its parent's, the
+  recipe, and the parent's source).
 
 `ModelFolder.open(path)` accepts the folder or its `model.onnx`.
 
@@ -18,11 +19,11 @@ mirror or a colleague):
   NaN / Infinity;
 - integrity: when the folder has its own `lineage.json`, `model.onnx` must have the sha256 it
   records (`onnx.sha256`), else loading is refused naming both values (`integrity_check=False`,
-  `--no-integrity-check`, turns it off). A variant folder has no lineage of its own (it borrows
-  its model's provenance, which names the fp32 file), so only a signature covers it;
+  `--no-integrity-check`, turns it off);
 - signature (optional, `public_key=` / `--public-key`): the `model.sig` the release step
   (`stages.sign`) writes with OpenSSF model-signing and an EC key must verify with the given
-  public key PEM; needs the `signing` extra (`pip install './[signing]'`).
+  public key PEM over every file of the folder but itself (git's own names, `.gitignore` and the
+  like, included); needs the `signing` extra (`pip install './[signing]'`).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ SIGNATURE_FILE = "model.sig"
 # list): only the signature. Every other file of a published folder is machine-independent and
 # covered (measured errors are kept outside the folder, in the pipeline's reports/).
 UNSIGNED = (SIGNATURE_FILE,)
-# A faster variant is published as models/<name>/variants/<variant>/ (model.onnx, preprocessing.json):
-# its weights come from the same upstream files as the model two levels up, whose lineage.json says so.
+# A faster variant is published as models/<name>/variants/<variant>/ (model.onnx, preprocessing.json,
+# lineage.json naming its parent, test vectors): a model folder of its own, signed by its model's model.sig.
 VARIANTS_DIR = "variants"
 TASKS = ("clean", "verify", "embed")
 FORMAT = 1
@@ -297,12 +298,19 @@ def verify_signature(folder: Path, public_key: Path) -> None:
     except Exception as exc:  # cryptography raises several types for a malformed PEM
         raise SignatureOnnxError(f"{shown(public_key)}: not an EC public key PEM ({first_line(exc)})") from None
     try:
-        config.set_hashing_config(hashing.Config().set_ignored_paths(paths=UNSIGNED)).verify(folder, signature)
+        config.set_hashing_config(signed_files_config(hashing)).verify(folder, signature)
     except Exception as exc:  # bad signature, changed file, damaged bundle: all mean "not verified"
         raise IntegrityError(
             f"{shown(signature)}: does not verify with {shown(public_key)} ({signature_mismatch(exc)}); "
             "expected a folder signed by that key and unchanged since"
         ) from None
+
+
+def signed_files_config(hashing: Any) -> Any:
+    """The model-signing hashing config of a published folder (the release step signs with it):
+    every file but the signature, git's names included (a `.gitattributes` added to a folder
+    must fail it, not pass unseen)."""
+    return hashing.Config().set_ignored_paths(paths=UNSIGNED, ignore_git_paths=False)
 
 
 def signature_mismatch(exc: BaseException) -> str:

@@ -85,10 +85,28 @@ def committed_lineage(root: Path, model: str) -> dict:
         raise PipelineError(f"{path} of HEAD's build is neither in the DVC cache nor in the remote ({reason(exc)}); build it (dvc repro) or pull it") from None
 
 
-def check_upstream_meta(root: Path, model: str, name: str, entry: dict) -> None:
-    """dvc.yaml's meta.upstream_sha256 must be the build's upstream digests (from lineage.json)."""
+def check_signature_current(root: Path, model: str, built: dict) -> None:
+    """A committed signature must be of this build: HEAD's commit.json names HEAD's model.onnx."""
+    path = (paths.published_dir(model) / "commit.json").as_posix()
+    shown = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=root, capture_output=True, text=True, check=False)
+    if shown.returncode != 0:
+        return  # an unsigned release
     try:
-        built = {file: info["sha256"] for file, info in committed_lineage(root, model)["upstream_files"].items()}
+        named = json.loads(shown.stdout)["model_sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise PipelineError(f"{path} at HEAD is damaged; sign again: python -m stages.sign {model}") from None
+    if named != (built.get("onnx") or {}).get("sha256"):
+        raise PipelineError(f"{path} at HEAD signs another build of {model} (model.onnx sha256 {reason(str(named), 70)}); "
+                            f"sign this one and commit it: python -m stages.sign {model} && git add models/{model}/model.sig {path}")
+
+
+def check_upstream_meta(root: Path, model: str, name: str, entry: dict) -> None:
+    """dvc.yaml's meta.upstream_sha256 must be the build's upstream digests (from lineage.json); the
+    folder's committed signature, if any, must be of that build."""
+    lineage = committed_lineage(root, model)
+    check_signature_current(root, model, lineage)
+    try:
+        built = {file: info["sha256"] for file, info in lineage["upstream_files"].items()}
     except (KeyError, TypeError, AttributeError):
         raise PipelineError(f"models/{model}/lineage.json: lacks upstream_files.<file>.sha256; rebuild it: dvc repro -f validate@{model}") from None
     declared = (entry.get("meta") or {}).get("upstream_sha256") or {}

@@ -23,7 +23,8 @@ from stages.core.cli import report_errors
 from stages.core.errors import PipelineError
 from stages.core.params import PARAMS_FILE, load_params
 from stages.core.atomic import write_bytes
-from stages.publish import commit_record, signing
+from stages.core.digests import md5_file
+from stages.publish import commit_record, lock_history, signing
 from stages.verify import verify_file
 
 log = logging.getLogger("stages.sign")
@@ -41,6 +42,15 @@ def private_key(given: Path | None, root: Path) -> Path:
     return given
 
 
+def check_committed_build(root: Path, name: str, onnx_file: Path) -> None:
+    """HEAD's dvc.lock must record this model.onnx: commit.json names HEAD as the build's commit."""
+    head = lock_history.head(root)
+    holding = lock_history.commits_holding(root, f"validate@{name}", f"models/{name}/model.onnx", md5_file(onnx_file)) or []
+    if head is None or head not in {c.sha for c in holding}:
+        raise PipelineError(f"{onnx_file}: HEAD's dvc.lock does not record this build; commit it first "
+                            "(git add dvc.lock models/*/verdict.json && git commit), then sign")
+
+
 def sign_models(names: list[str], root: Path, key: Path, password: str | None) -> list[Path]:
     """Verify then sign each model's published folder; nothing is signed if any model fails."""
     folders = []
@@ -48,19 +58,32 @@ def sign_models(names: list[str], root: Path, key: Path, password: str | None) -
         onnx_file = root / paths.published_dir(name) / "model.onnx"
         if not onnx_file.is_file():
             raise PipelineError(f"{onnx_file}: not found; build it first (dvc repro validate@{name})")
-        # the model and each of its variants: the signature covers the whole folder
+        # The model and each of its variants: the signature covers the whole folder, whose file set
+        # the dvc.lock link checks (exactly the stages' outputs). The old commit.json is rewritten below.
         checked = [onnx_file, *sorted((onnx_file.parent / "variants").glob("*/model.onnx"))]
-        failed = [f"{c.link} ({c.detail})" for file in checked for c in verify_file(file, root, signature=False) if c.status in ("FAIL", "N/A")]
+        failed = [f"{c.link} ({c.detail})" for file in checked for c in verify_file(file, root, signature=False)
+                  if c.status in ("FAIL", "N/A") and c.link != "commit"]
         if failed:
-            raise PipelineError(f"{onnx_file} fails verification, not signing anything: {'; '.join(failed)}"[:1500])
+            raise PipelineError(f"{onnx_file} fails verification, not signing anything (remove files that are not "
+                                f"stage outputs; rebuild or `dvc checkout` changed ones): {'; '.join(failed)}"[:1500])
+        check_committed_build(root, name, onnx_file)
         folders.append(onnx_file.parent)
     signatures = []
     for folder in folders:
         built = json.loads((folder / "lineage.json").read_text())
-        # Named inside the folder before signing, so the signature covers the commit it names.
-        write_bytes(folder / commit_record.FILE,
-                    commit_record.record(root, built["model"], built["family"], built["onnx"]["sha256"]))
-        signatures.append(signing.sign_folder(folder, key, password))
+        # Named inside the folder before signing, so the signature covers the commit it names; put
+        # back as it was if signing fails (the previous signature then still verifies).
+        record = folder / commit_record.FILE
+        previous = record.read_bytes() if record.is_file() else None
+        write_bytes(record, commit_record.record(root, built["model"], built["family"], built["onnx"]["sha256"]))
+        try:
+            signatures.append(signing.sign_folder(folder, key, password))
+        except BaseException:
+            if previous is None:
+                record.unlink()
+            else:
+                write_bytes(record, previous)
+            raise
         log.info("signed %s -> %s", folder, signatures[-1])
     return signatures
 

@@ -117,6 +117,11 @@ def check_onnx(subject: Subject) -> Check:
         return Check("onnx", "FAIL", f"metadata model {shown(meta['model'])} is not a model name ({MODEL_NAME.pattern})")
     weights = ("SYNTHETIC stand-in weights, not the upstream model" if meta["synthetic_weights"] == "true"
                else f"upstream weights from {shown(meta.get('source.kind'))}")
+    if "variant" in meta:  # the metadata's validation.* entries are its parent's
+        return Check("onnx", "PASS", (
+            f"{shown(meta['variant'])} VARIANT of {shown(meta['model'])} v{model.model_version}, {weights}; checked against its "
+            f"parent within the tolerances of its lineage.json; sha256 {subject.sha256}"
+        ))
     return Check("onnx", "PASS", (
         f"{shown(meta['model'])} v{model.model_version}, {weights}; validation {shown(meta['validation.verdict'])} "
         f"against {shown(meta.get('validation.reference'))} on {shown(meta.get('validation.samples'))} samples; "
@@ -186,25 +191,59 @@ def check_card(subject: Subject) -> Check:
     return Check("model card", "PASS", f"{path} names these bytes" + (" and warns of synthetic weights" if synthetic else ""))
 
 
+PUBLISHING_STAGES = ("validate", "vectors", "variants")  # whose outputs make up models/<model>/
+RELEASE_FILES = (signing.SIGNATURE_FILE, commit_record.FILE)  # the folder's files the release step adds
+
+
+def dvc_md5(path: Path) -> str | None:
+    """DVC's md5 of a file, or of a folder (`<md5>.dir`, DVC's own manifest hash), None when absent."""
+    if path.is_file():
+        return md5_file(path)
+    if not path.is_dir():
+        return None
+    import tempfile
+
+    from dvc.fs import LocalFileSystem
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as scratch:  # dry_run: nothing is written to it
+        _, _, obj = build(HashFileDB(fs, scratch), str(path), fs, "md5", dry_run=True)
+    return obj.hash_info.value
+
+
+def folder_against_lock(root: Path, model: str, folder: Path) -> tuple[list[str], list[str]]:
+    """(differences, names checked) between `folder` and the outputs dvc.lock records for the stages
+    that publish models/<model>/: every output file and folder, and no file beside them but the
+    release step's. Raises FileNotFoundError without dvc.lock."""
+    lock_text = (root / lock_history.LOCK).read_bytes()
+    recorded = {out: md5 for stage in PUBLISHING_STAGES for out, md5 in lock_history.lock_md5s(lock_text, f"{stage}@{model}").items()}
+    differing = []
+    for out, md5 in sorted(recorded.items()):
+        name = Path(out).name
+        actual = dvc_md5(folder / name)
+        if actual is None:
+            differing.append(f"{name} is missing")
+        elif actual != md5:
+            differing.append(f"{name} has md5 {actual}, dvc.lock says {md5}")
+    expected = {Path(out).name for out in recorded} | set(RELEASE_FILES)
+    differing += [f"{shown(p.name)} is not an output of {'/'.join(PUBLISHING_STAGES)}@{model}"
+                  for p in sorted(folder.iterdir()) if p.name not in expected]
+    return differing, sorted(Path(out).name for out in recorded)
+
+
 def check_dvc_lock(subject: Subject) -> Check:
     lock = subject.root / lock_history.LOCK
     try:
-        recorded = lock_history.lock_md5s(lock.read_bytes(), f"validate@{subject.model}")
+        differing, names = folder_against_lock(subject.root, subject.model, subject.folder)
     except FileNotFoundError:
         return Check("dvc.lock", "FAIL", f"{lock} is missing; run from the project root (--root)")
-    if not recorded:
+    if not names:
         return Check("dvc.lock", "FAIL", f"{lock} has no stage validate@{shown(subject.model)}")
-    differing = []
-    for out, md5 in sorted(recorded.items()):
-        beside = subject.folder / Path(out).name
-        actual = md5_file(beside) if beside.is_file() else None
-        if actual is None:
-            differing.append(f"{Path(out).name} is missing")
-        elif actual != md5:
-            differing.append(f"{Path(out).name} has md5 {actual}, dvc.lock says {md5}")
     if differing:
-        return Check("dvc.lock", "FAIL", f"{lock} (validate@{subject.model}): " + "; ".join(differing))
-    return Check("dvc.lock", "PASS", f"{lock} records the md5 of all {len(recorded)} files: " + ", ".join(Path(o).name for o in sorted(recorded)))
+        return Check("dvc.lock", "FAIL", f"{lock} ({'/'.join(PUBLISHING_STAGES)}@{subject.model}): " + "; ".join(differing))
+    return Check("dvc.lock", "PASS", f"{lock} records the md5 of all {len(names)} outputs in the folder, and nothing else is in it: " + ", ".join(names))
 
 
 def check_history(subject: Subject) -> Check:
@@ -345,23 +384,21 @@ def check_parent(subject: Subject) -> Check:
 
 
 def check_commit(subject: Subject) -> Check:
-    """The signed folder's commit.json: its commit's dvc.lock records this model.onnx."""
-    path = subject.folder / commit_record.FILE
-    if not path.is_file():
-        return Check("commit", "SKIP", f"{path} is absent (written by python -m stages.sign)")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        commit, repository, dirty = str(document["commit"]), document["repository"], list(document["dirty"])
-    except (ValueError, KeyError, TypeError) as exc:
-        return Check("commit", "FAIL", f"{path} is damaged ({shown(str(exc), 80)})")
-    where = f"{shown(repository or 'no origin')} at {shown(commit, 40)}" + (f" (dirty: {shown(', '.join(dirty), 80)})" if dirty else "")
+    """The signed folder's commit.json (as the package's audit reads it): it names this model.onnx,
+    and its commit's dvc.lock records it."""
+    from signature_onnx.audit import commit as commit_claim
+
+    claim = commit_claim(subject.folder, subject.sha256, signed=True)
+    if claim.status != "PASS":
+        return Check("commit", claim.status, claim.detail)
+    if not has_checkout(subject.root):
+        return Check("commit", "N/A", f"{claim.detail}: which commit's dvc.lock records the file needs the project checkout (--root)")
+    named = json.loads((subject.folder / commit_record.FILE).read_text(encoding="utf-8"))["commit"]
     holding = lock_history.commits_holding(subject.root, f"validate@{subject.model}", f"models/{subject.model}/model.onnx",
-                                           md5_file(subject.path)) if has_checkout(subject.root) else None
-    if holding is None:
-        return Check("commit", "PASS", f"{path} names {where} (not checkable here: no checkout)")
-    if commit not in {c.sha for c in holding}:
-        return Check("commit", "FAIL", f"{path} names {where}, whose dvc.lock does not record this model.onnx")
-    return Check("commit", "PASS", f"{path}: built at {where}, whose dvc.lock records this file")
+                                           md5_file(subject.path)) or []
+    if named not in {c.sha for c in holding}:
+        return Check("commit", "FAIL", f"{claim.detail}, but that commit's dvc.lock does not record this model.onnx")
+    return Check("commit", "PASS", f"{claim.detail}, whose dvc.lock records this file")
 
 
 def has_checkout(root: Path) -> bool:
@@ -382,6 +419,8 @@ def verify_file(path: Path, root: Path, public_key: Path | None = None, require_
     if is_variant(subject):
         results = [first, check_variant(subject), check_parent(subject)]
         signed = subject.folder.parent.parent  # the model folder's model.sig covers its variants
+        if has_checkout(root):  # the variant is part of its model folder's variants@ output
+            results.append(check_dvc_lock(Subject(path=signed / "model.onnx", root=root, metadata=subject.metadata)))
     else:
         results = [first, *(check(subject) for check in (check_lineage, check_provenance, check_card, check_commit))]
         if has_checkout(root):

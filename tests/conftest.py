@@ -89,7 +89,7 @@ def signet_project(tmp_path_factory: pytest.TempPathFactory, reproduced) -> Path
     for model in SIGNET_MODELS:
         copy_outputs(build, project, model, ("data/raw", "data/interim"))
     for model in SIGNET_PUBLISHED:
-        copy_outputs(build, project, model, ("models",))
+        copy_outputs(build, project, model, ("models", "reports"))
     return project
 
 
@@ -98,7 +98,7 @@ def published_project(built_project: Path, signet_project: Path) -> Path:
     """built_project (cleaning, siamese) plus signet_project's published SigNet models (one of each
     preprocessing style and input kind), copied rather than rebuilt: the package's tests."""
     for model in SIGNET_PUBLISHED:
-        for part in (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}"):
+        for part in (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}", f"reports/{model}"):
             shutil.copytree(signet_project / part, built_project / part, dirs_exist_ok=True)
     return built_project
 

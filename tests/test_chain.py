@@ -68,6 +68,14 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     subprocess.run(["git", "commit", "-qm", "build", "--allow-empty", "dvc.lock"], cwd=origin, check=True, env=env)
     checked(dvc(origin, "checkout", *STAGES))
     add_default_remote(origin, Remote("folder", str(tmp_path / "remote")))
+    # A file beside the outputs (a leftover of an older build) would be signed and then be missing
+    # from every pull: signing refuses it, naming it.
+    leftover = origin / "models" / MODEL / "validation.json"
+    leftover.write_text("{}")
+    refused = run(origin, sys.executable, "-m", "stages.sign", MODEL, env=env)
+    assert refused.returncode == 1 and "validation.json is not an output" in refused.stderr and refused.stderr.count("error:") == 1
+    leftover.unlink()
+    (origin / "models" / MODEL / "commit.json").write_text('{"commit": "stale"}')  # an older release's: rewritten
     started = time.perf_counter()
     step("sign", run(origin, sys.executable, "-m", "stages.sign", MODEL, env=env), started)
     build_commit = git(origin, "rev-parse", "HEAD").strip()
@@ -100,7 +108,7 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
                                                *(str(v.relative_to(machine)) for v in variants),
                                                "--public-key", str(public), "--require-signature"), started)
     assert full.stdout.count("=> verified") == 1 + len(variants) and "N/A" not in full.stdout
-    assert f"built at {origin} at {build_commit}, whose dvc.lock records this file" in full.stdout
+    assert f"commit {build_commit} from a clean tree, whose dvc.lock records this file" in full.stdout
 
     # No clone: `dvc artifacts get` of the release into an empty folder.
     user = tmp_path / "user"
@@ -119,7 +127,8 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     outside = run(user, sys.executable, "-m", "stages.verify", f"{MODEL}/model.onnx", "--root", MODEL,
                   "--public-key", str(public), "--require-signature", env={**environment(), "PYTHONPATH": str(machine)})
     assert outside.returncode == 0, outside.stdout + outside.stderr
-    assert outside.stdout.count("  N/A ") == 6 and "=> verified" in outside.stdout  # dvc.lock, history, pins, upstream, params, code
+    # dvc.lock, history, pins, upstream, params, code, and which commit's dvc.lock holds the file
+    assert outside.stdout.count("  N/A ") == 7 and "=> verified" in outside.stdout
 
     # The package runs the folder as it arrived: embeddings, its test vectors, each variant's.
     image = shared_fixture("signatures", "001_01.png")

@@ -40,3 +40,6 @@ def test_record_names_head_and_the_build_files_that_differ(tmp_path: Path):
     dirty = json.loads(record(tmp_path, "signet", "lasagne_signet", "ab" * 32))
     assert dirty["dirty"] == sorted(["params.yaml", f"{build_code('lasagne_signet')[0]}/m.py"])
     assert b"TOKEN" not in record(tmp_path, "signet", "lasagne_signet", "ab" * 32)
+    git("checkout", "--", ".")
+    (code / "new_layer.py").write_text("a module not committed yet\n")  # in the code the lineage digests
+    assert json.loads(record(tmp_path, "signet", "lasagne_signet", "ab" * 32))["dirty"] == [f"{build_code('lasagne_signet')[0]}/new_layer.py"]

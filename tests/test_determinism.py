@@ -158,7 +158,7 @@ def test_measured_files_are_plots_outside_the_published_folder_and_dvc_lock():
     models = read_params_file(REPO / "params.yaml")["models"]
     # The only metrics are the tracked verdicts: `dvc metrics diff` loads them at any commit.
     assert "metrics" not in dvc_yaml
-    assert dvc_yaml["stages"]["validate"]["do"]["metrics"] == [{"models/${key}/verdict.json": {"cache": False}}]
+    assert dvc_yaml["stages"]["validate"]["do"]["metrics"] == ["models/${key}/verdict.json"]
     plotted = {file for plot in dvc_yaml["plots"] for spec in plot.values() for file in spec["y"]}
     assert plotted == {f"reports/{name}/samples.csv" for name in models}
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())

@@ -102,13 +102,14 @@ def test_release_refuses_until_the_remote_holds_the_whole_build(publication: Pub
     assert "nothing was tagged" in before.stderr
     # One line per cache file (patched.onnx and model.onnx are the same bytes: one file, one name).
     raw = "data/raw/cleaning/model/variables/variables.data-00000-of-00001"
-    # (verdict.json is not among them: git tracks it, `cache: false`)
-    for path in ("models/cleaning/lineage.json", raw, "data/interim/cleaning/converted.onnx"):
+    for path in ("models/cleaning/lineage.json", "models/cleaning/verdict.json", raw, "data/interim/cleaning/converted.onnx"):
         assert f"\n  {path}" in before.stderr, path
     # `dvc push validate@cleaning` uploads the model's outputs but not what it was built from.
     partial = publication.refused_after_partial_push
     assert partial.returncode == 1 and f"\n  {raw}" in partial.stderr
-    assert "models/cleaning/lineage.json" not in partial.stderr and "model.onnx" not in partial.stderr
+    listed = {line.strip() for line in partial.stderr.splitlines()}
+    assert "models/cleaning/lineage.json" not in listed and "models/cleaning/model.onnx" not in listed
+    assert "models/cleaning/variants/fp16/model.onnx" in listed  # the folder's other stages: not pushed yet
     assert publication.tags_before_full_push == ""
     assert publication.released.returncode == 0, publication.released.stderr
     tags = set(git(publication.origin, "tag").split())
@@ -260,7 +261,7 @@ def test_run_cache_restores_reverted_params_experiments_and_other_machines_runs(
     assert experiments["again"]["outputs"]["output"]["max_abs_error_bound"] == 0.0002
     diff = json.loads(checked(dvc(machine, "metrics", "diff", "HEAD", "loose", "--json", env=env)).stdout)
     assert diff[key]["tolerance.atol"] == {"old": main_atol, "new": 0.0002, "diff": pytest.approx(0.0002 - main_atol)}
-    # Against an older commit: every metric is a tracked verdict.json, so none fails to load.
+    # Against an older commit: every metric is a DVC-tracked verdict.json, so none fails to load.
     older = checked(dvc(machine, "metrics", "diff", "HEAD~1", "loose", env=env))
     assert "WARNING" not in older.stderr + older.stdout and "failed" not in older.stderr.lower()
     # Another machine with the same change restores the run pushed with the run-cache: `dvc pull
@@ -292,7 +293,7 @@ def test_failed_run_loses_no_good_artifact(reproduced, tmp_path: Path):
     assert "error: output 'output" in failed.stderr and "Traceback" not in failed.stderr
     assert (machine / "dvc.lock").read_bytes() == lock
     assert not (machine / "models/cleaning/verdict.json").exists()  # no verdict for a failed check
-    git(machine, "checkout", "params.yaml", "models/cleaning/verdict.json")  # the git-tracked output
+    git(machine, "checkout", "params.yaml")
     checked(dvc(machine, "checkout", "validate@cleaning", env=env))
     for file in PUBLISHED:
         assert same_bytes(machine / "models/cleaning" / file, built / "models/cleaning" / file), file

@@ -460,7 +460,7 @@ def test_a_required_signature_is_checked(home: Path, signet: Path, scan: Path, t
     from model_signing import hashing, signing
 
     from signature_onnx import AutoORTModel, IntegrityError
-    from signature_onnx.folder import UNSIGNED
+    from signature_onnx.folder import signed_files_config
 
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -468,7 +468,7 @@ def test_a_required_signature_is_checked(home: Path, signet: Path, scan: Path, t
     _, stranger = _keys(keys, "stranger")
     # the release step's format (stages/publish/signing.py): an EC key, the same ignored files
     signing.Config().use_elliptic_key_signer(private_key=private).set_hashing_config(
-        hashing.Config().set_ignored_paths(paths=UNSIGNED)).sign(signet, signet / "model.sig")
+        signed_files_config(hashing)).sign(signet, signet / "model.sig")
     out = tmp_path / "f.npy"
     result = cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "-q", "--public-key", str(public))
     assert result.returncode == 0, result.stderr

@@ -83,7 +83,7 @@ def test_every_model_is_a_registry_artifact(manifest: dict, models: dict):
     assert set(artifacts) == {artifact_name(name) for name in models}
     for name, model in models.items():
         entry = artifacts[artifact_name(name)]
-        assert entry["path"] == f"models/{name}/model.onnx" and entry["type"] == "model"
+        assert entry["path"] == f"models/{name}" and entry["type"] == "model"  # the published folder
         assert entry["desc"] == model["description"]
         assert {name, model["family"], model["source"]["kind"]} <= set(entry["labels"])
         assert entry["meta"]["model"] == name and entry["meta"]["source"] == model["source"]["kind"]
@@ -98,8 +98,7 @@ def test_only_fetch_persists_and_validate_publishes_its_verdict_as_metrics(manif
         if isinstance(out, dict) and any((o or {}).get("persist") for o in out.values())
     }
     assert persisting == {"fetch"}
-    # git-tracked (cache: false): `dvc metrics diff` loads it at any commit without the DVC cache
-    assert manifest["stages"]["validate"]["do"]["metrics"] == [{"models/${key}/verdict.json": {"cache": False}}]
+    assert manifest["stages"]["validate"]["do"]["metrics"] == ["models/${key}/verdict.json"]
 
 
 def test_measured_plots_cover_every_model_output(manifest: dict, models: dict):

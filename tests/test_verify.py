@@ -378,7 +378,7 @@ def test_source_address_keeps_the_archive_member_and_drops_secrets():
 @pytest.mark.parametrize("digest", [b"\x01plain", b'\x01"quoted'])
 def test_signature_mismatch_names_the_changed_files_whatever_the_digest_bytes(digest: bytes):
     """model-signing reports `Signature mismatch: [<str>, ...]`; a `"` in a digest's repr changes the quoting."""
-    from stages.publish.signing import _mismatch
+    from signature_onnx.folder import signature_mismatch as _mismatch
 
     diffs = [f"Hash mismatch for '{name}': Expected 'Digest(digest_value={digest!r})', Actual '...'" for name in ("README.md", "model.onnx")]
     assert _mismatch(ValueError(f"Signature mismatch: {diffs}")) == "changed since signing: README.md, model.onnx"

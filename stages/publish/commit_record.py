@@ -11,7 +11,8 @@ it, and it is committed to git with model.sig (the folder's two git-tracked file
 
 `commit` is HEAD when signing, whose dvc.lock records this model.onnx (`stages.sign` verifies
 the `dvc.lock` link first); `dirty` lists the build's files (dvc.yaml, dvc.lock, params.yaml,
-the model's code) that differ from that commit, empty for a clean tree. `repository` is
+the model's code, new files in its code folders included) that differ from that commit, empty
+for a clean tree. `repository` is
 `git remote get-url origin` with any user name or token removed (None without an origin).
 """
 
@@ -49,7 +50,7 @@ def record(root: Path, model: str, family: str, model_sha256: str) -> bytes:
         raise PipelineError(f"{root}: not a git checkout with a commit ({first_line(head.stderr)}); commit the build (dvc.lock) before signing")
     origin = _git(root, "remote", "get-url", "origin")
     paths = [*BUILD_FILES, *lineage.build_code(family)]
-    changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *paths)
+    changed = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *paths)
     dirty = sorted(line[3:] for line in changed.stdout.splitlines() if line.strip())
     document = {
         "model": model,

@@ -47,6 +47,12 @@ def lock_md5s(lock_text: bytes | str, stage: str) -> dict[str, str]:
     }
 
 
+def head(root: Path) -> str | None:
+    """The sha of HEAD, or None outside a git repository (or without a commit)."""
+    out = _git(root, "rev-parse", "HEAD")
+    return out.decode().strip() if out else None
+
+
 def commits_holding(root: Path, stage: str, out_path: str, md5: str) -> list[Commit] | None:
     """Commits (newest first) whose dvc.lock records `md5` for `out_path` of `stage`.
 

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from signature_onnx.errors import SignatureOnnxError
-from signature_onnx.folder import SIGNATURE_FILE, UNSIGNED, verify_signature
+from signature_onnx.folder import SIGNATURE_FILE, UNSIGNED, signed_files_config, verify_signature
 from stages.core.errors import PipelineError, first_line
 
 __all__ = ["SIGNATURE_FILE", "UNSIGNED", "sign_folder", "verify_folder"]
@@ -38,7 +38,7 @@ NEW_KEY_HINT = (
 def _hashing_config():  # model_signing.hashing.Config
     from model_signing import hashing
 
-    return hashing.Config().set_ignored_paths(paths=UNSIGNED)
+    return signed_files_config(hashing)
 
 
 def _reason(exc: BaseException) -> str:
