@@ -33,7 +33,7 @@ from stages.core.errors import PipelineError, first_line
 MANIFEST_FILES = ("dvc.yaml", "dvc.lock", "params.yaml")
 # Remote statuses that mean "the remote lacks this file" (`deleted` means remote-only: fine).
 NOT_IN_REMOTE = ("new", "missing")
-LISTED = 20  # missing files printed before "and N more"
+LISTED = 50  # missing files printed before "and N more" (a model folder's whole build is about 30)
 
 
 def reason(error: BaseException | str, limit: int = 200) -> str:

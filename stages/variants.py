@@ -110,9 +110,10 @@ def variant_lineage(name: str, variant: str, data: bytes, parent_sha256: str, pa
 def variants(name: str, spec: ModelSpec) -> None:
     published = paths.published_dir(name)
     model_path, card_path = published / MODEL_FILE, published / PREPROCESSING_FILE
-    for required in (model_path, card_path):
+    for required, stage in ((model_path, "validate"), (card_path, "validate"), (published / LINEAGE_FILE, "validate"),
+                            (published / VECTORS_FILE, "vectors")):
         if not required.exists():
-            raise PipelineError(f"{required}: not found; run the validate stage first (dvc repro validate@{name})")
+            raise PipelineError(f"{required}: not found; run the {stage} stage first (dvc repro {stage}@{name})")
     fp32_bytes = model_path.read_bytes()
     fp32 = onnx.load_from_string(fp32_bytes)
     parent = json.loads((published / LINEAGE_FILE).read_text())

@@ -17,15 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dvc, git, shared_fixture
+from conftest import REPO, dvc, git, shared_fixture
 from remotes import Remote, add_default_remote, checked, clone, environment, release
 
 MODEL = "signet"
 STAGES = (f"validate@{MODEL}", f"vectors@{MODEL}", f"variants@{MODEL}")
 
 
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*args], cwd=cwd, capture_output=True, text=True, env={**(env or environment()), "PYTHONPATH": str(cwd)})
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None, code: Path | None = None) -> subprocess.CompletedProcess:
+    """A command in `cwd` with the project's code importable from `code` (default: `cwd`, a checkout;
+    a user's folder has the installed package instead, here the repository's copy of it)."""
+    return subprocess.run([*args], cwd=cwd, capture_output=True, text=True,
+                          env={**(env or environment()), "PYTHONPATH": str(code or cwd)})
 
 
 def upstream_verify(folder: Path, public_key: Path) -> subprocess.CompletedProcess:
@@ -121,7 +124,7 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     started = time.perf_counter()
     step("model_signing verify (artifacts get)", upstream_verify(got, public), started)
     audit = step("audit (artifacts get)", run(user, sys.executable, "-m", "signature_onnx", "audit", MODEL, "--public-key",
-                                               str(public), "--require-signature"), time.perf_counter())
+                                               str(public), "--require-signature", code=REPO), time.perf_counter())
     assert "=> verified" in audit.stdout and "N/A   build" in audit.stdout
     assert f"commit {build_commit} from a clean tree" in audit.stdout
     outside = run(user, sys.executable, "-m", "stages.verify", f"{MODEL}/model.onnx", "--root", MODEL,
@@ -134,9 +137,9 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     image = shared_fixture("signatures", "001_01.png")
     started = time.perf_counter()
     step("embed", run(user, sys.executable, "-m", "signature_onnx", "embed", str(image), "--model", MODEL, "--out", "f.npy",
-                      "--public-key", str(public)), started)
+                      "--public-key", str(public), code=REPO), started)
     for folder in (got, *sorted(p.parent for p in got.glob("variants/*/model.onnx"))):
-        checked(run(user, sys.executable, "-m", "signature_onnx", "check-vectors", str(folder), "-q"))
+        checked(run(user, sys.executable, "-m", "signature_onnx", "check-vectors", str(folder), "-q", code=REPO))
     print("\nchain step seconds: " + ", ".join(f"{name} {value:.1f}" for name, value in seconds.items()))
 
     # Every covered byte counts: one changed byte in any file, or a file added, fails the signature.
@@ -156,7 +159,7 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     first.write_bytes(first.read_bytes() + b"\0")
     refused = upstream_verify(got, public)
     assert refused.returncode != 0 and "Verification failed" in refused.stderr
-    audit = run(user, sys.executable, "-m", "signature_onnx", "audit", MODEL, "--public-key", str(public))
+    audit = run(user, sys.executable, "-m", "signature_onnx", "audit", MODEL, "--public-key", str(public), code=REPO)
     assert audit.returncode == 1 and "FAIL  signature" in audit.stdout and audit.stderr.count("error:") == 1
     shutil.copy(got / "README.md", got / "extra.md")
     first.write_bytes(first.read_bytes()[:-1])

@@ -73,7 +73,7 @@ def test_every_variant_is_published_as_a_model_folder(variants_project: Path):
 
 
 def test_the_package_loads_a_variant_folder(variants_project: Path, tmp_path: Path):
-    from signature_onnx import AutoORTModel, ModelFolder
+    from signature_onnx import AutoORTModel, IntegrityError, ModelFolder
     from signature_onnx.models import ORTModelForSignatureFeatures
     from stages.core.drawings import drawn_page, page_gray
 
@@ -89,15 +89,21 @@ def test_the_package_loads_a_variant_folder(variants_project: Path, tmp_path: Pa
     )
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "f.npy").shape == (1, 2048)
-    # the provenance is the model's (built-in stand-in), read from models/<name>/lineage.json
+    # the provenance is the model's (built-in stand-in), copied into the variant's own lineage.json
     assert "built-in stand-in" in result.stderr
     with pytest.warns(UserWarning):
         model = AutoORTModel.from_pretrained(variant)
     assert isinstance(model, ORTModelForSignatureFeatures) and model.folder.source.startswith("built-in stand-in")
-    # a copied variant folder, away from its model, has unknown provenance (the fallback is what reads it)
+    # a copied variant folder, away from its model, keeps its provenance and its integrity check
     alone = tmp_path / "alone"
     shutil.copytree(variant, alone)
-    assert ModelFolder.open(alone).source.startswith("unknown")
+    assert ModelFolder.open(alone).source.startswith("built-in stand-in")
+    lineage = json.loads((alone / "lineage.json").read_text())
+    assert lineage["variant"] == "int8_static" and lineage["onnx"]["sha256"] == hashlib.sha256((alone / "model.onnx").read_bytes()).hexdigest()
+    assert lineage["parent"]["sha256"] == hashlib.sha256((variants_project / "models" / MODEL / "model.onnx").read_bytes()).hexdigest()
+    (alone / "model.onnx").write_bytes((alone / "model.onnx").read_bytes() + b"\0")
+    with pytest.raises(IntegrityError):
+        ModelFolder.open(alone).model_bytes()
 
 
 def test_variant_bytes_do_not_depend_on_the_cpus_kernels(variants_project: Path, tmp_path: Path):
@@ -109,15 +115,16 @@ def test_variant_bytes_do_not_depend_on_the_cpus_kernels(variants_project: Path,
         shutil.copy2(variants_project / name, capped / name)
     for package in ("stages", "signature_onnx"):
         shutil.copytree(REPO / package, capped / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("model.onnx", "preprocessing.json", "lineage.json"):
-        (capped / "models" / MODEL).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(variants_project / "models" / MODEL / name, capped / "models" / MODEL / name)
+    (capped / "models" / MODEL).mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx", "preprocessing.json", "lineage.json", "test_vectors.json", "test_data_set_0", "test_data_set_1"):
+        source = variants_project / "models" / MODEL / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, capped / "models" / MODEL / name)
     env = {**os.environ, "PYTHONPATH": str(capped), **CAPPED_KERNELS}
     result = subprocess.run([sys.executable, "-m", "stages.variants", MODEL, "--params", "params_variants.yaml"],
                             cwd=capped, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     expected = digests(variants_project / "models" / MODEL / "variants")
-    assert len(expected) == 2 * len(ALL_VARIANTS)
+    assert len(expected) == len(ALL_VARIANTS) * len(digests(variants_project / "models" / MODEL / "variants" / "fp16"))
     assert digests(capped / "models" / MODEL / "variants") == expected
 
 
