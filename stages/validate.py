@@ -120,10 +120,7 @@ def validate(name: str, spec: ModelSpec) -> None:
     # Every payload is ready before the first write, so a failure cannot publish half a set.
     published = {
         **published_files(name, spec, onnx_bytes, validators, weights),
-        VERDICT_FILE: serialize(certified_record(
-            spec.validation, [v.reference_name for v in validators], len(primary.per_sample),
-            {output: errors.elements for output, errors in primary.outputs.items()}, weights,
-        )),
+        VERDICT_FILE: serialize(certified_record(spec.validation, [v.reference_name for v in validators], len(primary.per_sample))),
         # What the model does and how its input is made, for the signature_onnx package.
         PREPROCESSING_FILE: preprocessing_json(name, spec.task, spec.preprocessing.package_form()),
     }
