@@ -181,12 +181,14 @@ def check_vectors(
                 actual = session.run(output_names, dict(inputs))
             except Exception as exc:  # ORT's own error types
                 raise SignatureOnnxError(f"{shown(test_set)}: ONNX Runtime failed on the inputs ({first_line(exc, 200)})") from None
-            results.append(_compare(test_set.name, expected, actual, atol, rtol))
+            results.append(compare_set(test_set.name, expected, actual, atol, rtol))
             bar.update(1)
     return results
 
 
-def _compare(name: str, expected: list[tuple[str, np.ndarray]], actual: list[np.ndarray], atol: float, rtol: float) -> SetResult:
+def compare_set(name: str, expected: list[tuple[str, np.ndarray]], actual: list[np.ndarray], atol: float, rtol: float) -> SetResult:
+    """One test set against the rule `|actual - expected| <= atol + rtol * |expected|`, element-wise
+    (shapes must agree, NaN or infinity fails): the one copy of the rule (the variants stage uses it too)."""
     errors: dict[str, float] = {}
     failure = None
     for (output, want), got in zip(expected, actual):

@@ -303,3 +303,28 @@ def test_nodes_are_put_in_dependency_order_and_an_unsortable_graph_is_refused():
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])])
     with pytest.raises(PipelineError, match="nothing produces or a cycle"):
         sort_topologically(cycle)
+
+
+def test_a_variant_that_misses_its_test_vectors_is_named_by_the_check_vectors_rule():
+    """The variants stage publishes a variant only if it meets the parent's test vectors within its atol."""
+    from types import SimpleNamespace
+
+    from stages.variants import vectors_failure
+
+    expected = {"fc2": np.array([[1.0, 2.0]], np.float32)}
+
+    class Session:
+        def __init__(self, output: np.ndarray):
+            self.output = output
+
+        def get_outputs(self):
+            return [SimpleNamespace(name="fc2")]
+
+        def run(self, names, feeds):
+            return [self.output]
+
+    sets = [({"input": np.zeros((1, 1), np.float32)}, expected)]
+    assert vectors_failure(Session(np.array([[1.05, 2.0]], np.float32)), sets, atol=0.1) is None
+    missed = vectors_failure(Session(np.array([[1.5, 2.0]], np.float32)), sets, atol=0.1)
+    assert missed.startswith("test_data_set_0: fc2, element (0, 0)") and "> atol 0.1" in missed
+    assert "NaN" in vectors_failure(Session(np.array([[np.nan, 2.0]], np.float32)), sets, atol=0.1)

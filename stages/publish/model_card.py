@@ -4,7 +4,7 @@ A card is a pure function of the params entry and the lineage record: YAML front
 (licence, library, tags), description, upstream and licence, intended and out-of-scope use,
 inputs and outputs with the exact preprocessing, the validation rule and verdict, and the
 lineage digests. Measured errors are not in it (they depend on the CPU; see validation.json).
-The per-upstream facts below (project, licence, preprocessing) are the ones the README states.
+The per-upstream facts below (project, licence, preprocessing) are the ones docs/auditing.md ("Model card") states.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from stages.core.errors import PipelineError
 FILE = "provenance.intoto.json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-# This project's build: the four DVC stages over one params entry (README "What the pipeline does").
+# This project's build: the four DVC stages over one params entry (docs/pipeline.md).
 BUILD_TYPE = "https://dvc.org/doc/command-reference/repro#signature-models-onnx/fetch-convert-patch-validate/v1"
 BUILDER_ID = "https://dvc.org/doc/command-reference/repro#signature-models-onnx"
 
