@@ -5,6 +5,8 @@
 per link, PASS / FAIL / SKIP / N/A, then `=> verified` or `=> FAILED: <links>`:
 
   integrity   model.onnx has the sha256 its lineage.json records
+  graphs      preprocess.onnx and pipeline.onnx have the sha256 lineage.json records for them
+              (N/A for a folder whose lineage records none: a variant)
   signature   model.sig verifies over the whole folder with the public key (SKIP without a key,
               FAIL then with --require-signature); a variant is covered by its model folder's
   commit      commit.json (written and signed by the release step) names this model.onnx, a
@@ -43,6 +45,7 @@ from signature_onnx.folder import (
     own_lineage,
     read_confined,
     read_json,
+    recorded_graph_sha256,
     recorded_sha256,
     verify_signature,
 )
@@ -80,6 +83,21 @@ def integrity(folder: Path) -> tuple[Link, Any, str | None]:
     if actual != expected:
         return Link("integrity", "FAIL", f"model.onnx has sha256 {actual}, lineage.json records {shown(expected)}"), record, actual
     return Link("integrity", "PASS", f"model.onnx sha256 {actual}, as lineage.json records"), record, actual
+
+
+def graphs(folder: Path, record: Any) -> Link:
+    """preprocess.onnx and pipeline.onnx against the sha256 the lineage records for each."""
+    recorded = dict(recorded_graph_sha256(record))
+    if not recorded:
+        return Link("graphs", "N/A", "lineage.json records no preprocess.onnx or pipeline.onnx")
+    for file, expected in recorded.items():
+        try:
+            actual = _sha256(folder / file, folder)
+        except SignatureOnnxError as exc:
+            return Link("graphs", "FAIL", shown(exc, 300))
+        if actual != expected:
+            return Link("graphs", "FAIL", f"{file} has sha256 {actual}, lineage.json records {expected}")
+    return Link("graphs", "PASS", f"{', '.join(recorded)}: sha256 as lineage.json records")
 
 
 def signature(folder: Path, public_key: Path | None, required: bool) -> Link:
@@ -200,6 +218,7 @@ def audit(path: Path, public_key: Path | None = None, require_signature: bool = 
     links = []
     link, record, model_sha256 = integrity(folder)
     links.append(link)
+    links.append(graphs(folder, record))
     # What the folder's own lineage says it is decides, never how the path is spelled.
     is_variant = isinstance(record, dict) and "variant" in record
     signed_root = folder.parent.parent if is_variant and not (folder / SIGNATURE_FILE).exists() else folder

@@ -93,7 +93,7 @@ def cmd_clean(args: argparse.Namespace) -> None:
     from signature_onnx.models import ORTModelForSignatureCleaning
     from signature_onnx.progress import progress
 
-    model = ORTModelForSignatureCleaning.from_pretrained(args.model or DEFAULT_MODELS["clean"], **_load_options(args))
+    model = ORTModelForSignatureCleaning.from_pretrained(args.model or DEFAULT_MODELS["clean"], **_load_options(args), preprocess=args.preprocess)
     images = [Path(p) for p in args.images]
     targets = _outputs_by_stem(images, Path(args.out), ".png")
     with progress(total=len(images), desc="clean", unit="img", enabled=not args.quiet) as bar:
@@ -109,7 +109,7 @@ def cmd_clean(args: argparse.Namespace) -> None:
 def cmd_verify(args: argparse.Namespace) -> None:
     from signature_onnx.models import ORTModelForSignatureVerification
 
-    model = ORTModelForSignatureVerification.from_pretrained(args.model or DEFAULT_MODELS["verify"], **_load_options(args))
+    model = ORTModelForSignatureVerification.from_pretrained(args.model or DEFAULT_MODELS["verify"], **_load_options(args), preprocess=args.preprocess)
     result = model.verify(args.image_a, args.image_b, threshold=args.threshold)
     warning = model.synthetic_warning()
     for key in ("logit", "probability", "cosine"):  # the API checks its outputs; this is the printed result's own check
@@ -137,7 +137,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     from signature_onnx.models import ORTModelForSignatureFeatures
 
-    model = ORTModelForSignatureFeatures.from_pretrained(args.model or DEFAULT_MODELS["embed"], **_load_options(args))
+    model = ORTModelForSignatureFeatures.from_pretrained(args.model or DEFAULT_MODELS["embed"], **_load_options(args), preprocess=args.preprocess)
     images = [Path(p) for p in args.images]
     features = model.embed(images, layer=args.layer, batch_size=args.batch_size, show_progress=not args.quiet)
     buffer = io.BytesIO()
@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--model", metavar="PATH", help=model_help)
             if handler is not cmd_preprocess:  # preprocess reads the folder's preprocessing.json only, never its model
                 _model_options(command)
+                command.add_argument(
+                    "--preprocess", choices=["python", "onnx"], default="python",
+                    help="python (default): the package's own preprocessing code; onnx: the folder's preprocess.onnx "
+                         "(the same network inputs, proven by the build; docs/preprocess-graph.md)",
+                )
         return command
 
     pre = add("preprocess", "Preprocess signature images into 8-bit PNGs named <stem>.png.", cmd_preprocess,

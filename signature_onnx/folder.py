@@ -43,6 +43,14 @@ from signature_onnx.preprocessing import Preprocessing
 PREPROCESSING_FILE = "preprocessing.json"
 LINEAGE_FILE = "lineage.json"
 MODEL_FILE = "model.onnx"
+# Graphs built from model.onnx and the preprocessing (stages/preprocess_graph/): decoded pixels in.
+PREPROCESS_FILE = "preprocess.onnx"
+PIPELINE_FILE = "pipeline.onnx"
+GRAPH_FILES = (PREPROCESS_FILE, PIPELINE_FILE)
+# Their names for network input X: "X_pixels" (uint8 [height, width, 3] RGB in), "X_valid"
+# (bool out: false where the Python preprocessing refuses the image).
+PIXELS_SUFFIX = "_pixels"
+VALID_SUFFIX = "_valid"
 SIGNATURE_FILE = "model.sig"
 # What the release step's signature leaves out (stages/publish/signing.py signs with the same
 # list): only the signature. Every other file of a published folder is machine-independent and
@@ -177,6 +185,7 @@ class ModelFolder:
     root: Path | None = None
     expected_sha256: str | None = None
     lineage_path: Path | None = None
+    graph_sha256: tuple[tuple[str, str], ...] = ()  # (file, sha256) of GRAPH_FILES its lineage records
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> "ModelFolder":
@@ -216,7 +225,8 @@ class ModelFolder:
         else:
             synthetic, source = _provenance(lineage, record)
         expected = recorded_sha256(record) if own_path is not None else None
-        return cls(onnx_path, name, task, preprocessing, synthetic, source, folder, expected, own_path)
+        graphs = recorded_graph_sha256(record) if own_path is not None else ()
+        return cls(onnx_path, name, task, preprocessing, synthetic, source, folder, expected, own_path, graphs)
 
     @property
     def signed_root(self) -> Path:
@@ -229,6 +239,17 @@ class ModelFolder:
     def model_bytes(self, *, integrity_check: bool = True) -> bytes:
         """The bytes of model.onnx, checked against the folder's own lineage (see `checked_model_bytes`)."""
         return checked_model_bytes(self.onnx_path, self.lineage_path, self.expected_sha256, integrity_check)
+
+    def graph_bytes(self, file: str, *, integrity_check: bool = True) -> bytes:
+        """The bytes of preprocess.onnx or pipeline.onnx beside model.onnx, checked like model.onnx
+        against the sha256 the folder's lineage records for it (`onnx.graphs.<file>.sha256`)."""
+        path = self.onnx_path.parent / file
+        if not path.is_file():
+            raise ModelFolderError(
+                f"{shown(path)}: missing; expected the {file} the pipeline publishes beside model.onnx "
+                "(pull the whole folder again, or use the Python preprocessing: --preprocess python)"
+            )
+        return checked_model_bytes(path, self.lineage_path, dict(self.graph_sha256).get(file), integrity_check)
 
     def verify_signature(self, public_key: str | os.PathLike[str]) -> None:
         """Check the release signature (model.sig, OpenSSF model-signing, EC key) with `public_key`, a PEM file."""
@@ -254,7 +275,7 @@ def checked_model_bytes(onnx_path: Path, lineage_path: Path | None, expected: st
         actual = hashlib.sha256(data).hexdigest()
         if expected is None:
             raise IntegrityError(
-                f"{shown(lineage_path)}: records no valid onnx.sha256 (64 hex digits), so {shown(onnx_path)} "
+                f"{shown(lineage_path)}: records no valid sha256 (64 hex digits) for {shown(onnx_path.name)}, so {shown(onnx_path)} "
                 "cannot be checked; expected the lineage the pipeline writes (pull the folder again), or turn the check off "
                 "(--no-integrity-check / integrity_check=False)"
             )
@@ -272,6 +293,19 @@ def recorded_sha256(record: Any) -> str | None:
     onnx_entry = record.get("onnx") if isinstance(record, dict) else None
     digest = onnx_entry.get("sha256") if isinstance(onnx_entry, dict) else None
     return digest if isinstance(digest, str) and _SHA256.match(digest) else None
+
+
+def recorded_graph_sha256(record: Any) -> tuple[tuple[str, str], ...]:
+    """(file, sha256) for each of GRAPH_FILES the lineage record lists under `onnx.graphs` with a valid digest."""
+    onnx_entry = record.get("onnx") if isinstance(record, dict) else None
+    graphs = onnx_entry.get("graphs") if isinstance(onnx_entry, dict) else None
+    found = []
+    for file in GRAPH_FILES:
+        entry = graphs.get(file) if isinstance(graphs, dict) else None
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if isinstance(digest, str) and _SHA256.match(digest):
+            found.append((file, digest))
+    return tuple(found)
 
 
 def verify_signature(folder: Path, public_key: Path) -> None:

@@ -25,11 +25,14 @@ from typing import ClassVar
 import numpy as np
 
 from signature_onnx.errors import ImageError, ModelFolderError, ModelOutputError, first_line, shown
-from signature_onnx.folder import ModelFolder
+from signature_onnx.folder import PIXELS_SUFFIX, PREPROCESS_FILE, VALID_SUFFIX, ModelFolder
+from signature_onnx.preprocessing.arrays import as_uint8_image
+from signature_onnx.preprocessing.files import load_rgb
 from signature_onnx.progress import progress
 from signature_onnx.runtime import cpu_session
 
 ImageLike = str | os.PathLike[str] | np.ndarray
+PREPROCESS_CHOICES = ("python", "onnx")
 
 
 class SyntheticWeightsWarning(UserWarning):
@@ -44,9 +47,11 @@ class ORTSignatureModel:
 
     task: ClassVar[str | None] = None
 
-    def __init__(self, folder: ModelFolder, session, threads: int | None = None) -> None:
+    def __init__(self, folder: ModelFolder, session, threads: int | None = None, preprocess_session=None) -> None:
         self.folder = folder
         self.session = session
+        # preprocess.onnx in ONNX Runtime (preprocess="onnx"), else None: the Python preprocessing.
+        self.preprocess_session = preprocess_session
         # Images prepared at once (verify's pair): NumPy, SciPy and scikit-image release the GIL.
         self.prepare_threads = max(1, min(2, threads or os.cpu_count() or 1))
         self.input_names = [i.name for i in session.get_inputs()]
@@ -61,6 +66,7 @@ class ORTSignatureModel:
         threads: int | None = None,
         integrity_check: bool = True,
         public_key: str | os.PathLike[str] | None = None,
+        preprocess: str = "python",
     ) -> "ORTSignatureModel":
         """Load a model folder (or its model.onnx) for this class's task.
 
@@ -69,6 +75,9 @@ class ORTSignatureModel:
             lineage.json records (`IntegrityError`); False runs it anyway.
         public_key: an EC public key PEM; the folder's release signature (model.sig) must then
             verify with it (needs `pip install 'signature-onnx[signing]'`).
+        preprocess: "python" (the package's NumPy/SciPy/scikit-image code) or "onnx" (the
+            folder's preprocess.onnx, checked against lineage.json like model.onnx; the build
+            proves it equal to the Python code, see docs/preprocess-graph.md).
         """
         folder = ModelFolder.open(path)
         if cls.task is not None and folder.task != cls.task:
@@ -76,15 +85,23 @@ class ORTSignatureModel:
                 f"{shown(folder.onnx_path)}: model {shown(repr(folder.name), 80)} is a {folder.task!r} model, not a {cls.task!r} one; "
                 f"use the {_TASK_COMMANDS[folder.task]!r} command (or its class) with it"
             )
-        return cls._load(folder, threads, integrity_check, public_key)
+        return cls._load(folder, threads, integrity_check, public_key, preprocess)
 
     @classmethod
-    def _load(cls, folder: ModelFolder, threads: int | None, integrity_check: bool, public_key: str | os.PathLike[str] | None) -> "ORTSignatureModel":
+    def _load(
+        cls, folder: ModelFolder, threads: int | None, integrity_check: bool, public_key: str | os.PathLike[str] | None, preprocess: str = "python"
+    ) -> "ORTSignatureModel":
+        if preprocess not in PREPROCESS_CHOICES:
+            raise ValueError(f"preprocess must be one of {list(PREPROCESS_CHOICES)}, got {shown(repr(preprocess), 40)}")
         if public_key is not None:
             folder.verify_signature(public_key)
         # The checked bytes are the ones ONNX Runtime loads (never the path, which could change in between).
         data = folder.model_bytes(integrity_check=integrity_check)
-        model = cls(folder, cpu_session(data, str(folder.onnx_path), "pull or rebuild it", threads), threads)
+        graph = None
+        if preprocess == "onnx":
+            graph_bytes = folder.graph_bytes(PREPROCESS_FILE, integrity_check=integrity_check)
+            graph = cpu_session(graph_bytes, str(folder.onnx_path.parent / PREPROCESS_FILE), "pull or rebuild it", threads)
+        model = cls(folder, cpu_session(data, str(folder.onnx_path), "pull or rebuild it", threads), threads, graph)
         model.warn_if_synthetic()
         return model
 
@@ -106,8 +123,44 @@ class ORTSignatureModel:
         if message:
             warnings.warn(message, SyntheticWeightsWarning, stacklevel=3)
 
+    def prepare_all(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
+        """The network inputs for one image per graph input (a verifier's pair, or one image)."""
+        if self.preprocess_session is None:
+            if self.prepare_threads > 1 and len(images) > 1:  # NumPy, SciPy and scikit-image release the GIL
+                with ThreadPoolExecutor(self.prepare_threads) as pool:
+                    return list(pool.map(self.prepare, images))
+            return [self.prepare(image) for image in images]
+        feeds = {f"{name}{PIXELS_SUFFIX}": self.pixels(image) for name, image in zip(self.input_names, images)}
+        names = [name for name in self.input_names for name in (name, f"{name}{VALID_SUFFIX}")]
+        try:
+            values = dict(zip(names, self.preprocess_session.run(names, feeds)))
+        except Exception as exc:  # ORT's own error types: a graph that is not this folder's
+            raise ModelFolderError(f"{shown(self.folder.onnx_path.parent / PREPROCESS_FILE)}: ONNX Runtime cannot run it ({first_line(exc)})") from None
+        for name, image in zip(self.input_names, images):
+            if not bool(values[f"{name}{VALID_SUFFIX}"]):
+                raise ImageError(
+                    f"{_image_name(image)}: the preprocessing refuses it (a uniform page, no ink, ink one pixel thin, "
+                    "or smaller than the model accepts); expected a signature on paper"
+                )
+        return [values[name] for name in self.input_names]
+
+    def pixels(self, image: ImageLike) -> np.ndarray:
+        """preprocess.onnx's input for one image: uint8 RGB (rows, cols, 3). A file is decoded by
+        `load_rgb`; a gray array (0..255, floats truncated as the Python preprocessing does)
+        becomes gray in all three channels."""
+        if not isinstance(image, np.ndarray):
+            return load_rgb(image)
+        if image.ndim == 3:
+            if image.dtype != np.uint8 or image.shape[2] != 3:
+                raise ImageError(f"input image: expected uint8 RGB (rows, cols, 3) or a gray (rows, cols) array, got {image.dtype} {image.shape}")
+            return np.ascontiguousarray(image)
+        gray = as_uint8_image(image, None)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+
     def prepare(self, image: ImageLike) -> np.ndarray:
         """The network input for one image file or array (gray 0..255, or RGB for cleaning)."""
+        if self.preprocess_session is not None and len(self.input_names) == 1:
+            return self.prepare_all([image])[0]
         style = self.folder.preprocessing
         source = str(image) if not isinstance(image, np.ndarray) else None
         array = style.load(image) if source is not None else image
@@ -166,7 +219,10 @@ class ORTModelForSignatureCleaning(ORTSignatureModel):
         style = self.folder.preprocessing
         source = str(image) if not isinstance(image, np.ndarray) else None
         rgb = style.load(image) if source is not None else np.asarray(image)
-        x = style.network_input(style.image(rgb, source=source), "float32")
+        if self.preprocess_session is not None:
+            x = self.prepare_all([rgb])[0]
+        else:
+            x = style.network_input(style.image(rgb, source=source), "float32")
         out = self._run({self.input_names[0]: x})[self.output_names[0]][0]
         cleaned = (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
         self.warn_if_synthetic()
@@ -206,11 +262,7 @@ class ORTModelForSignatureVerification(ORTSignatureModel):
         """Compare two signatures (files or gray arrays, paper 255); see `Verification`."""
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
-        if self.prepare_threads > 1:  # both images at once: half the preprocessing time of a pair
-            with ThreadPoolExecutor(self.prepare_threads) as pool:
-                prepared = list(pool.map(self.prepare, (image_a, image_b)))
-        else:
-            prepared = [self.prepare(image_a), self.prepare(image_b)]
+        prepared = self.prepare_all([image_a, image_b])  # both at once: half the preprocessing time of a pair
         feeds = dict(zip(self.input_names, prepared))
         outputs = self._run(feeds)  # one run: a generator over `self._run(feeds)[name]` would run it once per output
         e1, e2, logit = (outputs[name] for name in self.output_names)
@@ -286,7 +338,12 @@ class AutoORTModel:
         threads: int | None = None,
         integrity_check: bool = True,
         public_key: str | os.PathLike[str] | None = None,
+        preprocess: str = "python",
     ) -> ORTSignatureModel:
         """Load any model folder with its task's class (arguments as `ORTSignatureModel.from_pretrained`)."""
         folder = ModelFolder.open(path)
-        return _CLASSES[folder.task]._load(folder, threads, integrity_check, public_key)
+        return _CLASSES[folder.task]._load(folder, threads, integrity_check, public_key, preprocess)
+
+
+def _image_name(image: ImageLike) -> str:
+    return shown(image) if not isinstance(image, np.ndarray) else "input image"

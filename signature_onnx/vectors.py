@@ -31,6 +31,8 @@ import numpy as np
 from signature_onnx.errors import ModelFolderError, SignatureOnnxError, first_line, shown
 from signature_onnx.folder import (
     MODEL_FILE,
+    PIPELINE_FILE,
+    recorded_graph_sha256,
     checked_model_bytes,
     own_lineage,
     read_confined,
@@ -41,6 +43,8 @@ from signature_onnx.folder import (
 from signature_onnx.runtime import cpu_session
 
 VECTORS_FILE = "test_vectors.json"
+# pipeline.onnx's test sets (raw pixels in), in the same layout one folder down
+PIPELINE_VECTORS_DIR = "pipeline_test_data"
 _SET_NAME = re.compile(r"test_data_set_(\d+)")  # used with fullmatch: no name with a trailing newline
 _MAX_TENSOR_BYTES = 512 << 20
 MAX_ATOL = 1e-3
@@ -52,7 +56,8 @@ def tensor_bytes(array: np.ndarray, name: str) -> bytes:
     """A TensorProto for `array` (its dtype and shape kept), serialized deterministically."""
     from onnx import numpy_helper
 
-    return numpy_helper.from_array(np.ascontiguousarray(array), name).SerializeToString(deterministic=True)
+    data = np.asarray(array)  # np.ascontiguousarray would make a 0-d array (a valid flag) 1-d
+    return numpy_helper.from_array(np.ascontiguousarray(data) if data.ndim else data, name).SerializeToString(deterministic=True)
 
 
 def read_tensor(path: Path, root: Path | None = None) -> tuple[str, np.ndarray]:
@@ -161,29 +166,46 @@ def check_vectors(
     if not onnx_path.is_file():
         raise ModelFolderError(f"{shown(onnx_path)}: no such model file; expected the folder's model.onnx")
     data = checked_model_bytes(onnx_path, lineage_path, recorded_sha256(lineage), integrity_check)
-    session = cpu_session(data, str(onnx_path), "pull or rebuild it", threads)
+    runs = [("", sets, data, onnx_path, atol, rtol)]
+    pipeline_dir = folder / PIPELINE_VECTORS_DIR
+    if pipeline_dir.is_dir():  # pipeline.onnx: raw pixels in, checked against the lineage's sha256 too
+        pipeline_path = folder / PIPELINE_FILE
+        if not pipeline_path.is_file():
+            raise ModelFolderError(f"{shown(pipeline_path)}: missing, but {shown(pipeline_dir)} holds its test sets; pull the folder again")
+        digest = dict(recorded_graph_sha256(lineage)).get(PIPELINE_FILE)
+        pipeline_bytes = checked_model_bytes(pipeline_path, lineage_path, digest, integrity_check)
+        p_atol, p_rtol = read_tolerance(pipeline_dir, lineage)
+        runs.append((f"{PIPELINE_VECTORS_DIR}/", find_test_sets(pipeline_dir), pipeline_bytes, pipeline_path, p_atol, p_rtol))
+    results = []
+    total = sum(len(run[1]) for run in runs)
+    with progress(total=total, desc=f"check-vectors ({shown(folder.name, 40)})", unit="set", enabled=show_progress) as bar:
+        for prefix, test_sets, model_bytes, path, set_atol, set_rtol in runs:
+            session = cpu_session(model_bytes, str(path), "pull or rebuild it", threads)
+            for test_set in test_sets:
+                results.append(run_set(session, test_set, folder, prefix, set_atol, set_rtol))
+                bar.update(1)
+    return results
+
+
+def run_set(session: Any, test_set: Path, folder: Path, prefix: str, atol: float, rtol: float) -> SetResult:
+    """One test_data_set_N folder (read confined to `folder`) through `session`, compared with `compare_set`."""
     input_names = [i.name for i in session.get_inputs()]
     output_names = [o.name for o in session.get_outputs()]
-    results = []
-    with progress(total=len(sets), desc=f"check-vectors ({shown(folder.name, 40)})", unit="set", enabled=show_progress) as bar:
-        for test_set in sets:
-            inputs = [read_tensor(p, folder) for p in _numbered(test_set, "input")]
-            expected = [read_tensor(p, folder) for p in _numbered(test_set, "output")]
-            if [n for n, _ in inputs] != input_names or [n for n, _ in expected] != output_names:
-                raise ModelFolderError(
-                    f"{shown(test_set)}: tensors {shown([n for n, _ in inputs])} -> {shown([n for n, _ in expected])} do not match "
-                    f"the graph's {shown(input_names)} -> {shown(output_names)}"
-                )
-            for (output, want), path in zip(expected, _numbered(test_set, "output")):
-                if not np.isfinite(want).all():
-                    raise ModelFolderError(f"{shown(path)}: expected values of {shown(repr(output), 60)} hold NaN or infinity; expected finite numbers")
-            try:
-                actual = session.run(output_names, dict(inputs))
-            except Exception as exc:  # ORT's own error types
-                raise SignatureOnnxError(f"{shown(test_set)}: ONNX Runtime failed on the inputs ({first_line(exc, 200)})") from None
-            results.append(compare_set(test_set.name, expected, actual, atol, rtol))
-            bar.update(1)
-    return results
+    inputs = [read_tensor(p, folder) for p in _numbered(test_set, "input")]
+    expected = [read_tensor(p, folder) for p in _numbered(test_set, "output")]
+    if [n for n, _ in inputs] != input_names or [n for n, _ in expected] != output_names:
+        raise ModelFolderError(
+            f"{shown(test_set)}: tensors {shown([n for n, _ in inputs])} -> {shown([n for n, _ in expected])} do not match "
+            f"the graph's {shown(input_names)} -> {shown(output_names)}"
+        )
+    for (output, want), path in zip(expected, _numbered(test_set, "output")):
+        if not np.isfinite(want).all():
+            raise ModelFolderError(f"{shown(path)}: expected values of {shown(repr(output), 60)} hold NaN or infinity; expected finite numbers")
+    try:
+        actual = session.run(output_names, dict(inputs))
+    except Exception as exc:  # ORT's own error types
+        raise SignatureOnnxError(f"{shown(test_set)}: ONNX Runtime failed on the inputs ({first_line(exc, 200)})") from None
+    return compare_set(prefix + test_set.name, expected, actual, atol, rtol)
 
 
 def compare_set(name: str, expected: list[tuple[str, np.ndarray]], actual: list[np.ndarray], atol: float, rtol: float) -> SetResult:

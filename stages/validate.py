@@ -33,6 +33,8 @@ from stages.core.weight_trace import summary as weight_summary
 from stages.families import load_family, references
 from stages.publish import lineage, model_card, provenance
 from stages.publish.verdict import VERDICT_FILE, certified_record, serialize
+from stages.preprocess_graph import publish as preprocess_publish
+from stages.preprocess_graph.check import PreprocessFigures
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,10 @@ def samples_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def published_files(name: str, spec: ModelSpec, patched: bytes, validators: list[Validator], weights: dict[str, int]) -> dict[str, bytes]:
-    """model.onnx with its lineage metadata, lineage.json, the provenance statement, the model card.
+def published_files(name: str, spec: ModelSpec, patched: bytes, validators: list[Validator], weights: dict[str, int]) -> tuple[dict[str, bytes], PreprocessFigures]:
+    """model.onnx with its lineage metadata, preprocess.onnx and pipeline.onnx (checked against the
+    Python preprocessing, stages/preprocess_graph/), lineage.json, the provenance statement, the
+    model card; and the preprocessing graph's figures.
 
     The ONNX graph is the validated one byte for byte; only metadata_props, model_version and
     doc_string are set, from the lineage record (stages/lineage.py), which holds the verdict and
@@ -64,13 +68,16 @@ def published_files(name: str, spec: ModelSpec, patched: bytes, validators: list
     onnx_sha256 = hashlib.sha256(onnx_bytes).hexdigest()
     statement = provenance.statement(record, onnx_sha256)
     provenance.check_format(statement)
-    document = lineage.lineage_document(record, onnx_sha256, spec.onnx.opset)
+    graphs, figures = preprocess_publish.graphs(name, spec, onnx_bytes)
+    digests = {file: hashlib.sha256(payload).hexdigest() for file, payload in graphs.items()}
+    document = lineage.lineage_document(record, onnx_sha256, spec.onnx.opset, digests)
     return {
         "model.onnx": onnx_bytes,
+        **graphs,
         "lineage.json": (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
         provenance.FILE: provenance.serialize(statement),
         model_card.FILE: model_card.render(spec, record, onnx_sha256).encode(),
-    }
+    }, figures
 
 
 def check_weights(name: str, spec: ModelSpec, onnx_bytes: bytes) -> dict[str, int]:
@@ -118,9 +125,12 @@ def validate(name: str, spec: ModelSpec) -> None:
         metrics["independent_reference"] = {"reference": extra["reference"], "outputs": extra["outputs"]}
     primary = validators[0]
     # Every payload is ready before the first write, so a failure cannot publish half a set.
+    files, figures = published_files(name, spec, onnx_bytes, validators, weights)
+    metrics["preprocess_graph"] = {**figures.record(), "min_cosine": round(figures.min_cosine, 9), "worst_page": figures.worst}
+    certified = certified_record(spec.validation, [v.reference_name for v in validators], len(primary.per_sample), figures.images)
     published = {
-        **published_files(name, spec, onnx_bytes, validators, weights),
-        VERDICT_FILE: serialize(certified_record(spec.validation, [v.reference_name for v in validators], len(primary.per_sample))),
+        **files,
+        VERDICT_FILE: serialize(certified),
         # What the model does and how its input is made, for the signature_onnx package.
         PREPROCESSING_FILE: preprocessing_json(name, spec.task, spec.preprocessing.package_form()),
     }

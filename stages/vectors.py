@@ -42,7 +42,8 @@ from collections.abc import Callable
 import numpy as np
 
 from signature_onnx.preprocessing import Preprocessing
-from signature_onnx.vectors import VECTORS_FILE, tensor_bytes
+from signature_onnx.folder import PIPELINE_FILE, PIXELS_SUFFIX, VALID_SUFFIX
+from signature_onnx.vectors import PIPELINE_VECTORS_DIR, VECTORS_FILE, tensor_bytes
 from stages.core import paths
 from stages.core.atomic import write_bytes
 from stages.core.drawings import drawn_page, page_gray
@@ -107,6 +108,64 @@ def float64_reference(name: str, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     raise PipelineError(f"models.{name}.family: no float64 NumPy reference for family {spec.family!r}")
 
 
+def pipeline_inputs(spec: ModelSpec) -> list[tuple[Arrays, Arrays]]:
+    """`SETS` (pixels feeds for pipeline.onnx, the Python network inputs of the same pages): drawn
+    RGB pages, one per graph input (a pair for a verifier), of other sizes than `vector_inputs`'."""
+    style: Preprocessing = spec.preprocessing.package_form()
+    seed = spec.source.seed * 100 + 50
+    sizes = [(310, 540), (270, 600)] if not style.spp else [(style.input_size[0] + 9, style.input_size[1] + 13), (163, 241)]
+    sets = []
+    for index in range(SETS):
+        pixels, network = {}, {}
+        for k, tensor in enumerate(spec.onnx.inputs):
+            height, width = sizes[(index + k) % len(sizes)]
+            page = drawn_page(seed + 2 * index + k, height + 11 * k, width, style.style == "rgb")
+            pixels[tensor.name + PIXELS_SUFFIX] = page
+            network[tensor.name] = style.network_input(style.image(style.gray_from_rgb(page)), tensor.dtype)
+        sets.append((pixels, network))
+    return sets
+
+
+def pipeline_payloads(name: str, spec: ModelSpec, reference: Callable[[Arrays], Arrays]) -> dict[str, bytes]:
+    """pipeline_test_data/: raw pixels in, the float64 reference of the network on the Python
+    preprocessing out (and the `valid` flags, true). pipeline.onnx must meet the model's
+    tolerance on them before anything is written (signature_onnx.vectors.compare_set)."""
+    from signature_onnx.runtime import cpu_session
+    from signature_onnx.vectors import compare_set
+
+    pipeline = paths.published_dir(name) / PIPELINE_FILE
+    session = cpu_session(pipeline.read_bytes(), str(pipeline), f"rebuild it: dvc repro validate@{name}", spinning=False)
+    output_names = [o.name for o in session.get_outputs()]
+    payloads: dict[str, bytes] = {}
+    for index, (pixels, network) in enumerate(pipeline_inputs(spec)):
+        expected = reference(network)
+        expected.update({tensor.name + VALID_SUFFIX: np.array(True) for tensor in spec.onnx.inputs})
+        wanted = [(output, expected[output]) for output in output_names]
+        result = compare_set(f"{PIPELINE_VECTORS_DIR}/test_data_set_{index}", wanted, session.run(output_names, pixels), spec.validation.atol, spec.validation.rtol)
+        if not result.passed:
+            raise PipelineError(f"models/{name}/{PIPELINE_FILE}: {result.name}: {result.failure}; the preprocessing graph or the model drifted")
+        folder = f"{PIPELINE_VECTORS_DIR}/test_data_set_{index}"
+        for k, (input_name, array) in enumerate(pixels.items()):
+            payloads[f"{folder}/input_{k}.pb"] = tensor_bytes(array, input_name)
+        for k, (output, array) in enumerate(wanted):
+            payloads[f"{folder}/output_{k}.pb"] = tensor_bytes(array, output)
+    payloads[f"{PIPELINE_VECTORS_DIR}/{VECTORS_FILE}"] = vectors_description(name, spec, "drawn RGB pages (uint8 [height, width, 3]) for pipeline.onnx")
+    return payloads
+
+
+def vectors_description(name: str, spec: ModelSpec, inputs: str) -> bytes:
+    description = {
+        "format": 1,
+        "model": name,
+        "sets": SETS,
+        "tolerance": {"atol": spec.validation.atol, "rtol": spec.validation.rtol},
+        "rule": "|actual - expected| <= atol + rtol * |expected|, element-wise",
+        "expected_outputs": "float64 NumPy reference of the upstream network, rounded to float32 (not ONNX Runtime)",
+        "inputs": inputs,
+    }
+    return (json.dumps(description, indent=2, sort_keys=True) + "\n").encode()
+
+
 def vectors(name: str, spec: ModelSpec) -> None:
     model = paths.published_dir(name) / "model.onnx"
     if not model.exists():
@@ -122,16 +181,8 @@ def vectors(name: str, spec: ModelSpec) -> None:
         for k, output in enumerate(output_names):
             payloads[f"{folder}/output_{k}.pb"] = tensor_bytes(expected[output], output)
         log.info("%s: %s", folder, ", ".join(f"{n} {a.shape}" for n, a in feeds.items()))
-    description = {
-        "format": 1,
-        "model": name,
-        "sets": SETS,
-        "tolerance": {"atol": spec.validation.atol, "rtol": spec.validation.rtol},
-        "rule": "|actual - expected| <= atol + rtol * |expected|, element-wise",
-        "expected_outputs": "float64 NumPy reference of the upstream network, rounded to float32 (not ONNX Runtime)",
-        "inputs": "drawn signatures prepared by the model's preprocessing.json",
-    }
-    payloads[VECTORS_FILE] = (json.dumps(description, indent=2, sort_keys=True) + "\n").encode()
+    payloads[VECTORS_FILE] = vectors_description(name, spec, "drawn signatures prepared by the model's preprocessing.json")
+    payloads.update(pipeline_payloads(name, spec, reference))
     target = paths.published_dir(name)
     for relative, payload in payloads.items():  # every payload is ready before the first write
         write_bytes(target / relative, payload)

@@ -383,6 +383,20 @@ def check_parent(subject: Subject) -> Check:
     return Check("parent", "PASS", f"{parent} is the file it was made from; verify it for the links of the build")
 
 
+def check_graphs(subject: Subject) -> Check:
+    """preprocess.onnx and pipeline.onnx beside the model: the sha256 lineage.json records (as the package's audit reads it)."""
+    from signature_onnx.audit import graphs
+    from signature_onnx.errors import SignatureOnnxError
+    from signature_onnx.folder import own_lineage
+
+    try:
+        _path, record = own_lineage(subject.folder)
+    except SignatureOnnxError as exc:
+        return Check("graphs", "FAIL", shown(str(exc), 200))
+    link = graphs(subject.folder, record)
+    return Check("graphs", link.status, link.detail)
+
+
 def check_commit(subject: Subject) -> Check:
     """The signed folder's commit.json (as the package's audit reads it): it names this model.onnx,
     and its commit's dvc.lock records it."""
@@ -422,7 +436,7 @@ def verify_file(path: Path, root: Path, public_key: Path | None = None, require_
         if has_checkout(root):  # the variant is part of its model folder's variants@ output
             results.append(check_dvc_lock(Subject(path=signed / "model.onnx", root=root, metadata=subject.metadata)))
     else:
-        results = [first, *(check(subject) for check in (check_lineage, check_provenance, check_card, check_commit))]
+        results = [first, *(check(subject) for check in (check_lineage, check_graphs, check_provenance, check_card, check_commit))]
         if has_checkout(root):
             results += [check(subject) for check in REPOSITORY_CHECKS]
         else:

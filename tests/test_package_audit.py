@@ -30,12 +30,18 @@ def model_bytes(tag: str) -> bytes:
     return model.SerializeToString()
 
 
-def write_folder(path: Path, tag: str, extra: dict | None = None, expected: float = 1.0) -> str:
+def write_folder(path: Path, tag: str, extra: dict | None = None, expected: float = 1.0, graphs: bool = False) -> str:
     path.mkdir(parents=True, exist_ok=True)
     data = model_bytes(tag)
     digest = hashlib.sha256(data).hexdigest()
     (path / "model.onnx").write_bytes(data)
-    lineage = {"onnx": {"sha256": digest}, "validation": {"atol": 1e-4, "rtol": 0.0},
+    onnx_entry: dict = {"sha256": digest}
+    if graphs:  # stand-ins for preprocess.onnx and pipeline.onnx, recorded as the validate stage does
+        onnx_entry["graphs"] = {}
+        for file in ("preprocess.onnx", "pipeline.onnx"):
+            (path / file).write_bytes(model_bytes(file))
+            onnx_entry["graphs"][file] = {"sha256": hashlib.sha256(model_bytes(file)).hexdigest()}
+    lineage = {"onnx": onnx_entry, "validation": {"atol": 1e-4, "rtol": 0.0},
                "source": {"kind": "builtin", "seed": 1}, "synthetic_weights": True, **(extra or {})}
     (path / "lineage.json").write_text(json.dumps(lineage))
     (path / "test_vectors.json").write_text(json.dumps({"tolerance": {"atol": 1e-4, "rtol": 0.0}}))
@@ -49,7 +55,7 @@ def write_folder(path: Path, tag: str, extra: dict | None = None, expected: floa
 @pytest.fixture
 def published(tmp_path: Path) -> Path:
     model = tmp_path / "signet"
-    parent = write_folder(model, "fp32")
+    parent = write_folder(model, "fp32", graphs=True)
     write_folder(model / "variants" / "fp16", "fp16", {"variant": "fp16", "parent": {"sha256": parent}, "recipe": {"keep_io_types": True}})
     return model
 
@@ -60,10 +66,19 @@ def statuses(links) -> dict[str, str]:
 
 def test_a_good_folder_and_its_variant_pass(published: Path):
     links = statuses(audit(published))
-    assert links == {"integrity": "PASS", "signature": "SKIP", "commit": "SKIP", "vectors": "PASS",
+    assert links == {"integrity": "PASS", "graphs": "PASS", "signature": "SKIP", "commit": "SKIP", "vectors": "PASS",
                      "variants/fp16": "PASS", "build": "N/A"}
     variant = statuses(audit(published / "variants" / "fp16"))
-    assert variant == {"integrity": "PASS", "signature": "SKIP", "vectors": "PASS", "parent": "PASS", "build": "N/A"}
+    assert variant == {"integrity": "PASS", "graphs": "N/A", "signature": "SKIP", "vectors": "PASS", "parent": "PASS", "build": "N/A"}
+
+
+def test_a_changed_or_missing_graph_fails(published: Path):
+    graph = published / "pipeline.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    links = audit(published)
+    assert statuses(links)["graphs"] == "FAIL" and "pipeline.onnx has sha256" in next(l.detail for l in links if l.name == "graphs")
+    graph.unlink()
+    assert statuses(audit(published))["graphs"] == "FAIL"
 
 
 def test_a_changed_variant_or_a_swapped_parent_fails(published: Path):

@@ -16,10 +16,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import REPO, run_step
+from conftest import REPO, run_step, shared_fixture
 
 ONNXRUNTIME_NODE = "onnxruntime-node@1.30.0"
+PNGJS = "pngjs@7.0.0"  # the PNG decoder of examples/node/pipeline.mjs (pinned in its package.json too)
 NODE_SCRIPT = REPO / "tests" / "node" / "check_vectors.mjs"
+PIPELINE_SCRIPT = REPO / "examples" / "node" / "pipeline.mjs"
 
 
 def vector_models() -> tuple[str, ...]:
@@ -57,7 +59,25 @@ def test_every_models_vectors_pass_in_onnx_runtime(vectors_project: Path, model:
         assert names == [i.name for i in graph.graph.input]
     result = cli(vectors_project, "check-vectors", str(folder))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count(": ok") == 2
+    assert result.stdout.count(": ok") == 4  # model.onnx's two sets, then pipeline.onnx's (raw pixels in)
+    assert "pipeline_test_data/test_data_set_1: ok" in result.stdout
+    pixels = onnx.load_tensor(str(folder / "pipeline_test_data" / "test_data_set_0" / "input_0.pb"))
+    assert pixels.data_type == onnx.TensorProto.UINT8 and len(pixels.dims) == 3 and pixels.dims[2] == 3
+
+
+def test_a_tampered_pipeline_vector_fails(vectors_project: Path, tmp_path: Path):
+    folder = tmp_path / "signet_pth"
+    shutil.copytree(vectors_project / "models" / "signet_pth", folder)
+    path = folder / "pipeline_test_data" / "test_data_set_0" / "input_0.pb"
+    tensor = onnx.load_tensor(str(path))
+    pixels = numpy_helper.to_array(tensor).copy()
+    ink = np.argwhere(pixels[..., 0] < 100)[0]
+    pixels[ink[0], ink[1]] = 255  # one ink pixel turned to paper: the features move
+    pixels[pixels.shape[0] // 2 :, :] = 255  # and the lower half erased
+    path.write_bytes(numpy_helper.from_array(pixels, tensor.name).SerializeToString())
+    result = cli(vectors_project, "check-vectors", str(folder))
+    assert result.returncode == 1
+    assert "pipeline_test_data/test_data_set_0: FAILED" in result.stdout and "test_data_set_0: ok" in result.stdout
 
 
 def test_a_tampered_expected_output_fails_naming_the_element(vectors_project: Path, tmp_path: Path):
@@ -172,7 +192,7 @@ def onnxruntime_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("node/npm not installed")
     folder = tmp_path_factory.mktemp("node")
     result = subprocess.run(
-        ["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(folder), ONNXRUNTIME_NODE],
+        ["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(folder), ONNXRUNTIME_NODE, PNGJS],
         capture_output=True, text=True,
     )
     if result.returncode != 0:
@@ -193,7 +213,8 @@ def node_check(folder: Path, model_dir: Path) -> tuple[int, dict]:
 def test_every_models_vectors_pass_in_onnxruntime_node(vectors_project: Path, onnxruntime_node: Path, model: str):
     code, report = node_check(onnxruntime_node, vectors_project / "models" / model)
     assert code == 0, report
-    assert [s["name"] for s in report["sets"]] == ["test_data_set_0", "test_data_set_1"]
+    sets = ["test_data_set_0", "test_data_set_1"]
+    assert [s["name"] for s in report["sets"]] == sets + [f"pipeline_test_data/{name}" for name in sets]  # pixels in
     assert all(s["passed"] for s in report["sets"])
 
 
@@ -209,3 +230,55 @@ def test_node_catches_a_tampered_vector(vectors_project: Path, onnxruntime_node:
     assert code == 1
     assert not report["sets"][0]["passed"] and report["sets"][1]["passed"]
     assert report["sets"][0]["failure"].startswith(f"output[{(100 * 224 + 100) * 3 + 1}]")
+
+
+# ---- an application without Python: examples/node/pipeline.mjs --------------------------------
+
+
+def node_pipeline(folder: Path, model_dir: Path, *images: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(PIPELINE_SCRIPT), str(model_dir), *map(str, images)], cwd=folder, capture_output=True, text=True)
+
+
+def test_the_example_package_json_pins_what_the_tests_install():
+    pinned = json.loads((PIPELINE_SCRIPT.parent / "package.json").read_text())["dependencies"]
+    assert {f"{name}@{version}" for name, version in pinned.items()} == {ONNXRUNTIME_NODE, PNGJS}
+
+
+@pytest.mark.parametrize("model", ["signet_pth", "signet", "signet_spp_300dpi"])
+def test_node_turns_a_png_into_the_features_embed_gives(vectors_project: Path, onnxruntime_node: Path, tmp_path: Path, model: str):
+    scan = shared_fixture("signatures", "001_01.png")
+    folder = vectors_project / "models" / model
+    result = node_pipeline(onnxruntime_node, folder, scan)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["valid"] == {"input": True}
+    out = tmp_path / "features.npy"
+    embedded = cli(vectors_project, "embed", "--model", str(folder), "--out", str(out), "-q", str(scan))
+    assert embedded.returncode == 0, embedded.stderr
+    python = np.load(out)[0]
+    node = np.array(report["outputs"]["fc2"]["data"], dtype=np.float32)
+    tolerance = json.loads((folder / "test_vectors.json").read_text())["tolerance"]
+    assert node.shape == python.shape
+    assert np.all(np.abs(node - python) <= tolerance["atol"] + tolerance["rtol"] * np.abs(python)), np.abs(node - python).max()
+
+
+def test_node_verifies_a_pair_as_the_package_does(vectors_project: Path, onnxruntime_node: Path):
+    a, b = shared_fixture("signatures", "001_01.png"), shared_fixture("signatures", "001_02.png")
+    folder = vectors_project / "models" / "siamese"
+    result = node_pipeline(onnxruntime_node, folder, a, b)
+    assert result.returncode == 0, result.stderr
+    logit = json.loads(result.stdout)["outputs"]["output2"]["data"][0]
+    verified = cli(vectors_project, "verify", "--model", str(folder), "--json", str(a), str(b))
+    assert verified.returncode == 0, verified.stderr
+    assert abs(logit - json.loads(verified.stdout)["logit"]) <= 1e-4
+
+
+def test_node_refuses_a_blank_page_with_one_error_line(vectors_project: Path, onnxruntime_node: Path, tmp_path: Path):
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (400, 300), "white").save(blank)
+    result = node_pipeline(onnxruntime_node, vectors_project / "models" / "signet_pth", blank)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the preprocessing refuses the image for input")

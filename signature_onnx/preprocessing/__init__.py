@@ -142,6 +142,16 @@ class Preprocessing:
             return load_rgb(path)
         return style_module(self.style).load_signature(path)
 
+    def gray_from_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """What `load` returns for a file that decodes to these pixels, uint8 RGB (rows, cols, 3).
+
+        The input form of the preprocessing graphs (preprocess.onnx): "wiwd" Pillow's float gray,
+        "sigver" scikit-image's uint8 gray, "rgb" the pixels themselves.
+        """
+        if self.style == "rgb":
+            return rgb
+        return style_module(self.style).gray_from_rgb(rgb)
+
     def image(self, img: np.ndarray, *, source: Source = None) -> np.ndarray:
         """The preprocessed image, uint8, ink bright (signature styles) or RGB at the network size.
 

@@ -47,6 +47,7 @@ from signature_onnx.preprocessing.files import decoded_image
 
 __all__ = [
     "load_signature",
+    "gray_from_rgb",
     "normalize_image",
     "remove_background",
     "resize_image",
@@ -94,10 +95,40 @@ SAME_DECODE_MODES = ("L", "RGB", "RGBA")
 
 
 def _as_gray(pixels: np.ndarray) -> np.ndarray:
-    """`skimage.io.imread(..., as_gray=True)`'s conversion of a decoded array: RGBA onto white, then luminance."""
+    """`skimage.io.imread(..., as_gray=True)` + `img_as_ubyte` of a decoded array: RGBA onto white,
+    then `luminance`; a 2-D array is taken as it is (as scikit-image does)."""
     if pixels.ndim == 2:
         return pixels
-    return color.rgb2gray(color.rgba2rgb(pixels) if pixels.shape[2] == 4 else pixels)
+    return luminance(color.rgba2rgb(pixels) if pixels.shape[2] == 4 else pixels)
+
+
+LUMINANCE = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray's weights of R, G, B
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """`img_as_ubyte(skimage.color.rgb2gray(rgb))` with the same IEEE operations on every CPU.
+
+    scikit-image computes `img_as_float(rgb) @ LUMINANCE` (uint8 scaled by multiplying with
+    1 / 255), a BLAS product whose kernel, and so its rounding, depends on the CPU: with fused
+    multiply-adds it differs from the plain sum on 146 of the 2**24 RGB triples, by one gray
+    level each. Here the sum is written out, (r c0 + g c1) + b c2, then rint(gray * 255) clipped
+    to 0..255, as `img_as_ubyte` rounds: the package, its preprocess.onnx graph and every
+    machine agree (no real scan of the tests holds one of those triples; a gray pixel never is one).
+
+    Args:
+        rgb: uint8 (rows, cols, 3), or float (rows, cols, 3) in 0..1 (after `rgba2rgb`).
+
+    Returns:
+        uint8 (rows, cols), 0..255.
+    """
+    f = np.multiply(rgb, 1.0 / 255, dtype=np.float64) if rgb.dtype == np.uint8 else np.asarray(rgb, dtype=np.float64)
+    gray = (f[..., 0] * LUMINANCE[0] + f[..., 1] * LUMINANCE[1]) + f[..., 2] * LUMINANCE[2]
+    return np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8)
+
+
+def gray_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """`load_signature` of a file that decodes to `rgb` (uint8 (rows, cols, 3)): uint8 (rows, cols)."""
+    return luminance(np.asarray(rgb, dtype=np.uint8))
 
 
 def preprocess_signature(

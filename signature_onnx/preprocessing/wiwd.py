@@ -46,6 +46,7 @@ from signature_onnx.preprocessing.files import decoded_image, flatten_to_gray
 
 __all__ = [
     "load_signature",
+    "gray_from_rgb",
     "normalize_image",
     "remove_background",
     "resize_image",
@@ -87,6 +88,12 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
     """
     with decoded_image(path, max_pixels) as (image, file):
         return flatten_to_gray(image, file)
+
+
+def gray_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """`load_signature` of a file that decodes to `rgb` (uint8 (rows, cols, 3)): Pillow's "F"
+    conversion, float32 (rows, cols), L = 0.299 R + 0.587 G + 0.114 B."""
+    return np.array(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").convert("F"), dtype=np.float32)
 
 
 

@@ -118,6 +118,14 @@ class SourceSpec(_Strict):
         return self
 
 
+class PreprocessGraphSpec(_Strict):
+    """Targets for preprocess.onnx against the package's Python preprocessing (stages/preprocess_graph/check.py)."""
+
+    min_exact_fraction: Annotated[float, Field(gt=0, le=1)] = 0.99  # accepted pages whose network input is bit-equal
+    max_gray_levels: Annotated[int, Field(ge=0, le=255)] = 1  # largest difference on any page
+    min_cosine: Annotated[float, Field(gt=0, le=1)] = 0.99999  # pipeline.onnx vs the network on the Python input
+
+
 class ValidationSpec(_Strict):
     """Tolerances for ONNX Runtime against the source framework, element-wise as numpy.allclose."""
 
@@ -131,6 +139,7 @@ class ValidationSpec(_Strict):
     embedding_outputs: list[str] = []
     decision_output: str | None = None
     image_dirs: list[str] = []
+    preprocess_graph: PreprocessGraphSpec = PreprocessGraphSpec()
 
 
 Size = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=2, max_length=2)]

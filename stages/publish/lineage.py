@@ -41,7 +41,8 @@ def build_code(family: str) -> list[str]:
     family's folder neither reruns this model's stages nor changes this digest."""
     return [
         "signature_onnx", "stages/__init__.py", "stages/convert.py", "stages/core", "stages/families/__init__.py",
-        f"stages/families/{family}", "stages/fetch.py", "stages/patch.py", "stages/publish", "stages/validate.py",
+        f"stages/families/{family}", "stages/fetch.py", "stages/patch.py", "stages/preprocess_graph", "stages/publish",
+        "stages/validate.py",
     ]
 
 
@@ -154,9 +155,13 @@ def build_record(
     }
 
 
-def lineage_document(record: dict[str, Any], onnx_sha256: str, opset: int) -> dict[str, Any]:
-    """lineage.json: the record plus the published file's digest."""
-    return {**record, "onnx": {"file": "model.onnx", "sha256": onnx_sha256, "opset": opset}}
+def lineage_document(record: dict[str, Any], onnx_sha256: str, opset: int, graphs: dict[str, str] | None = None) -> dict[str, Any]:
+    """lineage.json: the record plus the published files' digests (`graphs`: preprocess.onnx and
+    pipeline.onnx -> sha256, built from model.onnx and the preprocessing params)."""
+    onnx_entry: dict[str, Any] = {"file": "model.onnx", "sha256": onnx_sha256, "opset": opset}
+    if graphs:
+        onnx_entry["graphs"] = {file: {"sha256": digest} for file, digest in sorted(graphs.items())}
+    return {**record, "onnx": onnx_entry}
 
 
 def record_of(lineage: dict[str, Any]) -> dict[str, Any]:

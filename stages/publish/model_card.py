@@ -208,6 +208,11 @@ def render(spec: ModelSpec, record: dict[str, Any], onnx_sha256: str) -> str:
         "",
         *(f"- {step}" for step in preprocessing(spec)),
         "",
+        "The same preprocessing as an ONNX graph, for runtimes without Python: `preprocess.onnx` "
+        "(each `<input>_pixels`, uint8 [height, width, 3] RGB, gives `<input>` and `<input>_valid`) and "
+        "`pipeline.onnx` (that graph composed with `model.onnx`: pixels in, the outputs above out). The build "
+        "checks both against the package's Python preprocessing (the targets it met: `verdict.json`, `preprocess_graph`).",
+        "",
         "## Validation",
         "",
         "| check | value |",

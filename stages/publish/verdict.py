@@ -9,7 +9,10 @@ params.yaml and the input shapes, never of a measured float:
 - `verdict`: "pass" (the stage publishes nothing when the check fails, so there is no "fail");
 - `reference` (and `independent_reference`), `samples`, `tolerance` (atol, rtol, and
   min_cosine for a model with embedding outputs): what was compared, on how many samples,
-  against which limit: every element of every output within `atol + rtol * |reference|`.
+  against which limit: every element of every output within `atol + rtol * |reference|`;
+- `preprocess_graph`: preprocess.onnx against the Python preprocessing: on how many pages, and
+  the targets it met (min_exact_fraction, max_gray_levels, min_cosine;
+  stages/preprocess_graph/check.py); the counts are in reports/<model>/validation.json.
 
 It is kept to these few flat fields because DVC shows every field of every model's file as a
 column (`dvc exp show`, `dvc metrics show`): the whole rule (embedding and decision outputs, the
@@ -28,7 +31,7 @@ from stages.core.params import ValidationSpec
 VERDICT_FILE = "verdict.json"
 
 
-def certified_record(spec: ValidationSpec, references: list[str], samples: int) -> dict:
+def certified_record(spec: ValidationSpec, references: list[str], samples: int, preprocess_pages: int | None = None) -> dict:
     """The record of a passed validation: what the check certified, in a few flat fields.
 
     `references`: what the outputs were compared with, each within the tolerance (the source
@@ -44,6 +47,11 @@ def certified_record(spec: ValidationSpec, references: list[str], samples: int) 
     }
     if spec.embedding_outputs:
         record["tolerance"]["min_cosine"] = spec.min_cosine
+    if preprocess_pages is not None:
+        # The targets preprocess.onnx met on that many pages; how many pages were bit-equal is
+        # measured (OpenCV's and SciPy's kernels are the reference) and stays in the reports.
+        targets = spec.preprocess_graph
+        record["preprocess_graph"] = {"pages": preprocess_pages, **targets.model_dump()}
     return record
 
 

@@ -51,6 +51,7 @@ function parseTensor(file) {
   const ab = copy.buffer.slice(copy.byteOffset, copy.byteOffset + copy.length);
   if (tensor.dataType === 1) return { ...tensor, type: "float32", data: new Float32Array(ab) };
   if (tensor.dataType === 2) return { ...tensor, type: "uint8", data: new Uint8Array(ab) };
+  if (tensor.dataType === 9) return { ...tensor, type: "bool", data: new Uint8Array(ab) }; // pipeline.onnx's valid flags
   throw new Error(`${file}: unsupported data_type ${tensor.dataType}`);
 }
 
@@ -60,31 +61,36 @@ const numbered = (dir, prefix) => fs.readdirSync(dir)
   .map((f) => parseTensor(path.join(dir, f)));
 
 const modelDir = process.argv[2];
-const { atol, rtol } = JSON.parse(fs.readFileSync(path.join(modelDir, "test_vectors.json"), "utf8")).tolerance;
-const session = await ort.InferenceSession.create(path.join(modelDir, "model.onnx"));
-const sets = fs.readdirSync(modelDir).filter((d) => /^test_data_set_\d+$/.test(d)).sort();
 const report = [];
-for (const set of sets) {
-  const dir = path.join(modelDir, set);
-  const feeds = {};
-  for (const t of numbered(dir, "input")) feeds[t.name] = new ort.Tensor(t.type, t.data, t.dims);
-  const results = await session.run(feeds);
-  const entry = { name: set, passed: true, max_abs_error: {}, failure: null };
-  for (const want of numbered(dir, "output")) {
-    const got = results[want.name].data;
-    let worst = 0;
-    for (let i = 0; i < want.data.length; i++) {
-      const diff = Math.abs(got[i] - want.data[i]);
-      worst = Math.max(worst, diff);
-      if (!(diff <= atol + rtol * Math.abs(want.data[i])) && entry.passed) {
-        entry.passed = false;
-        entry.failure = `${want.name}[${i}]: ${got[i]}, expected ${want.data[i]}`;
+// model.onnx's sets, then pipeline.onnx's (raw pixels in) when the folder has them
+const runs = [[modelDir, "model.onnx", ""], [path.join(modelDir, "pipeline_test_data"), "pipeline.onnx", "pipeline_test_data/"]];
+for (const [setsDir, modelFile, prefix] of runs) {
+  if (!fs.existsSync(path.join(setsDir, "test_vectors.json"))) continue;
+  const { atol, rtol } = JSON.parse(fs.readFileSync(path.join(setsDir, "test_vectors.json"), "utf8")).tolerance;
+  const session = await ort.InferenceSession.create(path.join(modelDir, modelFile));
+  const sets = fs.readdirSync(setsDir).filter((d) => /^test_data_set_\d+$/.test(d)).sort();
+  for (const set of sets) {
+    const dir = path.join(setsDir, set);
+    const feeds = {};
+    for (const t of numbered(dir, "input")) feeds[t.name] = new ort.Tensor(t.type, t.data, t.dims);
+    const results = await session.run(feeds);
+    const entry = { name: prefix + set, passed: true, max_abs_error: {}, failure: null };
+    for (const want of numbered(dir, "output")) {
+      const got = Array.from(results[want.name].data, Number);
+      let worst = 0;
+      for (let i = 0; i < want.data.length; i++) {
+        const diff = Math.abs(got[i] - want.data[i]);
+        worst = Math.max(worst, diff);
+        if (!(diff <= atol + rtol * Math.abs(want.data[i])) && entry.passed) {
+          entry.passed = false;
+          entry.failure = `${want.name}[${i}]: ${got[i]}, expected ${want.data[i]}`;
+        }
       }
+      if (got.length !== want.data.length) { entry.passed = false; entry.failure = `${want.name}: ${got.length} values, expected ${want.data.length}`; }
+      entry.max_abs_error[want.name] = worst;
     }
-    if (got.length !== want.data.length) { entry.passed = false; entry.failure = `${want.name}: ${got.length} values, expected ${want.data.length}`; }
-    entry.max_abs_error[want.name] = worst;
+    report.push(entry);
   }
-  report.push(entry);
 }
 console.log(JSON.stringify({ runtime: `onnxruntime-node ${ort.env.versions?.common ?? ""}`, sets: report }));
 process.exit(report.every((r) => r.passed) ? 0 : 1);

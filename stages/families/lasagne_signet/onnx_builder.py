@@ -30,41 +30,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from stages.core.errors import PipelineError
+from stages.core.graph_builder import GraphBuilder
 from stages.families.lasagne_signet.layout import Architecture, Conv, Dense, LayerWeights, Pool, SpatialPyramid, spp_min_input_size
 
 PRODUCER = "onnx"  # built with onnx.helper; patch pins producer_version to the onnx package
-
-
-class GraphBuilder:
-    """Collects nodes and initializers; every tensor and node gets a readable, scoped name."""
-
-    def __init__(self, opset: int):
-        self.opset = opset
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._names: set[str] = set()
-
-    def const(self, name: str, value: np.ndarray) -> str:
-        if name in self._names:
-            raise AssertionError(f"duplicate tensor name {name}")
-        self._names.add(name)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    def ints(self, name: str, values: Sequence[int]) -> str:
-        return self.const(name, np.array(values, dtype=np.int64))
-
-    def op(self, op_type: str, inputs: Sequence[str], name: str, output: str | None = None, **attrs) -> str:
-        """Add one node named `name`; its single output is `output` or `<name>:0`."""
-        out = output or f"{name}:0"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=name, **attrs))
-        return out
-
-    def reduce_max(self, x: str, axes: Sequence[int], name: str) -> str:
-        """ReduceMax with keepdims=1; opset 18 moved `axes` from an attribute to an input."""
-        if self.opset >= 18:
-            return self.op("ReduceMax", [x, self.ints(f"{name}/axes", axes)], name, keepdims=1)
-        return self.op("ReduceMax", [x], name, axes=list(axes), keepdims=1)
 
 
 def batch_norm_relu(g: GraphBuilder, x: str, weights: LayerWeights, spatial: bool, output: str | None = None) -> str:

@@ -1,0 +1,469 @@
+"""OpenCV's `cv2.resize(src, (cols, rows), interpolation=cv2.INTER_AREA)` of a uint8 image as
+standard ONNX nodes, bit-exact, for a dynamic source size.
+
+OpenCV facts this relies on (modules/imgproc/src/resize.cpp, checked against the installed
+opencv-python-headless 5.0 on random and real pages, see tests/test_preprocess_graph_rgb.py):
+
+- `inv_scale = (double)dst / src` and `scale = 1. / inv_scale`, per axis, in double.
+- A same-size resize is a copy. It is also what the "fast" path below gives for factors 1 x 1.
+- Only when `scale_x >= 1 and scale_y >= 1` is "true area" used; then
+  * `is_area_fast` (`|scale - cvRound(scale)| < DBL_EPSILON` on both axes, i.e. integer factors
+    kx, ky): each output is the integer sum of its kx * ky source values; for 2 x 2 it is
+    `(sum + 2) >> 2` (ResizeAreaFastVec, rounds halves up), otherwise
+    `saturate_cast<uchar>(sum * (1.f / (kx * ky)))`, a float32 product rounded half to even;
+  * otherwise the area tables (`computeResizeAreaTab`, all in double, weights cast to float):
+    per output index d, cell = min(scale, src - d * scale), taps at consecutive source
+    indices: a partial lead tap (weight (ceil(d*scale) - d*scale) / cell, when > 1e-3), full
+    taps (weight 1 / cell) and a partial trail tap; the row pass accumulates
+    `buf += S * alpha` in float32, tap by tap in index order, then the column pass
+    `sum += beta * buf` in float32, row by row in index order, and
+    `saturate_cast<uchar>(sum)` rounds half to even.
+- Otherwise (some axis enlarges; OpenCV: "emulated using some variant of bilinear
+  interpolation") the generic 2-tap linear resize runs with area-mode coefficients, per axis:
+  `s = floor(d * scale)`, `f = (float)((d + 1) - (s + 1) * inv_scale)`, `f = f <= 0 ? 0 :
+  f - floor(f)`; columns only: `s >= src - 1` gives s = src - 1, f = 0. Weights are fixed
+  point: `saturate_cast<short>((1 - f) * 2048)` and `saturate_cast<short>(f * 2048)` (float32,
+  half to even). The row pass is the exact integer `S[s] * a0 + S[s + 1] * a1`; the column
+  pass (rows s, s + 1 clipped to the image) is
+  `(((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2` (VResizeLinear and its
+  SIMD twin VResizeLinearVec_32s8u compute the same).
+- The IPP HAL resize is skipped for INTER_AREA (it is not exact, `useIPP_NotExact` is off):
+  results are the same with `cv2.ipp.setUseIPP(False)` and `cv2.setUseOptimized(False)`.
+
+Every float32 step is one IEEE operation in ONNX (Mul, then Add: never fused), so the graph
+makes the same roundings in the same order. The sequential sums run in `Scan` loops whose
+bodies use only their own inputs (no outer-scope names), over a tap table padded with
+zero-weight taps: `x + 0 * v == x` exactly, so padding never changes a sum. Both paths are
+computed and the right one picked with `Where` (no If: its branches would read outer-scope
+names, which a renaming of the graph's tensors, as `preprocess_model` does, would break).
+
+Cost, for a page of N = H x W x 3 bytes: the area path gathers (source rows) x (taps x cols)
+x 3 uint8 values, about N, then float sums of (source rows) x cols x 3; the linear path does
+its horizontal pass on all rows when H <= rows, else on the 2 x rows picked rows (at most
+2 N values). An unused area path runs on a single source row, an unused linear path costs
+at most 2 N. Everything else is output-sized times the taps. Peak RSS for a 4000 x 3000 page: about 250 MB above the runtime's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from stages.core.graph_builder import GraphBuilder
+
+# cv::resize: a partial tap is kept only when its share of a source pixel exceeds this.
+AREA_TAP_MIN = 1e-3
+# INTER_RESIZE_COEF_SCALE: fixed-point weights of the linear path are multiples of 1/2048.
+COEF_SCALE = 2048.0
+# DBL_EPSILON: OpenCV's tolerance for "the factor is an integer".
+DBL_EPSILON = float(np.finfo(np.float64).eps)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the resize (all tensors named in the graph).
+
+    src_i / src_d: the source length, int64 / float64 scalars (>= 1).
+    dst: the output length (a build-time constant).
+    inv_scale / scale: float64 scalars, dst / src and 1 / (dst / src), as OpenCV computes them.
+    """
+
+    src_i: str
+    src_d: str
+    dst: int
+    inv_scale: str
+    scale: str
+
+
+@dataclass(frozen=True)
+class TapTable:
+    """Taps of one axis for the area path: output d reads source index[t, d] with weight[t, d].
+
+    index: int64 [T, dst], in 0..src-1. weight: float32 [T, dst] (0 on padding taps).
+    T is dynamic: the largest tap count of any output index.
+    """
+
+    index: str
+    weight: str
+
+
+def resize_area(g: GraphBuilder, image: str, rows: int, cols: int, scope: str) -> str:
+    """uint8 [H, W, C] (H, W >= 1, C static or not) -> uint8 [rows, cols, C], equal to
+    `cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA)`."""
+    y, x = _axes(g, image, rows, cols, scope)
+    downscale = g.op("And", [_at_least_one(g, y, f"{scope}/rows"), _at_least_one(g, x, f"{scope}/cols")], f"{scope}/downscale/And")
+    area = area_path(g, image, y, x, downscale, f"{scope}/area")
+    linear = linear_path(g, image, y, x, f"{scope}/linear")
+    return g.op("Where", [downscale, area, linear], f"{scope}/Where")
+
+
+# ---- sizes and scales ------------------------------------------------------------------------
+
+
+def _axes(g: GraphBuilder, image: str, rows: int, cols: int, scope: str) -> tuple[Axis, Axis]:
+    """(rows axis, columns axis) of a uint8 [H, W, C] image resized to [rows, cols, C]."""
+    shape = g.op("Shape", [image], f"{scope}/Shape")
+    return _axis(g, shape, 0, rows, f"{scope}/rows"), _axis(g, shape, 1, cols, f"{scope}/cols")
+
+
+def _axis(g: GraphBuilder, shape: str, dim: int, dst: int, scope: str) -> Axis:
+    """The source length of dimension `dim` and OpenCV's double scales for output length `dst`."""
+    src_i = g.op("Gather", [shape, g.scalar(f"{scope}/dim", dim, np.int64)], f"{scope}/src/Gather", axis=0)
+    src_d = g.op("Cast", [src_i], f"{scope}/src/Cast", to=TensorProto.DOUBLE)
+    inv_scale = g.op("Div", [g.scalar(f"{scope}/dst", dst, np.float64), src_d], f"{scope}/inv_scale/Div")
+    scale = g.op("Div", [g.scalar(f"{scope}/one", 1.0, np.float64), inv_scale], f"{scope}/scale/Div")
+    return Axis(src_i, src_d, dst, inv_scale, scale)
+
+
+def _at_least_one(g: GraphBuilder, axis: Axis, scope: str) -> str:
+    """bool scalar: scale >= 1 (this axis shrinks or keeps its length)."""
+    return g.op("GreaterOrEqual", [axis.scale, g.scalar(f"{scope}/scale_one", 1.0, np.float64)], f"{scope}/shrinks/GreaterOrEqual")
+
+
+def _integer_factor(g: GraphBuilder, axis: Axis, scope: str) -> tuple[str, str]:
+    """(bool scalar |scale - cvRound(scale)| < DBL_EPSILON, float64 scalar cvRound(scale)).
+
+    cvRound of a double rounds half to even, as ONNX Round does."""
+    rounded = g.op("Round", [axis.scale], f"{scope}/iscale/Round")
+    error = g.op("Abs", [g.op("Sub", [axis.scale, rounded], f"{scope}/iscale/Sub")], f"{scope}/iscale/Abs")
+    exact = g.op("Less", [error, g.scalar(f"{scope}/dbl_epsilon", DBL_EPSILON, np.float64)], f"{scope}/iscale/Less")
+    return exact, rounded
+
+
+def _positions(g: GraphBuilder, axis: Axis, scope: str) -> str:
+    """float64 [dst]: the output indices 0..dst-1 (exact in double)."""
+    return g.const(f"{scope}/positions", np.arange(axis.dst, dtype=np.float64))
+
+
+# ---- the area path (scale >= 1 on both axes) -------------------------------------------------
+
+
+def area_path(g: GraphBuilder, image: str, y: Axis, x: Axis, used: str, scope: str) -> str:
+    """uint8 [H, W, C] -> uint8 [rows, cols, C]: OpenCV's area resize (fast or with tables).
+
+    Meaningful only when both scales are >= 1 (bool scalar `used`); otherwise its values
+    are discarded and it makes only a [1, 1, C] corner (which broadcasts), so that its cost
+    stays small whatever the page (H x taps x cols would be 448 times the page for a tall
+    page 1 pixel wide)."""
+    fast_y, iscale_y = _integer_factor(g, y, f"{scope}/rows")
+    fast_x, iscale_x = _integer_factor(g, x, f"{scope}/cols")
+    fast = g.op("And", [fast_y, fast_x], f"{scope}/fast/And")
+    row_taps = _narrowed(g, area_taps(g, y, fast, f"{scope}/rows"), used, y.dst, f"{scope}/rows")
+    col_taps = _narrowed(g, area_taps(g, x, fast, f"{scope}/cols"), used, x.dst, f"{scope}/cols")
+    # As OpenCV: first the horizontal sums (per source row, over the column taps), then the
+    # vertical sums of those rows (over the row taps).
+    picked = g.op("Gather", [image, col_taps.index], f"{scope}/cols/Gather", axis=1)  # [H, T, cols, C]
+    # Taps first: the reference runtime scans axis 0 only (moves blocks of cols * C bytes).
+    picked = g.op("Transpose", [picked], f"{scope}/cols/Transpose", perm=[1, 0, 2, 3])
+    row_sums = weighted_scan(g, picked, TensorProto.UINT8, col_taps.weight, weight_shape=(-1, 1), dense_from=1, scope=f"{scope}/cols/scan")
+    stacked = g.op("Gather", [row_sums, row_taps.index], f"{scope}/rows/Gather", axis=0)  # [T, rows, cols, C]
+    sums = weighted_scan(g, stacked, TensorProto.FLOAT, row_taps.weight, weight_shape=(-1, 1, 1), dense_from=0, scope=f"{scope}/rows/scan")
+    return _area_to_uint8(g, sums, fast, iscale_y, iscale_x, scope)
+
+
+def _narrowed(g: GraphBuilder, table: TapTable, used: str, dst: int, scope: str) -> TapTable:
+    """The table's first `dst` output indices where `used`, else its first one only."""
+    count = g.op("Where", [used, g.scalar(f"{scope}/narrow/all", dst, np.int64), g.scalar(f"{scope}/narrow/one", 1, np.int64)], f"{scope}/narrow/Where")
+    ends = g.op("Reshape", [count, g.ints(f"{scope}/narrow/shape", [1])], f"{scope}/narrow/Reshape")
+    starts, axes = g.ints(f"{scope}/narrow/starts", [0]), g.ints(f"{scope}/narrow/axes", [1])
+    index = g.op("Slice", [table.index, starts, ends, axes], f"{scope}/narrow/index")
+    weight = g.op("Slice", [table.weight, starts, ends, axes], f"{scope}/narrow/weight")
+    return TapTable(index, weight)
+
+
+def area_taps(g: GraphBuilder, axis: Axis, fast: str, scope: str) -> TapTable:
+    """`computeResizeAreaTab` for one axis as a padded [T, dst] table (double math, float weights).
+
+    For d in 0..dst-1: fsx1 = d * scale, fsx2 = fsx1 + scale, cell = min(scale, src - fsx1),
+    sx2 = min(floor(fsx2), src - 1), sx1 = min(ceil(fsx1), sx2); taps: sx1 - 1 (when
+    sx1 - fsx1 > 1e-3, weight (sx1 - fsx1) / cell), sx1..sx2-1 (weight 1 / cell), sx2 (when
+    fsx2 - sx2 > 1e-3, weight min(fsx2 - sx2, 1, cell) / cell). On the fast path (integer
+    factors) the full taps weigh exactly 1 (an integer sum) and the scale comes at the end.
+    """
+    f64 = np.float64
+    positions = _positions(g, axis, scope)
+    fsx1 = g.op("Mul", [positions, axis.scale], f"{scope}/fsx1/Mul")
+    fsx2 = g.op("Add", [fsx1, axis.scale], f"{scope}/fsx2/Add")
+    remaining = g.op("Sub", [axis.src_d, fsx1], f"{scope}/remaining/Sub")
+    cell = g.op("Min", [axis.scale, remaining], f"{scope}/cell/Min")
+    last = g.op("Sub", [axis.src_d, g.scalar(f"{scope}/one", 1.0, f64)], f"{scope}/last/Sub")
+    sx2 = g.op("Min", [g.op("Floor", [fsx2], f"{scope}/sx2/Floor"), last], f"{scope}/sx2/Min")
+    sx1 = g.op("Min", [g.op("Ceil", [fsx1], f"{scope}/sx1/Ceil"), sx2], f"{scope}/sx1/Min")
+    lead_gap = g.op("Sub", [sx1, fsx1], f"{scope}/lead/Sub")
+    trail_gap = g.op("Sub", [fsx2, sx2], f"{scope}/trail/Sub")
+    tiny = g.scalar(f"{scope}/tap_min", AREA_TAP_MIN, f64)
+    has_lead = g.op("Greater", [lead_gap, tiny], f"{scope}/lead/Greater")
+    has_trail = g.op("Greater", [trail_gap, tiny], f"{scope}/trail/Greater")
+    weights = area_weights(g, cell, lead_gap, trail_gap, fast, scope)
+    counts = _tap_counts(g, has_lead, has_trail, sx1, sx2, scope)
+    return _tap_table(g, axis, counts, weights, scope)
+
+
+def area_weights(g: GraphBuilder, cell: str, lead_gap: str, trail_gap: str, fast: str, scope: str) -> tuple[str, str, str]:
+    """float32 [dst] x 3: (lead, full, trail) weights, computed in double and cast as OpenCV does.
+
+    lead = (float)(lead_gap / cell), full = float(1.0 / cell),
+    trail = (float)(min(min(trail_gap, 1.), cell) / cell); all exactly 1 on the fast path."""
+    f64, f32 = np.float64, TensorProto.FLOAT
+    one = g.scalar(f"{scope}/weights/one", 1.0, f64)
+    lead = g.op("Cast", [g.op("Div", [lead_gap, cell], f"{scope}/lead/Div")], f"{scope}/lead/Cast", to=f32)
+    full = g.op("Cast", [g.op("Div", [one, cell], f"{scope}/full/Div")], f"{scope}/full/Cast", to=f32)
+    clipped = g.op("Min", [trail_gap, one, cell], f"{scope}/trail/Min")
+    trail = g.op("Cast", [g.op("Div", [clipped, cell], f"{scope}/trail/Div")], f"{scope}/trail/Cast", to=f32)
+    # Integer factor k: no lead tap, k full taps, except the last output index whose last tap
+    # (sx2 clipped to src - 1) is a "trail" of a whole pixel; the fast path weighs every tap 1.
+    unit = g.scalar(f"{scope}/weights/fast", 1.0, np.float32)
+    return tuple(g.op("Where", [fast, unit, w], f"{scope}/{part}/fast") for part, w in (("lead", lead), ("full", full), ("trail", trail)))
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """int64 [dst] tap counts of one axis: lead (0/1), lead + full, total; start index; max T."""
+
+    lead: str
+    lead_full: str
+    total: str
+    start: str
+    taps: str
+
+
+def _tap_counts(g: GraphBuilder, has_lead: str, has_trail: str, sx1: str, sx2: str, scope: str) -> _Counts:
+    """How many taps each output index has, where they start, and the largest count (scalar)."""
+    i64 = TensorProto.INT64
+    lead = g.op("Cast", [has_lead], f"{scope}/lead/Cast_count", to=i64)
+    trail = g.op("Cast", [has_trail], f"{scope}/trail/Cast_count", to=i64)
+    full = g.op("Cast", [g.op("Sub", [sx2, sx1], f"{scope}/full/Sub")], f"{scope}/full/Cast_count", to=i64)
+    lead_full = g.op("Add", [lead, full], f"{scope}/lead_full/Add")
+    total = g.op("Add", [lead_full, trail], f"{scope}/total/Add")
+    start = g.op("Sub", [g.op("Cast", [sx1], f"{scope}/start/Cast", to=i64), lead], f"{scope}/start/Sub")
+    taps = g.op("ReduceMax", [total], f"{scope}/taps/ReduceMax", keepdims=0)
+    return _Counts(lead, lead_full, total, start, taps)
+
+
+def _tap_table(g: GraphBuilder, axis: Axis, counts: _Counts, weights: tuple[str, str, str], scope: str) -> TapTable:
+    """[T, dst] source indices (start + t, clipped into the image) and weights (0 past the count)."""
+    i64 = np.int64
+    t = g.op("Range", [g.scalar(f"{scope}/t/start", 0, i64), counts.taps, g.scalar(f"{scope}/t/step", 1, i64)], f"{scope}/t/Range")
+    t = g.op("Unsqueeze", [t, g.ints(f"{scope}/t/axes", [1])], f"{scope}/t/Unsqueeze")  # [T, 1]
+    last = g.op("Sub", [axis.src_i, g.scalar(f"{scope}/index/one", 1, i64)], f"{scope}/index/last")
+    raw = g.op("Add", [counts.start, t], f"{scope}/index/Add")
+    index = g.op("Clip", [raw, g.scalar(f"{scope}/index/zero", 0, i64), last], f"{scope}/index/Clip")
+    lead, full, trail = weights
+    zero = g.scalar(f"{scope}/weight/zero", 0.0, np.float32)
+    tail = g.op("Where", [g.op("Less", [t, counts.total], f"{scope}/weight/in_total"), trail, zero], f"{scope}/weight/trail")
+    body = g.op("Where", [g.op("Less", [t, counts.lead_full], f"{scope}/weight/in_full"), full, tail], f"{scope}/weight/full")
+    weight = g.op("Where", [g.op("Less", [t, counts.lead], f"{scope}/weight/in_lead"), lead, body], f"{scope}/weight/lead")
+    return TapTable(index, weight)
+
+
+def _area_to_uint8(g: GraphBuilder, sums: str, fast: str, iscale_y: str, iscale_x: str, scope: str) -> str:
+    """float32 [rows, cols, C] sums -> uint8, by the rounding of the path OpenCV takes.
+
+    Area tables: saturate_cast<uchar>(sum) (half to even). Fast, 2 x 2: (sum + 2) >> 2 (halves
+    up; sum + 2 is an exact small integer, times 0.25 exact, then floor). Fast, other factors:
+    cvRound(sum * (1.f / area)) with area = kx * ky and a float32 division and product."""
+    f32 = np.float32
+    # max(.., 1): an enlargement (its values discarded) rounds a factor to 0; avoid 1 / 0.
+    product = g.op("Max", [g.op("Mul", [iscale_y, iscale_x], f"{scope}/area/Mul"), g.scalar(f"{scope}/area/min", 1.0, np.float64)], f"{scope}/area/Max")
+    area = g.op("Cast", [product], f"{scope}/area/Cast", to=TensorProto.FLOAT)
+    inverse = g.op("Div", [g.scalar(f"{scope}/area/one", 1.0, f32), area], f"{scope}/area/Div")
+    scaled = g.op("Round", [g.op("Mul", [sums, inverse], f"{scope}/fast/Mul")], f"{scope}/fast/Round")
+    half_up = quarter_half_up(g, sums, f"{scope}/half_up")
+    two = g.scalar(f"{scope}/two", 2.0, np.float64)
+    is_two = g.op("And", [g.op("Equal", [iscale_y, two], f"{scope}/two_rows/Equal"), g.op("Equal", [iscale_x, two], f"{scope}/two_cols/Equal")], f"{scope}/two/And")
+    two_by_two = g.op("And", [fast, is_two], f"{scope}/two_by_two/And")
+    fast_value = g.op("Where", [two_by_two, half_up, scaled], f"{scope}/fast/Where")
+    table_value = g.op("Round", [sums], f"{scope}/table/Round")
+    value = g.op("Where", [fast, fast_value, table_value], f"{scope}/value/Where")
+    return _saturate_uint8(g, value, scope)
+
+
+def quarter_half_up(g: GraphBuilder, sums: str, scope: str) -> str:
+    """float32 integral sums (>= 0, < 2**22) -> (sum + 2) >> 2, i.e. sum / 4 rounded half up.
+
+    Exact: sum + 2 is a small integer, times 0.25 is exact, Floor is the shift."""
+    f32 = np.float32
+    shifted = g.op("Add", [sums, g.scalar(f"{scope}/two", 2.0, f32)], f"{scope}/Add")
+    return g.op("Floor", [g.op("Mul", [shifted, g.scalar(f"{scope}/quarter", 0.25, f32)], f"{scope}/Mul")], f"{scope}/Floor")
+
+
+def _saturate_uint8(g: GraphBuilder, value: str, scope: str) -> str:
+    """float32 integral values -> uint8, clamped to 0..255 (saturate_cast)."""
+    f32 = np.float32
+    clipped = g.op("Clip", [value, g.scalar(f"{scope}/u8/lo", 0.0, f32), g.scalar(f"{scope}/u8/hi", 255.0, f32)], f"{scope}/u8/Clip")
+    return g.op("Cast", [clipped], f"{scope}/u8/Cast", to=TensorProto.UINT8)
+
+
+def weighted_scan(g: GraphBuilder, stacked: str, dtype: int, weight: str, weight_shape: tuple[int, ...], dense_from: int, scope: str) -> str:
+    """float32 sum over taps, in tap order: acc = acc + float(stacked[t]) * weight[t] for t = 0..T-1.
+
+    stacked: [T, *slice] of `dtype` (TensorProto.UINT8 or FLOAT); weight: float32 [T, n],
+    reshaped to [T, *weight_shape] and expanded to [T, *slice[dense_from:]] so that each tap's
+    weights broadcast over its slice as whole trailing blocks (onnxruntime's fast broadcast;
+    a [1, n, 1] operand is several times slower). A Scan keeps the order (one Mul rounding,
+    then one Add rounding per tap), with a body that reads only its own inputs. The
+    accumulator starts at 0 (0 + x == x, as OpenCV's first `buf += ...`)."""
+    first = g.op("Gather", [stacked, g.scalar(f"{scope}/first/index", 0, np.int64)], f"{scope}/first/Gather", axis=0)
+    slice_shape = g.op("Shape", [first], f"{scope}/slice/Shape")
+    taps = g.op("Shape", [weight], f"{scope}/taps/Shape", end=1)
+    trailing = g.op("Shape", [first], f"{scope}/trailing/Shape", start=dense_from)
+    target = g.op("Concat", [taps, trailing], f"{scope}/weight/target", axis=0)
+    shaped = g.op("Reshape", [weight, g.ints(f"{scope}/weight_shape", [0, *weight_shape])], f"{scope}/weight/Reshape")
+    dense = g.op("Expand", [shaped, target], f"{scope}/weight/Expand")
+    # The accumulator has one slice's shape; a zero-tap table cannot occur (T >= 1: the last
+    # output index always has a tap).
+    zeros = g.op("ConstantOfShape", [slice_shape], f"{scope}/zeros/ConstantOfShape", value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    body = _scan_body(g.opset, dtype, f"{scope}/body")
+    return g.op("Scan", [zeros, stacked, dense], f"{scope}/Scan", body=body, num_scan_inputs=2)
+
+
+def _scan_body(opset: int, dtype: int, scope: str) -> onnx.GraphProto:
+    """The Scan body: (acc float32, slice of `dtype`, weight float32) -> acc + float(slice) * weight."""
+    body = GraphBuilder(opset)
+    acc, pixels, weight = f"{scope}/acc", f"{scope}/pixels", f"{scope}/weight"
+    values = body.op("Cast", [pixels], f"{scope}/Cast", to=TensorProto.FLOAT)
+    product = body.op("Mul", [values, weight], f"{scope}/Mul")
+    body.op("Add", [acc, product], f"{scope}/Add", output=f"{scope}/acc_out")
+    inputs = [
+        helper.make_tensor_value_info(acc, TensorProto.FLOAT, None),
+        helper.make_tensor_value_info(pixels, dtype, None),
+        helper.make_tensor_value_info(weight, TensorProto.FLOAT, None),
+    ]
+    outputs = [helper.make_tensor_value_info(f"{scope}/acc_out", TensorProto.FLOAT, None)]
+    return helper.make_graph(body.nodes, scope, inputs, outputs)
+
+
+# ---- the linear path (some scale < 1) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinearTaps:
+    """Two taps per output index: int64 [dst] source indices (clipped), int32 [dst] weights
+    (fixed point, a0 + a1 == 2048 up to rounding)."""
+
+    index0: str
+    index1: str
+    weight0: str
+    weight1: str
+
+
+def linear_taps(g: GraphBuilder, axis: Axis, clamp_last: bool, scope: str) -> LinearTaps:
+    """OpenCV's area-mode coefficients of the generic linear resize, for one axis.
+
+    s = floor(d * scale); f = (float)((d + 1) - (s + 1) * inv_scale); f = f <= 0 ? 0 : f - floor(f);
+    columns (`clamp_last`): s >= src - 1 -> s = src - 1, f = 0 (rows keep s and f, their rows
+    are clipped instead). Weights: round_half_even((1.f - f) * 2048.f), round_half_even(f * 2048.f).
+    """
+    f64, f32 = np.float64, np.float32
+    positions = _positions(g, axis, scope)
+    one = g.scalar(f"{scope}/one", 1.0, f64)
+    s = g.op("Floor", [g.op("Mul", [positions, axis.scale], f"{scope}/s/Mul")], f"{scope}/s/Floor")
+    reach = g.op("Mul", [g.op("Add", [s, one], f"{scope}/f/s_plus_one"), axis.inv_scale], f"{scope}/f/Mul")
+    f = g.op("Cast", [g.op("Sub", [g.op("Add", [positions, one], f"{scope}/f/d_plus_one"), reach], f"{scope}/f/Sub")], f"{scope}/f/Cast", to=TensorProto.FLOAT)
+    zero = g.scalar(f"{scope}/f/zero", 0.0, f32)
+    frac = g.op("Sub", [f, g.op("Floor", [f], f"{scope}/f/Floor")], f"{scope}/f/frac")
+    f = g.op("Where", [g.op("LessOrEqual", [f, zero], f"{scope}/f/LessOrEqual"), zero, frac], f"{scope}/f/Where")
+    last = g.op("Sub", [axis.src_d, one], f"{scope}/last")
+    if clamp_last:
+        at_end = g.op("GreaterOrEqual", [s, last], f"{scope}/end/GreaterOrEqual")
+        s = g.op("Where", [at_end, last, s], f"{scope}/end/s")
+        f = g.op("Where", [at_end, zero, f], f"{scope}/end/f")
+    s1 = g.op("Min", [g.op("Add", [s, one], f"{scope}/s1/Add"), last], f"{scope}/s1/Min")
+    s0 = g.op("Min", [s, last], f"{scope}/s0/Min")
+    index0 = g.op("Cast", [s0], f"{scope}/index0/Cast", to=TensorProto.INT64)
+    index1 = g.op("Cast", [s1], f"{scope}/index1/Cast", to=TensorProto.INT64)
+    weight0, weight1 = fixed_point_weights(g, f, scope)
+    return LinearTaps(index0, index1, weight0, weight1)
+
+
+def fixed_point_weights(g: GraphBuilder, f: str, scope: str) -> tuple[str, str]:
+    """float32 [dst] fractions -> int32 [dst] (saturate_cast<short>((1.f - f) * 2048), ... (f * 2048))."""
+    f32 = np.float32
+    scale = g.scalar(f"{scope}/coef_scale", COEF_SCALE, f32)
+    rest = g.op("Sub", [g.scalar(f"{scope}/coef_one", 1.0, f32), f], f"{scope}/w0/Sub")
+    w0 = g.op("Round", [g.op("Mul", [rest, scale], f"{scope}/w0/Mul")], f"{scope}/w0/Round")
+    w1 = g.op("Round", [g.op("Mul", [f, scale], f"{scope}/w1/Mul")], f"{scope}/w1/Round")
+    i32 = TensorProto.INT32
+    return g.op("Cast", [w0], f"{scope}/w0/Cast", to=i32), g.op("Cast", [w1], f"{scope}/w1/Cast", to=i32)
+
+
+def linear_path(g: GraphBuilder, image: str, y: Axis, x: Axis, scope: str) -> str:
+    """uint8 [H, W, C] -> uint8 [rows, cols, C]: OpenCV's INTER_AREA when some axis enlarges.
+
+    The horizontal pass is exact integer math, so it may run before or after picking the two
+    source rows of each output row; the cheaper order is used: on all H rows when
+    H <= rows (work H x cols), on the 2 x rows picked rows otherwise (work rows x W <= the
+    page). The order not used runs on 1 row, its values discarded."""
+    ty = linear_taps(g, y, clamp_last=False, scope=f"{scope}/rows")
+    tx = linear_taps(g, x, clamp_last=True, scope=f"{scope}/cols")
+    few_rows = g.op("LessOrEqual", [y.src_i, g.scalar(f"{scope}/rows/count", y.dst, np.int64)], f"{scope}/few_rows")
+    first_top, first_bottom = _columns_first(g, first_rows(g, image, few_rows, y, f"{scope}/all_rows"), ty, tx, f"{scope}/columns_first")
+    picked_top, picked_bottom = _rows_first(g, image, few_rows, y.dst, ty, tx, f"{scope}/rows_first")
+    top = g.op("Where", [few_rows, first_top, picked_top], f"{scope}/top/Where")
+    bottom = g.op("Where", [few_rows, first_bottom, picked_bottom], f"{scope}/bottom/Where")
+    return _linear_column_pass(g, top, bottom, ty, scope)
+
+
+def first_rows(g: GraphBuilder, image: str, keep_all: str, y: Axis, scope: str) -> str:
+    """uint8 [H, W, C] -> [H, W, C] where bool scalar `keep_all`, else [1, W, C] (Slice)."""
+    kept = g.op("Where", [keep_all, y.src_i, g.scalar(f"{scope}/one", 1, np.int64)], f"{scope}/Where")
+    ends = g.op("Reshape", [kept, g.ints(f"{scope}/shape", [1])], f"{scope}/Reshape")
+    return g.op("Slice", [image, g.ints(f"{scope}/starts", [0]), ends, g.ints(f"{scope}/axes", [0])], f"{scope}/Slice")
+
+
+def _columns_first(g: GraphBuilder, image: str, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
+    """uint8 [K, W, C] -> int32 [rows, cols, C] x 2: horizontal pass on every row, then the
+    top / bottom rows picked (indices clipped to K - 1: K is 1 when this order is unused)."""
+    sums = _linear_row_pass(g, image, tx, f"{scope}/horizontal")
+    last = g.op("Sub", [g.op("Shape", [image], f"{scope}/Shape", start=0, end=1), g.scalar(f"{scope}/one", 1, np.int64)], f"{scope}/last")
+    top = g.op("Gather", [sums, g.op("Min", [ty.index0, last], f"{scope}/top/Min")], f"{scope}/top/Gather", axis=0)
+    bottom = g.op("Gather", [sums, g.op("Min", [ty.index1, last], f"{scope}/bottom/Min")], f"{scope}/bottom/Gather", axis=0)
+    return top, bottom
+
+
+def _rows_first(g: GraphBuilder, image: str, few_rows: str, len_rows: int, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
+    """uint8 [H, W, C] -> int32 [n, cols, C] x 2: the top / bottom rows picked, then the
+    horizontal pass; n = len_rows, or 1 when this order is unused (`few_rows`; broadcasts)."""
+    count = g.op("Where", [few_rows, g.scalar(f"{scope}/one", 1, np.int64), g.scalar(f"{scope}/rows", len_rows, np.int64)], f"{scope}/count")
+    ends = g.op("Reshape", [count, g.ints(f"{scope}/shape", [1])], f"{scope}/Reshape")
+    starts, axes = g.ints(f"{scope}/starts", [0]), g.ints(f"{scope}/axes", [0])
+    outputs = []
+    for part, index in (("top", ty.index0), ("bottom", ty.index1)):
+        picked = g.op("Slice", [index, starts, ends, axes], f"{scope}/{part}/Slice")
+        rows = g.op("Gather", [image, picked], f"{scope}/{part}/Gather", axis=0)
+        outputs.append(_linear_row_pass(g, rows, tx, f"{scope}/{part}"))
+    return outputs[0], outputs[1]
+
+
+def _linear_row_pass(g: GraphBuilder, rows: str, tx: LinearTaps, scope: str) -> str:
+    """uint8 [rows, W, C] -> int32 [rows, cols, C]: S[s] * a0 + S[s + 1] * a1 (exact, <= 255 * 2048 * 2)."""
+    i32 = TensorProto.INT32
+    shape = g.ints(f"{scope}/weight_shape", [1, -1, 1])
+    left = g.op("Cast", [g.op("Gather", [rows, tx.index0], f"{scope}/left/Gather", axis=1)], f"{scope}/left/Cast", to=i32)
+    right = g.op("Cast", [g.op("Gather", [rows, tx.index1], f"{scope}/right/Gather", axis=1)], f"{scope}/right/Cast", to=i32)
+    a0 = g.op("Reshape", [tx.weight0, shape], f"{scope}/a0/Reshape")
+    a1 = g.op("Reshape", [tx.weight1, shape], f"{scope}/a1/Reshape")
+    return g.op("Add", [g.op("Mul", [left, a0], f"{scope}/left/Mul"), g.op("Mul", [right, a1], f"{scope}/right/Mul")], f"{scope}/Add")
+
+
+def _linear_column_pass(g: GraphBuilder, top: str, bottom: str, ty: LinearTaps, scope: str) -> str:
+    """int32 [rows, cols, C] x 2 -> uint8: ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2.
+
+    Every value is >= 0, so ONNX's integer Div (truncation) is the arithmetic shift."""
+    shape = g.ints(f"{scope}/beta_shape", [-1, 1, 1])
+    b0 = g.op("Reshape", [ty.weight0, shape], f"{scope}/b0/Reshape")
+    b1 = g.op("Reshape", [ty.weight1, shape], f"{scope}/b1/Reshape")
+    terms = [_shifted_product(g, top, b0, f"{scope}/top"), _shifted_product(g, bottom, b1, f"{scope}/bottom")]
+    total = g.op("Add", [g.op("Add", terms, f"{scope}/terms/Add"), g.scalar(f"{scope}/round", 2, np.int32)], f"{scope}/round/Add")
+    value = g.op("Div", [total, g.scalar(f"{scope}/shift2", 4, np.int32)], f"{scope}/shift2/Div")
+    return g.op("Cast", [value], f"{scope}/u8/Cast", to=TensorProto.UINT8)
+
+
+def _shifted_product(g: GraphBuilder, row: str, beta: str, scope: str) -> str:
+    """int32: (beta * (row >> 4)) >> 16, as VResizeLinear (and v_mul_hi of its SIMD twin) does."""
+    i32 = np.int32
+    high = g.op("Div", [row, g.scalar(f"{scope}/shift4", 16, i32)], f"{scope}/shift4/Div")
+    return g.op("Div", [g.op("Mul", [beta, high], f"{scope}/Mul"), g.scalar(f"{scope}/shift16", 65536, i32)], f"{scope}/shift16/Div")
