@@ -44,10 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench_unfused_bn import interleaved_medians as interleaved_ms  # noqa: E402  (round-robin medians)
+
 from stages.core.params import load_params  # noqa: E402
 from stages.families import load_family  # noqa: E402
-
-from bench_unfused_bn import interleaved_medians as interleaved_ms  # noqa: E402  (round-robin medians)
 
 NO_FRAMEWORK = "NumPy float64 oracle (stand-in: Theano/Lasagne not installable)"
 

@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench_unfused_bn import interleaved_medians, session  # noqa: E402
+
 from signature_onnx.preprocessing.files import IMAGE_SUFFIXES, load_rgb  # noqa: E402
 from stages.core.drawings import drawn_page  # noqa: E402
 from stages.core.params import model_spec  # noqa: E402

@@ -34,7 +34,6 @@ if str(REPO) not in sys.path:
 
 from stages.core.drawings import signature_gray  # noqa: E402
 from stages.core.params import model_spec  # noqa: E402
-from stages.speedups.checks import ms_per_call  # noqa: E402
 from stages.families import lasagne_signet  # noqa: E402
 from stages.families.lasagne_signet import standin  # noqa: E402
 from stages.families.lasagne_signet.layout import Conv, Dense, Pool, SpatialPyramid, architecture, check_params  # noqa: E402
@@ -42,6 +41,7 @@ from stages.families.lasagne_signet.onnx_builder import build_model  # noqa: E40
 from stages.families.lasagne_signet.oracle import LasagneOracle  # noqa: E402
 from stages.families.lasagne_signet.pickle_file import load_checked  # noqa: E402
 from stages.families.torch_sigver import signet as torch_signet  # noqa: E402
+from stages.speedups.checks import ms_per_call  # noqa: E402
 
 SPP_SIZES = ((300, 450), (1000, 1500), (2000, 3000))
 QUICK_SPP_SIZES = ((100, 150), (200, 300), (300, 450))

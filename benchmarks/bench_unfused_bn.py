@@ -16,12 +16,12 @@ else written in memory from params. Not a test: it prints figures and asserts no
 from __future__ import annotations
 
 import argparse
-import warnings
 import io
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +34,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from stages.core.params import model_spec  # noqa: E402
-from stages.families.torch_sigver import siamese as torch_siamese, signet as torch_signet  # noqa: E402
+from stages.families.torch_sigver import siamese as torch_siamese  # noqa: E402
+from stages.families.torch_sigver import signet as torch_signet
 from stages.families.torch_sigver.layers import export_unfused  # noqa: E402
 
 MODELS = ("siamese", "signet_pth", "signet_f_lambda0_95_pth")

@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench_unfused_bn import interleaved_medians  # noqa: E402
+
 from stages.core import onnx_graph  # noqa: E402
 from stages.core.cli import report_errors  # noqa: E402
 from stages.core.errors import PipelineError  # noqa: E402
@@ -43,8 +45,6 @@ from stages.core.params import VariantTolerance, model_spec  # noqa: E402
 from stages.core.paths import user_images  # noqa: E402
 from stages.families import load_family  # noqa: E402
 from stages.speedups import builders, checks  # noqa: E402
-
-from bench_unfused_bn import interleaved_medians  # noqa: E402
 
 Arrays = dict[str, np.ndarray]
 AFFINE_OPS = ("Sub", "Mul", "Add")

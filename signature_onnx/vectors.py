@@ -32,11 +32,11 @@ from signature_onnx.errors import ModelFolderError, SignatureOnnxError, first_li
 from signature_onnx.folder import (
     MODEL_FILE,
     PIPELINE_FILE,
-    recorded_graph_sha256,
     checked_model_bytes,
     own_lineage,
     read_confined,
     read_json,
+    recorded_graph_sha256,
     recorded_sha256,
     verify_signature,
 )

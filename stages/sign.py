@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 from stages.core import paths
+from stages.core.atomic import write_bytes
 from stages.core.cli import report_errors
+from stages.core.digests import md5_file
 from stages.core.errors import PipelineError
 from stages.core.params import PARAMS_FILE, load_params
-from stages.core.atomic import write_bytes
-from stages.core.digests import md5_file
 from stages.publish import commit_record, lock_history, signing
 from stages.verify import verify_file
 

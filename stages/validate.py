@@ -23,18 +23,18 @@ import onnx
 from signature_onnx.folder import PREPROCESSING_FILE, preprocessing_json
 from signature_onnx.runtime import cpu_session
 from stages.core import onnx_graph, paths
-from stages.core.paths import user_images
 from stages.core.atomic import write_bytes
 from stages.core.cli import model_parser, run_stage
 from stages.core.comparison import Validator
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
+from stages.core.paths import user_images
 from stages.core.weight_trace import summary as weight_summary
 from stages.families import load_family, references
-from stages.publish import lineage, model_card, provenance
-from stages.publish.verdict import VERDICT_FILE, certified_record, serialize
 from stages.preprocess_graph import publish as preprocess_publish
 from stages.preprocess_graph.check import PreprocessFigures
+from stages.publish import lineage, model_card, provenance
+from stages.publish.verdict import VERDICT_FILE, certified_record, serialize
 
 log = logging.getLogger(__name__)
 

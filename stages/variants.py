@@ -38,13 +38,13 @@ from signature_onnx.folder import LINEAGE_FILE, MODEL_FILE, PREPROCESSING_FILE, 
 from signature_onnx.vectors import VECTORS_FILE, compare_set, find_test_sets, read_tensor
 from stages import speedups
 from stages.core import paths
-from stages.speedups import checks
 from stages.core.atomic import staged_directory, write_bytes
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
-from stages.families import load_family
+from stages.core.params import ModelSpec
 from stages.core.paths import user_images
 from stages.core.pinned_kernels import run_with_pinned_kernels
+from stages.families import load_family
+from stages.speedups import checks
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "variants.json"

@@ -41,15 +41,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from signature_onnx.preprocessing import Preprocessing
 from signature_onnx.folder import PIPELINE_FILE, PIXELS_SUFFIX, VALID_SUFFIX
+from signature_onnx.preprocessing import Preprocessing
 from signature_onnx.vectors import PIPELINE_VECTORS_DIR, VECTORS_FILE, tensor_bytes
 from stages.core import paths
 from stages.core.atomic import write_bytes
 from stages.core.drawings import drawn_page, page_gray
-from stages.core.pinned_kernels import run_with_pinned_kernels
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
+from stages.core.pinned_kernels import run_with_pinned_kernels
 
 log = logging.getLogger(__name__)
 SETS = 2

@@ -37,7 +37,8 @@ from stages.core.digests import md5_file, sha256_file
 from stages.core.errors import PipelineError, first_line
 from stages.core.params import FAMILIES, MODEL_NAME, PARAMS_FILE, load_params
 from stages.publish import commit_record, lineage, lock_history, model_card, provenance, signing
-from stages.sources.pins import LOCK_FILE as PINS_FILE, LockFile
+from stages.sources.pins import LOCK_FILE as PINS_FILE
+from stages.sources.pins import LockFile
 
 SHOWN_COMMITS = 5
 

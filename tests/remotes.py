@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-
 from conftest import dvc, git
 
 BUCKET = "signature-models"

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, dvc, git, shared_fixture
 from remotes import Remote, add_default_remote, checked, clone, environment, release
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, run_step
 
 from stages.core.errors import PipelineError
 from stages.core.params import load_params, model_spec, read_params_file
-
-from conftest import REPO, run_step
 
 
 def good_params() -> dict:

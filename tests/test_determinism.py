@@ -8,13 +8,12 @@ from pathlib import Path
 import onnx
 import pytest
 import yaml
+from conftest import REPO, STEPS, copy_project, run_step
 from onnx import helper
 
 from stages.core import onnx_graph
 from stages.core.digests import sha256_file as file_digest
 from stages.core.params import model_spec, read_params_file
-
-from conftest import REPO, STEPS, copy_project, run_step
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -16,12 +16,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import dvc, git
 from remotes import (
-    ACCESS_KEY, SECRET_KEY, MotoS3, Remote, add_default_remote, checked, clone, environment, release,
-    stages_restored, stages_run,
+    ACCESS_KEY,
+    SECRET_KEY,
+    MotoS3,
+    Remote,
+    add_default_remote,
+    checked,
+    clone,
+    environment,
+    release,
+    stages_restored,
+    stages_run,
 )
+
 from stages.core.params import read_params_file
 
 PUBLISHED = ("model.onnx", "lineage.json", "verdict.json")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import subprocess
 
 import yaml
-
 from conftest import REPO, dvc, git
+
 from stages.core.params import read_params_file
 
 

@@ -23,11 +23,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import hostile
 import pytest
 import yaml
-
-import hostile
 from conftest import REPO, SHARED, copy_project
+
 from stages.core.errors import PipelineError
 from stages.core.params import read_params_file
 

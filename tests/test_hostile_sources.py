@@ -25,13 +25,13 @@ import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import hostile
 import pytest
 import requests
 import yaml
-
-import hostile
-from fake_servers import KAGGLE_PORT, LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
 from conftest import copy_project
+from fake_servers import KAGGLE_PORT, LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
+
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec, read_params_file
 from stages.core.untrusted import forget_secrets, scrub_url

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from conftest import shared_fixture
 from PIL import Image
 
 from signature_onnx.preprocessing.wiwd import load_signature, preprocess_signature
-
-from conftest import shared_fixture
 
 ATOL = 1e-4
 

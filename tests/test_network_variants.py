@@ -16,13 +16,12 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-
 from conftest import REPO, copy_project, run_step
+
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec, model_spec, read_params_file
 from stages.families import load_family
 from stages.families.torch_sigver import siamese as torch_siamese
-
 
 
 def spec(name: str, **network: bool) -> ModelSpec:

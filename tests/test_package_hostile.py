@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import REPO
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
-
-from conftest import REPO
 
 ROWS, COLS = 30, 40
 PREPROCESSING = {"style": "sigver", "canvas": [60, 80], "img_size": [ROWS, COLS], "input_size": [ROWS, COLS], "input_divisor": 255, "spp": False}

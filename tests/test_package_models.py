@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, shared_fixture
 from PIL import Image
 
-from conftest import REPO, shared_fixture
 
 @pytest.fixture(scope="module")
 def models(published_project: Path) -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, shared_fixture
 from PIL import Image
 from skimage import filters, img_as_ubyte, io, transform
 
-from conftest import REPO, shared_fixture
 from signature_onnx.errors import ImageError
 from signature_onnx.preprocessing import Preprocessing, sigver, wiwd
 from stages.core.drawings import signature_gray

@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, dvc, git
 from dvc.utils.hydra import apply_overrides
 
 from stages.core.errors import PipelineError
 from stages.core.params import load_params, model_spec, read_params_file
-
-from conftest import REPO, dvc, git
 
 KEY = "models.signet.validation.atol"
 STAGE = f"""stages:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import copy_project, run_step
+
 from stages.core.params import read_params_file
 
 

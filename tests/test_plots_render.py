@@ -16,8 +16,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, dvc, git
+
 from stages.core.params import read_params_file
 
 FLAGS = (

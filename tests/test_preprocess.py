@@ -14,8 +14,6 @@ from PIL import Image
 from scipy import ndimage
 
 from signature_onnx.errors import ImageError
-from stages.core.cli import report_errors
-from stages.core.errors import PipelineError
 from signature_onnx.preprocessing.wiwd import (
     crop_center,
     load_signature,
@@ -24,6 +22,8 @@ from signature_onnx.preprocessing.wiwd import (
     remove_background,
     resize_image,
 )
+from stages.core.cli import report_errors
+from stages.core.errors import PipelineError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 SIGVER = FIXTURES / "sigver_wiwd"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import REPO, shared_fixture
+
 from signature_onnx import AutoORTModel
 from signature_onnx.errors import ImageError, IntegrityError, ModelFolderError
 from stages.core.drawings import drawn_page
@@ -115,7 +115,7 @@ def test_a_drifted_step_fails_the_build(published_project: Path, monkeypatch: py
     original = gaussian.gaussian_blur
 
     def wider(g, x, sigma, *args, **kwargs):
-        return original(g, x, tuple(s * 1.25 for s in sigma) if isinstance(sigma, tuple) else sigma * 1.25, *args, **kwargs)
+        return original(g, x, [s * 1.25 for s in sigma] if isinstance(sigma, (list, tuple)) else sigma * 1.25, *args, **kwargs)
 
     monkeypatch.setattr(gaussian, "gaussian_blur", wider)
     for module in list(sys.modules.values()):

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import shared_fixture
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 from PIL import Image
@@ -28,16 +29,15 @@ from scipy import ndimage
 from scipy.ndimage._filters import _gaussian_kernel1d
 from skimage.filters import threshold_otsu
 
-from conftest import shared_fixture
 from signature_onnx.errors import ImageError
 from signature_onnx.preprocessing import Preprocessing
 from signature_onnx.preprocessing import sigver as python_sigver
+from signature_onnx.preprocessing.sigver import luminance as plain_gray
 from stages.core.drawings import drawn_page
 from stages.core.graph_builder import GraphBuilder
 from stages.core.params import model_spec
 from stages.preprocess_graph import sigver as graph_sigver
 from stages.preprocess_graph.gaussian import gaussian_blur, gaussian_kernel, kernel_radius
-from signature_onnx.preprocessing.sigver import luminance as plain_gray
 from stages.preprocess_graph.gray_skimage import gray_graph
 from stages.preprocess_graph.otsu_skimage import otsu_threshold
 from stages.preprocess_graph.resize_skimage import resize_image
@@ -342,7 +342,7 @@ def test_resize_equals_the_package(size) -> None:
     out = resize_image(g, "x", canvas, size, "resize")
     run = ort_run(make_model(g, {"x": (np.uint8, list(canvas))}, {out: ("y", np.uint8, list(size))}))
     rng = np.random.default_rng(13)
-    for case in range(5):
+    for case in range(8):
         x = np.zeros(canvas, dtype=np.uint8)
         if case == 0:
             x[:] = rng.integers(1, 256, size=canvas)  # no 0: scikit-image's own path, clip low end = min
@@ -350,6 +350,12 @@ def test_resize_equals_the_package(size) -> None:
             x[0, 0] = 200  # a corner pixel: the zero padding of the zoom
         elif case == 2:
             pass  # all zero
+        elif case == 5:
+            x[-1, -1] = 90  # the opposite corner: the ink window ends at the image's end
+        elif case == 6:
+            x[300:700, 411] = 255  # one column of ink, far from any sampled row's edge
+        elif case == 7:
+            x[3, 5:9], x[940, 1300] = 17, 250  # two far-apart specks: one window spanning both
         else:
             top, left = rng.integers(0, 850), rng.integers(0, 1250)
             x[top : top + 100, left : left + 110] = rng.integers(0, 256, size=x[top : top + 100, left : left + 110].shape)

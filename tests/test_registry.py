@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO
+
 from stages.core.comparison import Validator
 from stages.core.errors import PipelineError
 from stages.core.params import model_spec, read_params_file

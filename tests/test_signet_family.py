@@ -25,6 +25,18 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import (
+    REPO,
+    SIGNET_LASAGNE,
+    SIGNET_MODELS,
+    SIGNET_PTH,
+    SIGNET_PUBLISHED,
+    SIGNET_SPP,
+    STEPS,
+    copy_project,
+    run_step,
+    shared_fixture,
+)
 from onnx import numpy_helper
 
 from signature_onnx.preprocessing.wiwd import load_signature
@@ -37,11 +49,6 @@ from stages.families.lasagne_signet import standin
 from stages.families.lasagne_signet.oracle import LasagneOracle
 from stages.families.lasagne_signet.pickle_file import load_checked
 from stages.families.torch_sigver import signet as torch_signet
-
-from conftest import (
-    REPO, SIGNET_LASAGNE, SIGNET_MODELS, SIGNET_PTH, SIGNET_PUBLISHED, SIGNET_SPP, STEPS, copy_project, run_step,
-    shared_fixture,
-)
 
 LASAGNE, PTH, MODELS, SPP, PUBLISHED = SIGNET_LASAGNE, SIGNET_PTH, SIGNET_MODELS, SIGNET_SPP, SIGNET_PUBLISHED
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from stages.core.errors import PipelineError
 from stages.core.params import model_spec
@@ -28,8 +29,6 @@ from stages.families.lasagne_signet.oracle import LasagneOracle
 from stages.families.lasagne_signet.pickle_file import load_checked, load_lasagne_pickle, safe_unpickle
 from stages.families.lasagne_signet.pickle_writer import dump_py2_pickle
 from stages.families.torch_sigver import signet as torch_signet
-
-from conftest import REPO
 
 LASAGNE_MODELS = ["signet", "signet_f_lambda0_95", "signet_f_lambda0_999", "signet_spp_300dpi", "signet_spp_600dpi"]
 PTH_MODELS = ["signet_pth", "signet_f_lambda0_95_pth"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import REPO
 
 from stages.core.drawings import signature_gray
 from stages.core.errors import PipelineError
@@ -21,8 +22,6 @@ from stages.families.lasagne_signet import standin
 from stages.families.lasagne_signet.layout import architecture, check_params, spp_min_input_size
 from stages.families.lasagne_signet.onnx_builder import build_model, spp_model
 from stages.families.lasagne_signet.oracle import LasagneOracle
-
-from conftest import REPO
 
 VARIANTS = ["signet_spp_300dpi", "signet_spp_600dpi"]
 LEVELS = (4, 2, 1)

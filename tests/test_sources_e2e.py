@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import built_clone
 from fake_servers import FakeKaggle, isolated_kaggle
 from remotes import clone as clone_project
+
 from stages.core.params import read_params_file
 from stages.sources.pins import LockFile
 

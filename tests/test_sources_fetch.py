@@ -8,8 +8,8 @@ boundary is the point (exit codes, one-line errors, a run killed mid-download, l
 from __future__ import annotations
 
 import base64
-import io
 import hashlib
+import io
 import logging
 import os
 import signal
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fake_servers import FakeKaggle, Fault, FileServer, isolated_kaggle
+
 from stages import fetch as fetch_stage
 from stages.core.digests import sha256_file
 from stages.core.errors import PipelineError

@@ -18,8 +18,8 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from fake_servers import LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
+
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec, read_params_file
 from stages.sources import download, kaggle

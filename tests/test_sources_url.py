@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from fake_servers import Fault, FileServer
 from requests.auth import HTTPBasicAuth
 
-from fake_servers import Fault, FileServer
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec, read_params_file
 from stages.core.untrusted import scrub_url

@@ -14,7 +14,6 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
-
 from conftest import REPO, dvc, traced_imports
 from remotes import checked, clone
 

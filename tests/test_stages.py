@@ -143,7 +143,6 @@ def test_published_model_traces_back_to_upstream_bytes(built_project: Path, mode
 
 @pytest.mark.parametrize("model", sorted(EXPECTED_IO))
 def test_validation_metrics_and_plot_rows(built_project: Path, model: str):
-    published = built_project / "models" / model
     metrics = json.loads((built_project / "reports" / model / "validation.json").read_text())
     outputs = [name for name, _, _ in EXPECTED_IO[model][1]]
     assert sorted(metrics["outputs"]) == sorted(outputs)

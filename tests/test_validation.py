@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import copy_project, run_step
 from onnx import numpy_helper
 
 from stages.core.comparison import Validator
 from stages.core.errors import PipelineError
 from stages.core.params import ValidationSpec, read_params_file
-
-from conftest import copy_project, run_step
 
 
 def weight_initializers(graph: onnx.GraphProto, op_types: tuple[str, ...]) -> list[str]:
@@ -164,7 +163,6 @@ def test_validator_refuses_shape_dtype_and_non_finite():
 
 def test_user_image_folder_is_validated_and_bad_images_are_named(built_project: Path, tmp_path: Path):
     import yaml
-
     from conftest import shared_fixture
 
     scans = shared_fixture("signatures")

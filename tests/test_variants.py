@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 import pytest
 import yaml
+from conftest import REPO, run_step
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import REPO, run_step
 from stages.core.params import read_params_file
 
 MODEL = "signet_pth"  # batch-norm nodes (what the optimized variant must not fold), dynamic batch

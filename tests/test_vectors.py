@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
-
 from conftest import REPO, run_step, shared_fixture
+from onnx import numpy_helper
 
 ONNXRUNTIME_NODE = "onnxruntime-node@1.30.0"
 PNGJS = "pngjs@7.0.0"  # the PNG decoder of examples/node/pipeline.mjs (pinned in its package.json too)

@@ -18,14 +18,13 @@ from pathlib import Path
 import onnx
 import pytest
 import yaml
+from conftest import REPO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from stages.core.errors import PipelineError
-from stages.publish import provenance
-
-from conftest import REPO
 from stages.core.params import read_params_file
+from stages.publish import provenance
 
 MODEL = "signet"
 
@@ -271,7 +270,7 @@ def test_signing_and_signature_checks(audited: dict, copy_of_b: Path, tmp_path: 
         good = verify(project, f"models/{MODEL}/model.onnx", env={"MODEL_SIGNING_PUBLIC_KEY": str(public)})
         assert good.returncode == 0 and lines_of(good)["signature"].startswith("PASS"), good.stdout
         # every file of the folder but model.sig, commit.json (written when signing) included
-        signed = "README.md, commit.json, lineage.json, model.onnx, preprocessing.json, provenance.intoto.json"
+        signed = "README.md, commit.json, lineage.json, model.onnx, pipeline.onnx, preprocess.onnx, preprocessing.json, provenance.intoto.json"
         assert signed in lines_of(good)["signature"] and "verdict.json" in lines_of(good)["signature"]
         assert lines_of(good)["commit"].startswith("PASS"), good.stdout
 
@@ -364,8 +363,8 @@ def test_history_names_every_commit_whose_lock_holds_the_file(tmp_path: Path):
 
 
 def test_source_address_keeps_the_archive_member_and_drops_secrets():
-    from stages.publish import lineage
     from stages.core.params import model_spec
+    from stages.publish import lineage
 
     spec = model_spec(MODEL, REPO / "params.yaml")
     address = "https://user:pw@mirror.example.com/models/signet_models.zip?X-Amz-Signature=s3cr3t#signet.pkl"

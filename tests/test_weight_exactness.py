@@ -26,14 +26,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import REPO, copy_project, run_step
 from onnx import numpy_helper
 
 from stages.core import calibration
 from stages.core.errors import PipelineError
 from stages.core.params import model_spec
 from stages.core.weight_trace import WeightTracer, graph_constants
-
-from conftest import REPO, STEPS, copy_project, run_step
 
 
 def project_with(built: Path, target: Path, model: str) -> Path:

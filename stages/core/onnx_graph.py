@@ -14,8 +14,8 @@ from onnx import TensorProto
 
 from stages.core.digests import sha256_file
 from stages.core.errors import PipelineError
-from stages.core.versions import package_version
 from stages.core.params import TensorSpec
+from stages.core.versions import package_version
 
 DTYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
 PRODUCER_PACKAGES = {"tf2onnx": "tf2onnx", "pytorch": "torch", "onnx": "onnx"}  # "onnx": graphs built with onnx.helper (stages/families/lasagne_signet/onnx_builder.py)

@@ -18,23 +18,27 @@ double precision:
 Quirks kept: a skipped bin leaves mu1 MULTIPLIED by q1 (not divided back), and the next bin
 multiplies it again; ties keep the FIRST maximum (strict >); no bin with sigma > 0 gives 0.
 
-q1 and mu1 are rounded at every step, so their recurrence cannot be vectorised exactly: it runs
-as an ONNX `Scan` over the 256 bins whose body is exactly the C statements for q1, the skip
-test and mu1, one node per operation, in the same order, and which also emits q1, mu1 and
-"skipped" per bin. The rest has no recurrence and is computed on those [256] vectors with the
-same operations in the same order (q2 = 1 - q1; mu2 = (mu - q1 * mu1) / q2;
-sigma = ((q1 * q2) * d) * d): element for element the same doubles as in C. The C loop's
-running maximum with a strict > and a start at max_sigma = 0, max_val = 0 is then
-ArgMax (first occurrence) of sigma with skipped bins set to 0: a maximum <= 0 leaves index 0,
-and otherwise the first bin reaching the maximum wins, as in C. The sum for mu is of integers
-< 2**53, exact in any order; h[i] * scale and i * p_i are computed once per bin as in C.
+q1 is a running sum rounded at every step: ONNX CumSum (a sequential left-to-right sum in
+onnxruntime and in numpy's `cumsum`, which the reference runtime uses) gives exactly C's
+q1 += p_i, so q1, q2 and the skip test are computed on [256] vectors. mu1's recurrence
+(mu1 = (mu1 * q1_prev + i p_i) / q1, kept as mu1 * q1_prev on a skipped bin) is rounded at
+every step and cannot be vectorised exactly: it is UNROLLED, 256 steps of 4 scalar nodes on
+the bins Split out of the vectors (~1030 small nodes). An ONNX Scan did the same arithmetic,
+but its per-iteration overhead in onnxruntime made it slower: 2x alone, and it was the largest
+node of the wiwd graph in a profile under load. The rest has no recurrence
+and is computed on the [256] vectors with the same operations in the same order
+(q2 = 1 - q1; mu2 = (mu - q1 * mu1) / q2; sigma = ((q1 * q2) * d) * d): element for element
+the same doubles as in C. The C loop's running maximum with a strict > and a start at
+max_sigma = 0, max_val = 0 is then ArgMax (first occurrence) of sigma with skipped bins set
+to 0: a maximum <= 0 leaves index 0, and otherwise the first bin reaching the maximum wins, as
+in C. The sum for mu is of integers < 2**53, exact in any order; h[i] * scale and i * p_i are
+computed once per bin as in C.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from stages.core.graph_builder import GraphBuilder
 from stages.preprocess_graph.histogram import BINS, histogram_256
@@ -67,48 +71,45 @@ def otsu_from_histogram(g: GraphBuilder, hist: str, name: str) -> str:
     mu = g.op("Mul", [level_sum, scale], f"{name}/Mu")
     p = g.op("Mul", [counts, scale], f"{name}/P")  # p_i = h[i] * scale
     ip = g.op("Mul", [levels, p], f"{name}/IP")  # i * p_i
-    zero = g.scalar(f"{name}/zero", 0.0, np.float64)
-    # State (mu1, q1) from 0; p and ip are scanned; the body reads nothing from the outer graph,
-    # so renaming the outer graph's tensors (as preprocess_model does) cannot break it.
-    _, _, q1, mu1, skipped = g.ops("Scan", [zero, zero, p, ip], f"{name}/Scan", outputs=5, num_scan_inputs=2, body=_scan_body(f"{name}/scan"))
+    q1 = g.op("CumSum", [p, g.scalar(f"{name}/axis", 0, np.int64)], f"{name}/q1")  # q1 += p_i, in order
     q2 = g.op("Sub", [g.scalar(f"{name}/one_q2", 1.0, np.float64), q1], f"{name}/q2")
+    skipped = _skipped(g, q1, q2, name)
+    mu1 = _mu1_recurrence(g, q1, ip, skipped, f"{name}/mu1")
     mu2 = g.op("Div", [g.op("Sub", [mu, g.op("Mul", [q1, mu1], f"{name}/q1_mu1")], f"{name}/mu2_sum"), q2], f"{name}/mu2")
     diff = g.op("Sub", [mu1, mu2], f"{name}/diff")
     # q1 * q2 * d * d, evaluated left to right as C does.
     sigma = g.op("Mul", [g.op("Mul", [g.op("Mul", [q1, q2], f"{name}/q1q2"), diff], f"{name}/q1q2d"), diff], f"{name}/sigma")
+    zero = g.scalar(f"{name}/zero", 0.0, np.float64)
     counted = g.op("Where", [skipped, zero, sigma], f"{name}/Counted")  # skipped bins (inf/NaN there) never win
     best = g.op("ArgMax", [counted], f"{name}/ArgMax", axis=0, keepdims=0, select_last_index=0)
     return g.op("Cast", [best], f"{name}/Threshold", to=TensorProto.DOUBLE)
 
 
-def _scan_body(name: str) -> onnx.GraphProto:
-    """One bin of OpenCV's loop: state (mu1, q1), scanned (p_i, ip_i), all float64 0-d.
+def _mu1_recurrence(g: GraphBuilder, q1: str, ip: str, skipped: str, name: str) -> str:
+    """C's mu1 per bin, unrolled: float64 [256] q1, ip (i * p_i), bool [256] skipped -> float64 [256].
 
-    Outputs: the next state (mu1 as C stores it, q1), then per bin q1, mu1 as the sigma
-    formula uses it (meaningless where skipped) and the skip flag.
+    Bin i: t = mu1 * q1[i-1] (mu1 = q1[-1] = 0 before bin 0); mu1_bin[i] = (t + ip[i]) / q1[i]
+    (what the sigma formula uses; meaningless where skipped); the carried mu1 is t where the
+    bin is skipped, mu1_bin[i] otherwise. Each step is 4 nodes on [1] tensors, the bins come
+    from one Split per vector and the results go back with one Concat.
     """
-    b = GraphBuilder(0)  # only collects the body's nodes
-    mu1, q1, p_i, ip_i = (f"{name}/{n}" for n in ("mu1_in", "q1_in", "p_i", "ip_i"))
-    mu1_times_q1 = b.op("Mul", [mu1, q1], f"{name}/mu1_times_q1")  # mu1 *= q1
-    q1_new = b.op("Add", [q1, p_i], f"{name}/q1")  # q1 += p_i
-    q2 = b.op("Sub", [b.scalar(f"{name}/one", 1.0, np.float64), q1_new], f"{name}/q2")
-    skip = _skipped(b, q1_new, q2, name)
-    mu1_new = b.op("Div", [b.op("Add", [mu1_times_q1, ip_i], f"{name}/mu1_sum"), q1_new], f"{name}/mu1")
-    outputs = [
-        b.op("Where", [skip, mu1_times_q1, mu1_new], f"{name}/mu1_out"),  # a skipped bin keeps mu1 * q1
-        b.op("Identity", [q1_new], f"{name}/q1_out"),
-        b.op("Identity", [q1_new], f"{name}/q1_bin"),
-        b.op("Identity", [mu1_new], f"{name}/mu1_bin"),
-        b.op("Identity", [skip], f"{name}/skip_bin"),
-    ]
-    double, boolean = TensorProto.DOUBLE, TensorProto.BOOL
-    inputs = [helper.make_tensor_value_info(n, double, []) for n in (mu1, q1, p_i, ip_i)]
-    outs = [helper.make_tensor_value_info(n, t, []) for n, t in zip(outputs, (double, double, double, double, boolean))]
-    return helper.make_graph(b.nodes, name.replace("/", "_"), inputs, outs, initializer=b.initializers)
+    q1_bins = g.ops("Split", [q1], f"{name}/q1_bins", outputs=BINS, axis=0)
+    ip_bins = g.ops("Split", [ip], f"{name}/ip_bins", outputs=BINS, axis=0)
+    skip_bins = g.ops("Split", [skipped], f"{name}/skip_bins", outputs=BINS, axis=0)
+    carried = q1_previous = g.const(f"{name}/zero", np.zeros(1, dtype=np.float64))
+    per_bin = []
+    for i in range(BINS):
+        scope = f"{name}/bin{i}"
+        times_q1 = g.op("Mul", [carried, q1_previous], f"{scope}/times_q1")  # mu1 *= q1
+        mu1_bin = g.op("Div", [g.op("Add", [times_q1, ip_bins[i]], f"{scope}/sum"), q1_bins[i]], f"{scope}/Div")
+        carried = g.op("Where", [skip_bins[i], times_q1, mu1_bin], f"{scope}/carried")  # a skipped bin keeps mu1 * q1
+        per_bin.append(mu1_bin)
+        q1_previous = q1_bins[i]
+    return g.op("Concat", per_bin, f"{name}/Concat", axis=0)
 
 
-def _skipped(b: GraphBuilder, q1: str, q2: str, name: str) -> str:
-    """bool: min(q1, q2) < FLT_EPSILON || max(q1, q2) > 1. - FLT_EPSILON (the C `continue`)."""
-    low = b.op("Less", [b.op("Min", [q1, q2], f"{name}/qmin"), b.scalar(f"{name}/eps", FLT_EPSILON, np.float64)], f"{name}/too_small")
-    high = b.op("Greater", [b.op("Max", [q1, q2], f"{name}/qmax"), b.scalar(f"{name}/one_minus_eps", 1.0 - FLT_EPSILON, np.float64)], f"{name}/too_large")
-    return b.op("Or", [low, high], f"{name}/skip")
+def _skipped(g: GraphBuilder, q1: str, q2: str, name: str) -> str:
+    """bool, elementwise: min(q1, q2) < FLT_EPSILON || max(q1, q2) > 1. - FLT_EPSILON (the C `continue`)."""
+    low = g.op("Less", [g.op("Min", [q1, q2], f"{name}/qmin"), g.scalar(f"{name}/eps", FLT_EPSILON, np.float64)], f"{name}/too_small")
+    high = g.op("Greater", [g.op("Max", [q1, q2], f"{name}/qmax"), g.scalar(f"{name}/one_minus_eps", 1.0 - FLT_EPSILON, np.float64)], f"{name}/too_large")
+    return g.op("Or", [low, high], f"{name}/skip")

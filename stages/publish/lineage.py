@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from stages.core.digests import sha256_file
 from stages.core.params import ModelSpec
-from stages.core.versions import package_version
 from stages.core.untrusted import scrub_url
+from stages.core.versions import package_version
 
 # The project root of the code that runs (a checkout holding stages/ and signature_onnx/).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

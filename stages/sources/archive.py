@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections import Counter
 import os
 import tempfile
 import zipfile
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from stages.core.atomic import fsync_dir

@@ -38,15 +38,24 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError
+from stages.core.params import ModelSpec
+from stages.core.untrusted import redact, register_secret, shown
 from stages.sources.download import (
-    DeadlineExceeded, HttpStatusError, Job, RetryPolicy, TransientError, deadline, describe_network_error, fetch_file,
-    origin_of, parse_retry_after, with_retries,
+    DeadlineExceeded,
+    HttpStatusError,
+    Job,
+    RetryPolicy,
+    TransientError,
+    deadline,
+    describe_network_error,
+    fetch_file,
+    origin_of,
+    parse_retry_after,
+    with_retries,
 )
 from stages.sources.pins import Pin
 from stages.sources.safe_paths import UnsafeName, check_name, resolve_inside
-from stages.core.untrusted import redact, register_secret, shown
 
 log = logging.getLogger(__name__)
 

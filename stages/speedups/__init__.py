@@ -63,10 +63,15 @@ import numpy as np
 import onnx
 
 from stages.core import onnx_graph
-from stages.core.params import ModelSpec
 from stages.core.errors import PipelineError, first_line
+from stages.core.params import ModelSpec
 from stages.speedups.builders import (
-    ARITHMETIC_OPTIMIZERS, build_fp16, build_int8_dynamic, build_int8_static, build_optimized, check_optimized,
+    ARITHMETIC_OPTIMIZERS,
+    build_fp16,
+    build_int8_dynamic,
+    build_int8_static,
+    build_optimized,
+    check_optimized,
 )
 
 Arrays = dict[str, np.ndarray]

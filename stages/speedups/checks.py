@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stages.core.params import ModelSpec, VariantTolerance
-
 from signature_onnx.runtime import cpu_session
+from stages.core.params import ModelSpec, VariantTolerance
 
 Arrays = dict[str, np.ndarray]
 SPP_STROKE_SIZE = (150, 220)  # SigNet-SPP calibration strokes: the fixed SigNets' input size

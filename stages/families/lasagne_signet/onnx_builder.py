@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from stages.core.errors import PipelineError
 from stages.core.graph_builder import GraphBuilder

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-
 _PLAIN_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: no objects, no records
 
 

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from signature_onnx.preprocessing import Preprocessing
+from stages.core import random_draws as draws
 from stages.core.drawings import batched_signature_samples, stroke_samples
 from stages.core.errors import PipelineError
-from stages.core import random_draws as draws
 from stages.core.params import ModelSpec
 from stages.core.untrusted import shown_names
 from stages.core.weight_trace import WeightTracer
