@@ -41,7 +41,7 @@ def set_atol(project: Path, model: str, atol: float) -> None:
     params = project / "params.yaml"
     text = params.read_text()
     at = text.index("atol: ", text.index(f"\n  {model}:\n"))
-    params.write_text(text[:at] + f"atol: {atol:.1e}" + text[text.index("\n", at):])
+    params.write_text(text[:at] + f"atol: {atol:.1e}" + text[text.index("\n", at) :])
 
 
 def report(label: str, seconds: float, baseline: float, baseline_name: str) -> None:
@@ -61,7 +61,9 @@ def remote_flow(built: Path, remote: Remote, work: Path, cold: float) -> None:
     seconds, out = run(repro, "dvc", "repro", "--pull", env=env)
     assert stages_run(out) == [], out
     report(f"[{remote.kind}] fresh clone: dvc repro --pull (no stage runs)", seconds, cold, "cold repro")
-    seconds, _ = run(work, "dvc", "get", str(origin), "models/signet/model.onnx", "-o", str(work / "signet.onnx"), env=env)
+    seconds, _ = run(
+        work, "dvc", "get", str(origin), "models/signet/model.onnx", "-o", str(work / "signet.onnx"), env=env
+    )
     report(f"[{remote.kind}] dvc get REPO models/signet/model.onnx", seconds, cold, "cold repro")
 
 

@@ -71,8 +71,10 @@ def timing_input(spec, family) -> dict[str, np.ndarray]:
     """One validation input of the model (for SigNet-SPP the one nearest 150x220)."""
     samples = family.validation_inputs(spec, 3, [])
     if spec.preprocessing.spp:
-        return min((feeds for _s, feeds in samples if feeds["input"].shape[0] == 1),
-                   key=lambda feeds: abs(feeds["input"].shape[2] * feeds["input"].shape[3] - 150 * 220))
+        return min(
+            (feeds for _s, feeds in samples if feeds["input"].shape[0] == 1),
+            key=lambda feeds: abs(feeds["input"].shape[2] * feeds["input"].shape[3] - 150 * 220),
+        )
     return samples[0][1]
 
 
@@ -86,7 +88,13 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
     calls32 = 32 if fixed else 1
     folder = Path("models") / name
     files = {"ORT fp32": folder / "model.onnx"}
-    files.update({f"ORT {p.name}": p / "model.onnx" for p in sorted((folder / "variants").glob("*")) if (p / "model.onnx").is_file()})
+    files.update(
+        {
+            f"ORT {p.name}": p / "model.onnx"
+            for p in sorted((folder / "variants").glob("*"))
+            if (p / "model.onnx").is_file()
+        }
+    )
     sessions = {label: session(path, threads) for label, path in files.items()}
     names = [o.name for o in sessions["ORT fp32"].get_outputs()]
     outputs = {label: dict(zip(names, s.run(names, feeds32))) for label, s in sessions.items()}
@@ -94,15 +102,22 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
     def call(run: Callable[[dict], object], batch: dict, calls: int) -> Callable[[], object]:
         return lambda: [run(batch) for _ in range(calls)]
 
-    runners = {source: reference, **{label: (lambda s: lambda batch: s.run(names, batch))(s) for label, s in sessions.items()}}
+    runners = {
+        source: reference,
+        **{label: (lambda s: lambda batch: s.run(names, batch))(s) for label, s in sessions.items()},
+    }
     before = load()
     b1 = interleaved_ms({label: call(run, feeds, 1) for label, run in runners.items()}, rounds)
     b32 = interleaved_ms({label: call(run, feeds32, calls32) for label, run in runners.items()}, max(3, rounds // 2))
     b32 = {label: value / 32 for label, value in b32.items()}
     shape = "x".join(map(str, next(iter(feeds.values())).shape))
-    print(f"\n== {name}: ms per item (input {shape}; batch 32 = {'32 calls' if fixed else 'one call of 32'}), "
-          f"median of {rounds} interleaved rounds, {threads} threads; {before} -> {load()} ==")
-    print(f"{'runtime':<22}{'batch 1':>9}{'batch 32':>10}{'x src b1':>10}{'x src b32':>10}{'x fp32 b1':>10}   accuracy vs ORT fp32")
+    print(
+        f"\n== {name}: ms per item (input {shape}; batch 32 = {'32 calls' if fixed else 'one call of 32'}), "
+        f"median of {rounds} interleaved rounds, {threads} threads; {before} -> {load()} =="
+    )
+    print(
+        f"{'runtime':<22}{'batch 1':>9}{'batch 32':>10}{'x src b1':>10}{'x src b32':>10}{'x fp32 b1':>10}   accuracy vs ORT fp32"
+    )
     rows = {}
     for label in runners:
         accuracy = "(source)" if label == source else "(reference)" if label == "ORT fp32" else ""
@@ -116,13 +131,17 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
                     parts.append(f"{n}: cos {cosine(ref, got):.5f}, max|d| {np.abs(ref - got).max():.2g}")
             accuracy = "; ".join(parts)
         rows[label] = {"b1": b1[label], "b32": b32[label], "accuracy": accuracy}
-        print(f"{label[:21]:<22}{b1[label]:>9.2f}{b32[label]:>10.2f}{b1[source] / b1[label]:>10.2f}{b32[source] / b32[label]:>10.2f}"
-              f"{b1['ORT fp32'] / b1[label]:>10.2f}   {accuracy}")
+        print(
+            f"{label[:21]:<22}{b1[label]:>9.2f}{b32[label]:>10.2f}{b1[source] / b1[label]:>10.2f}{b32[source] / b32[label]:>10.2f}"
+            f"{b1['ORT fp32'] / b1[label]:>10.2f}   {accuracy}"
+        )
     record = Path("reports") / folder.name / "variants.json"
     if record.is_file():
         for variant, entry in json.loads(record.read_text())["variants"].items():
             if not entry.get("published"):
-                print(f"  refused by the variants stage: {variant}: {entry.get('failure')} (cosine {entry.get('min_cosine')})")
+                print(
+                    f"  refused by the variants stage: {variant}: {entry.get('failure')} (cosine {entry.get('min_cosine')})"
+                )
     return rows
 
 
@@ -175,11 +194,20 @@ def cold_run(task: str, runtime: str, model: str, threads: int, images: list[Pat
 
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", COLD_SCRIPT, task, runtime, model, str(threads), *map(str, images)],
-                          capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", COLD_SCRIPT, task, runtime, model, str(threads), *map(str, images)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     wall = time.perf_counter() - start
     parts = json.loads(done.stdout.strip().splitlines()[-1])
-    timed = {"start": wall - parts["inside"], **{k: parts[k] for k in ("import", "load", "preprocess", "run")}, "total": wall}
+    timed = {
+        "start": wall - parts["inside"],
+        **{k: parts[k] for k in ("import", "load", "preprocess", "run")},
+        "total": wall,
+    }
     return {k: v * 1000 for k, v in timed.items()}
 
 
@@ -203,15 +231,23 @@ def bench_end_to_end(images: list[Path], rounds: int, threads: int) -> None:
     for _ in range(rounds):
         for (task, runtime), runs in cold.items():
             runs.append(cold_run(task, runtime, cases[task][0], threads, cases[task][1]))
-    print(f"\n== end to end, cold (one new process per run), {a.name} / {b.name}; ms, median of {rounds} interleaved rounds, "
-          f"{threads} threads; {before} -> {load()} ==")
+    print(
+        f"\n== end to end, cold (one new process per run), {a.name} / {b.name}; ms, median of {rounds} interleaved rounds, "
+        f"{threads} threads; {before} -> {load()} =="
+    )
     print(f"{'':<18}{'start':>8}{'import':>8}{'load':>8}{'prep':>8}{'run':>8}{'total':>9}{'x torch':>9}")
     for task in cases:
-        medians = {r: {k: statistics.median(run[k] for run in cold[(task, r)]) for k in cold[(task, r)][0]} for r in ("torch", "ort")}
+        medians = {
+            r: {k: statistics.median(run[k] for run in cold[(task, r)]) for k in cold[(task, r)][0]}
+            for r in ("torch", "ort")
+        }
         for runtime, label in (("torch", "PyTorch"), ("ort", "ONNX Runtime")):
             m = medians[runtime]
-            print(f"{task + ' ' + label:<18}" + "".join(f"{m[k]:>8.0f}" for k in ("start", "import", "load", "preprocess", "run"))
-                  + f"{m['total']:>9.0f}{medians['torch']['total'] / m['total']:>8.2f}x")
+            print(
+                f"{task + ' ' + label:<18}"
+                + "".join(f"{m[k]:>8.0f}" for k in ("start", "import", "load", "preprocess", "run"))
+                + f"{m['total']:>9.0f}{medians['torch']['total'] / m['total']:>8.2f}x"
+            )
 
     torch.set_num_threads(threads)
     siamese = torch_siamese.load_model(Path("data/raw/siamese"), model_spec("siamese"))
@@ -226,10 +262,14 @@ def bench_end_to_end(images: list[Path], rounds: int, threads: int) -> None:
     def upstream_prepare(model, path: Path) -> np.ndarray:
         style = model.folder.preprocessing
         dtype = "uint8" if model is verifier else "float32"
-        return style.network_input(upstream_preprocess_signature(upstream_load(path), style.canvas, style.img_size, style.input_size), dtype)
+        return style.network_input(
+            upstream_preprocess_signature(upstream_load(path), style.canvas, style.img_size, style.input_size), dtype
+        )
 
     for model, path, ours in ((verifier, a, pair[0]), (verifier, b, pair[1]), (embedder, a, one)):
-        assert np.array_equal(upstream_prepare(model, path), ours), "the package's preprocessing must be sigver's, pixel for pixel"
+        assert np.array_equal(upstream_prepare(model, path), ours), (
+            "the package's preprocessing must be sigver's, pixel for pixel"
+        )
 
     def torch_verify() -> None:
         x1, x2 = (torch.from_numpy(upstream_prepare(verifier, p)) for p in (a, b))
@@ -244,34 +284,53 @@ def bench_end_to_end(images: list[Path], rounds: int, threads: int) -> None:
         def run() -> None:
             with torch.no_grad():
                 net(*(torch.from_numpy(x) for x in arrays))
+
         return run
 
     runs = {
-        "verify: PyTorch": torch_verify, "verify: ORT": lambda: verifier.verify(a, b),
+        "verify: PyTorch": torch_verify,
+        "verify: ORT": lambda: verifier.verify(a, b),
         "  preprocess a pair (sigver)": lambda: (upstream_prepare(verifier, a), upstream_prepare(verifier, b)),
         "  preprocess a pair (package)": lambda: (verifier.prepare(a), verifier.prepare(b)),
-        "  network, PyTorch": torch_run(siamese, *pair), "  network, ORT": lambda: verifier._run(dict(zip(verifier.input_names, pair))),
-        "embed 1: PyTorch": torch_embed, "embed 1: ORT": lambda: embedder.embed([a]),
+        "  network, PyTorch": torch_run(siamese, *pair),
+        "  network, ORT": lambda: verifier._run(dict(zip(verifier.input_names, pair))),
+        "embed 1: PyTorch": torch_embed,
+        "embed 1: ORT": lambda: embedder.embed([a]),
         "  preprocess one (sigver)": lambda: upstream_prepare(embedder, a),
         "  preprocess one (package)": lambda: embedder.prepare(a),
-        "  network, PyTorch ": torch_run(signet, one), "  network, ORT ": lambda: embedder._run({embedder.input_names[0]: one}),
+        "  network, PyTorch ": torch_run(signet, one),
+        "  network, ORT ": lambda: embedder._run({embedder.input_names[0]: one}),
     }
     before = load()
     ms = interleaved_ms(runs, rounds * 3)
-    print(f"\n== end to end, warm (API, model loaded); ms, median of {rounds * 3} interleaved rounds; {before} -> {load()} ==")
+    print(
+        f"\n== end to end, warm (API, model loaded); ms, median of {rounds * 3} interleaved rounds; {before} -> {load()} =="
+    )
     for label, value in ms.items():
-        base = ms["verify: PyTorch"] if label == "verify: ORT" else ms["embed 1: PyTorch"] if label == "embed 1: ORT" else None
+        base = (
+            ms["verify: PyTorch"]
+            if label == "verify: ORT"
+            else ms["embed 1: PyTorch"]
+            if label == "embed 1: ORT"
+            else None
+        )
         ratio = f"{base / value:>8.2f}x vs PyTorch" if base else ""
         print(f"{label:<30}{value:>10.2f}{ratio}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, default=Path("."), help="a built project (data/raw, models); default: here")
+    parser.add_argument(
+        "--project", type=Path, default=Path("."), help="a built project (data/raw, models); default: here"
+    )
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds per figure (median)")
     parser.add_argument("--threads", type=int, default=2, help="threads for every runtime")
-    parser.add_argument("--images", type=Path, help="a folder of signature scans for the end-to-end rows (default: drawn ones)")
-    parser.add_argument("--models", nargs="*", help="models to benchmark (default: every model of params.yaml; none: end to end only)")
+    parser.add_argument(
+        "--images", type=Path, help="a folder of signature scans for the end-to-end rows (default: drawn ones)"
+    )
+    parser.add_argument(
+        "--models", nargs="*", help="models to benchmark (default: every model of params.yaml; none: end to end only)"
+    )
     args = parser.parse_args()
     import warnings
 

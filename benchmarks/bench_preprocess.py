@@ -43,15 +43,21 @@ def pages(folder: Path | None, count: int) -> list[tuple[str, np.ndarray]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=Path, help="a folder of scans (default: drawn pages)")
     parser.add_argument("--count", type=int, default=12, help="pages (default 12)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per page (median)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--models", nargs="+", default=MODELS, help=f"models whose preprocessing is timed (default {' '.join(MODELS)})")
+    parser.add_argument(
+        "--models", nargs="+", default=MODELS, help=f"models whose preprocessing is timed (default {' '.join(MODELS)})"
+    )
     args = parser.parse_args()
     inputs = pages(args.images, args.count)
-    print(f"{len(inputs)} pages from {args.images or 'drawings'}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{len(inputs)} pages from {args.images or 'drawings'}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'model':<20} {'style':<11} {'python ms':>10} {'graph ms':>10} {'ratio':>7} {'bit-equal':>10}")
     for name in args.models:
         spec = model_spec(name)
@@ -61,6 +67,7 @@ def main() -> None:
         run = session(graph.SerializeToString(), args.threads)
         python_ms, graph_ms, equal = [], [], 0
         for _label, rgb in inputs:
+
             def python(rgb=rgb):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -55,9 +55,9 @@ class LasagneTwin(torch.nn.Module):
     slicing; dense x @ W with W (in, out).
     """
 
-    def __init__(self, variant: str, params: Sequence[np.ndarray]):
+    def __init__(self, architecture_name: str, params: Sequence[np.ndarray]):
         super().__init__()
-        self.arch = architecture(variant)
+        self.arch = architecture(architecture_name)
         self.weights = [torch.from_numpy(np.ascontiguousarray(p)) for p in params]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -88,23 +88,30 @@ class LasagneTwin(torch.nn.Module):
         for n in levels:
             for r in range(n):
                 for c in range(n):
-                    region = x[:, :, math.floor(r / n * h) : math.ceil((r + 1) / n * h), math.floor(c / n * w) : math.ceil((c + 1) / n * w)]
+                    region = x[
+                        :,
+                        :,
+                        math.floor(r / n * h) : math.ceil((r + 1) / n * h),
+                        math.floor(c / n * w) : math.ceil((c + 1) / n * w),
+                    ]
                     bins.append(region.amax(dim=(2, 3)))
         return torch.stack(bins, dim=2).flatten(1)  # index c * 21 + bin
 
 
 def lasagne_model(name: str) -> tuple[str, list[np.ndarray], bytes, str]:
-    """(variant, flat params, ONNX bytes, where from) for a Lasagne model of params.yaml."""
+    """(architecture_name, flat params, ONNX bytes, where from) for a Lasagne model of params.yaml."""
     spec = model_spec(name, REPO / "params.yaml")
-    variant = spec.network.architecture
+    architecture_name = spec.network.architecture
     raw = REPO / "data" / "raw" / name / spec.files[0]
     published = REPO / "models" / name / "model.onnx"
     if raw.exists() and published.exists():
-        content, _ = load_checked(raw, variant)
-        return variant, content.params, published.read_bytes(), "pipeline files"
-    params = standin.synthetic_params(variant, spec.source.seed)
-    model = build_model(architecture(variant), check_params(variant, params, name), opset=spec.onnx.opset)
-    return variant, params, model.SerializeToString(), "built-in stand-in, in memory"
+        content, _ = load_checked(raw, architecture_name)
+        return architecture_name, content.params, published.read_bytes(), "pipeline files"
+    params = standin.synthetic_params(architecture_name, spec.source.seed)
+    model = build_model(
+        architecture(architecture_name), check_params(architecture_name, params, name), opset=spec.onnx.opset
+    )
+    return architecture_name, params, model.SerializeToString(), "built-in stand-in, in memory"
 
 
 def session(data: bytes, threads: int) -> ort.InferenceSession:
@@ -134,20 +141,22 @@ def phase(runs: Sequence[Callable[[], object]], cases: Sequence[tuple[str, np.nd
     return times
 
 
-def spp_batch(variant: str, size: tuple[int, int], seed: int) -> np.ndarray:
-    return lasagne_signet.spp_input(signature_gray(seed, *size), variant)
+def spp_batch(architecture_name: str, size: tuple[int, int], seed: int) -> np.ndarray:
+    return lasagne_signet.spp_input(signature_gray(seed, *size), architecture_name)
 
 
 def signet_batch(batch: int, seed: int, scale: float = 1.0) -> np.ndarray:
-    images = [lasagne_signet.signet_input(signature_gray(seed + i, 300 + 7 * i, 600 + 11 * i)) for i in range(min(batch, 4))]
+    images = [
+        lasagne_signet.signet_input(signature_gray(seed + i, 300 + 7 * i, 600 + 11 * i)) for i in range(min(batch, 4))
+    ]
     stacked = np.concatenate([images[i % len(images)] for i in range(batch)])
     return (stacked * np.float32(scale)).astype(np.float32)
 
 
 def measure_lasagne(name: str, cases: Sequence[tuple[str, np.ndarray]], repeat: int, threads: int) -> list[tuple]:
-    variant, params, data, origin = lasagne_model(name)
-    oracle = LasagneOracle(variant, params)
-    twin = LasagneTwin(variant, params).eval()
+    architecture_name, params, data, origin = lasagne_model(name)
+    oracle = LasagneOracle(architecture_name, params)
+    twin = LasagneTwin(architecture_name, params).eval()
     with torch.no_grad():
         torch_times = phase([lambda x=x: twin(torch.from_numpy(x)) for _l, x in cases], cases, repeat)
     oracle_times = phase([lambda x=x: oracle(x) for _l, x in cases], cases, max(1, repeat // 2))
@@ -179,7 +188,10 @@ def measure_pth(name: str, cases: Sequence[tuple[str, np.ndarray]], repeat: int,
     sess = session(data, threads)
     input_name = sess.get_inputs()[0].name
     ort_times = phase([lambda x=x: sess.run(None, {input_name: x}) for _l, x in cases], cases, repeat)
-    return [(f"{name} {label}", t_ort, None, t_torch, origin) for (label, _x), t_ort, t_torch in zip(cases, ort_times, torch_times)]
+    return [
+        (f"{name} {label}", t_ort, None, t_torch, origin)
+        for (label, _x), t_ort, t_torch in zip(cases, ort_times, torch_times)
+    ]
 
 
 def table(rows: Sequence[tuple]) -> str:
@@ -190,7 +202,10 @@ def table(rows: Sequence[tuple]) -> str:
         return "—" if value is None else f"{value / ort_time:.1f}x"
 
     header = ("case", "ORT ms/img", "oracle ms/img", "PyTorch ms/img", "oracle/ORT", "PyTorch/ORT")
-    body = [(label, ms(t_ort), ms(t_or), ms(t_pt), ratio(t_or, t_ort), ratio(t_pt, t_ort)) for label, t_ort, t_or, t_pt, _ in rows]
+    body = [
+        (label, ms(t_ort), ms(t_or), ms(t_pt), ratio(t_or, t_ort), ratio(t_pt, t_ort))
+        for label, t_ort, t_or, t_pt, _ in rows
+    ]
     widths = [max(len(str(r[i])) for r in (header, *body)) for i in range(len(header))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(header, widths)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -201,21 +216,33 @@ def table(rows: Sequence[tuple]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case (median; default %(default)s)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ORT and PyTorch threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="ORT and PyTorch threads (default: all cores)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes and batch 4 (a smoke run)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     big = 4 if args.quick else 32
     spp_sizes = QUICK_SPP_SIZES if args.quick else SPP_SIZES
-    rows = measure_lasagne("signet", [("batch 1", signet_batch(1, 7)), (f"batch {big}", signet_batch(big, 7))], args.repeat, args.threads)
+    rows = measure_lasagne(
+        "signet", [("batch 1", signet_batch(1, 7)), (f"batch {big}", signet_batch(big, 7))], args.repeat, args.threads
+    )
     rows += measure_lasagne(
         "signet_spp_300dpi",
         [(f"{h}x{w}", spp_batch("signet_spp_300dpi", (h, w), 11)) for h, w in spp_sizes],
-        args.repeat, args.threads,
+        args.repeat,
+        args.threads,
     )
-    rows += measure_pth("signet_pth", [("batch 1", signet_batch(1, 7, 1 / 255)), (f"batch {big}", signet_batch(big, 7, 1 / 255))], args.repeat, args.threads)
-    print(f"threads: {args.threads}; median of {args.repeat} runs after a warm-up; weights: "
-          + ", ".join(sorted({f'{r[0].split()[0]}: {r[4]}' for r in rows})))
+    rows += measure_pth(
+        "signet_pth",
+        [("batch 1", signet_batch(1, 7, 1 / 255)), (f"batch {big}", signet_batch(big, 7, 1 / 255))],
+        args.repeat,
+        args.threads,
+    )
+    print(
+        f"threads: {args.threads}; median of {args.repeat} runs after a warm-up; weights: "
+        + ", ".join(sorted({f"{r[0].split()[0]}: {r[4]}" for r in rows}))
+    )
     print(table(rows))
     return 0
 

@@ -47,8 +47,15 @@ def export_folded(module: torch.nn.Module, examples: tuple, dynamic: bool) -> by
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # the pipeline's exporter too
     names = ["input"] if len(examples) == 1 else ["input0", "input1"]
     with torch.no_grad():
-        torch.onnx.export(module.eval(), examples, buffer, input_names=names, opset_version=17, dynamo=False,
-                          dynamic_axes={"input": {0: "batch"}} if dynamic else None)
+        torch.onnx.export(
+            module.eval(),
+            examples,
+            buffer,
+            input_names=names,
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={"input": {0: "batch"}} if dynamic else None,
+        )
     return buffer.getvalue()
 
 
@@ -84,7 +91,9 @@ def session(data: bytes, threads: int) -> ort.InferenceSession:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per case (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     args = parser.parse_args()
@@ -99,20 +108,35 @@ def main() -> None:
                 module = torch_siamese.load_model(raw, spec)
                 examples = tuple(torch.zeros((150, 220), dtype=torch.uint8) for _ in range(2))
                 unfused = export_unfused(module, examples, ["input0", "input1"], ["e1", "e2", "logit"], 17)
-                cases = [(1, {"input0": rng.integers(0, 256, (150, 220), dtype=np.uint8),
-                              "input1": rng.integers(0, 256, (150, 220), dtype=np.uint8)})]
+                cases = [
+                    (
+                        1,
+                        {
+                            "input0": rng.integers(0, 256, (150, 220), dtype=np.uint8),
+                            "input1": rng.integers(0, 256, (150, 220), dtype=np.uint8),
+                        },
+                    )
+                ]
                 folded = export_folded(module, examples, dynamic=False)
             else:
                 module = torch_signet.load_model(raw, spec)
                 examples = (torch.zeros((1, 1, 150, 220)),)
-                unfused = export_unfused(module, examples, ["input"], ["fc2"], 17, {"input": {0: "batch"}, "fc2": {0: "batch"}})
+                unfused = export_unfused(
+                    module, examples, ["input"], ["fc2"], 17, {"input": {0: "batch"}, "fc2": {0: "batch"}}
+                )
                 folded = export_folded(module, examples, dynamic=True)
                 cases = [(b, {"input": rng.uniform(0, 1, (b, 1, 150, 220)).astype(np.float32)}) for b in (1, 32)]
-            sessions = {label: session(data, args.threads) for label, data in (("folded", folded), ("unfused", unfused))}
+            sessions = {
+                label: session(data, args.threads) for label, data in (("folded", folded), ("unfused", unfused))
+            }
             for batch, feeds in cases:
-                medians = interleaved_medians({label: (lambda s=s: s.run(None, feeds)) for label, s in sessions.items()}, args.repeat)
+                medians = interleaved_medians(
+                    {label: (lambda s=s: s.run(None, feeds)) for label, s in sessions.items()}, args.repeat
+                )
                 ms = {label: value / batch for label, value in medians.items()}
-                print(f"| {name} | {batch} | {ms['folded']:.2f} | {ms['unfused']:.2f} | {ms['unfused'] / ms['folded']:.2f}x |")
+                print(
+                    f"| {name} | {batch} | {ms['folded']:.2f} | {ms['unfused']:.2f} | {ms['unfused'] / ms['folded']:.2f}x |"
+                )
 
 
 if __name__ == "__main__":

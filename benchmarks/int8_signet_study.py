@@ -50,7 +50,9 @@ Arrays = dict[str, np.ndarray]
 AFFINE_OPS = ("Sub", "Mul", "Add")
 
 
-def _affine_chain(node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]], constants: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
+def _affine_chain(
+    node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]], constants: dict[str, np.ndarray]
+) -> list[onnx.NodeProto]:
     """The per-channel affine nodes that alone consume `node`'s output: Sub/Mul/Add by a constant,
     or one BatchNormalization."""
     chain: list[onnx.NodeProto] = []
@@ -103,10 +105,12 @@ def fold_affine(model: onnx.ModelProto) -> onnx.ModelProto:
                 shift = shift - value if step.op_type == "Sub" else shift + value
         per_channel = scale.reshape(-1, *[1] * (weight.ndim - 1)) if conv else scale.reshape(1, -1)
         weight_name, bias_name = f"{node.name}/folded_weight", f"{node.name}/folded_bias"
-        graph.initializer.extend([
-            numpy_helper.from_array((weight * per_channel).astype(np.float32), weight_name),
-            numpy_helper.from_array(shift.astype(np.float32), bias_name),
-        ])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array((weight * per_channel).astype(np.float32), weight_name),
+                numpy_helper.from_array(shift.astype(np.float32), bias_name),
+            ]
+        )
         result = chain[-1].output[0]
         if conv:
             node.input[:] = [node.input[0], weight_name, bias_name]
@@ -114,7 +118,10 @@ def fold_affine(model: onnx.ModelProto) -> onnx.ModelProto:
         else:
             product = f"{node.name}/folded:0"
             node.input[1], node.output[0] = weight_name, product
-            nodes.insert(nodes.index(node) + 1, helper.make_node("Add", [product, bias_name], [result], name=f"{node.name}/folded_add"))
+            nodes.insert(
+                nodes.index(node) + 1,
+                helper.make_node("Add", [product, bias_name], [result], name=f"{node.name}/folded_add"),
+            )
         folded.update(step.name for step in chain)
     del graph.node[:]
     graph.node.extend(n for n in nodes if n.name not in folded)
@@ -173,14 +180,21 @@ def main() -> None:
             quantized = builders.quantize_qdq(model, ranges, settings.per_channel, keep_float=[node])
             builds[f"{label}int8, keep {node} float"] = onnx_graph.serialize(quantized)
     timed = samples[0][1]
-    print(f"\n{args.model}: {len(samples)} validation samples, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n{args.model}: {len(samples)} validation samples, {args.threads} threads, load average {os.getloadavg()[0]:.2f}"
+    )
     print("ms: median per call, each build timed interleaved with fp32 (two sessions at a time, no spin-waiting)")
     print(f"{'build':58} {'min cosine':>10} {'max |diff|':>10} {'fp32 ms':>8} {'ms':>7} {'vs fp32':>7}")
     for label, data in builds.items():
         session = quiet_session(data, args.threads)
         cosine, error = accuracy(session, spec, samples, references)
-        ms = interleaved_medians({"fp32": lambda: fp32_session.run(None, timed), "build": lambda: session.run(None, timed)}, args.rounds)
-        print(f"{label:58} {cosine:10.5f} {error:10.3g} {ms['fp32']:8.2f} {ms['build']:7.2f} {ms['fp32'] / ms['build']:6.2f}x", flush=True)
+        ms = interleaved_medians(
+            {"fp32": lambda: fp32_session.run(None, timed), "build": lambda: session.run(None, timed)}, args.rounds
+        )
+        print(
+            f"{label:58} {cosine:10.5f} {error:10.3g} {ms['fp32']:8.2f} {ms['build']:7.2f} {ms['fp32'] / ms['build']:6.2f}x",
+            flush=True,
+        )
 
 
 def quiet_session(data: bytes, threads: int) -> ort.InferenceSession:

@@ -71,7 +71,9 @@ def find_images(images_dir: Path) -> dict[str, Path]:
         )
     found = {}
     for stem in itertools.chain(*WRITERS.values()):
-        matches = [images_dir / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES if (images_dir / f"{stem}{suffix}").exists()]
+        matches = [
+            images_dir / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES if (images_dir / f"{stem}{suffix}").exists()
+        ]
         if not matches:
             raise SignatureOnnxError(f"{images_dir}: no image named {stem} ({'/'.join(IMAGE_SUFFIXES)})")
         found[stem] = matches[0]
@@ -93,7 +95,12 @@ def features(model: ORTModelForSignatureFeatures, paths: dict[str, Path]) -> dic
     return dict(zip(paths, model.embed(list(paths.values()), layer="fc2")))
 
 
-def report(title: str, model: ORTModelForSignatureFeatures, sizes: dict[str, tuple[int, ...]], result: dict[str, dict[str, float]]) -> str:
+def report(
+    title: str,
+    model: ORTModelForSignatureFeatures,
+    sizes: dict[str, tuple[int, ...]],
+    result: dict[str, dict[str, float]],
+) -> str:
     lines = [f"== {title}: {model.folder.name} (from {upstream_file(model)}) ==", f"   {weights_note(model)}"]
     lines.append("   inputs: " + ", ".join(f"{k} {'x'.join(map(str, s))}" for k, s in sizes.items()))
     lines.append("Euclidean distance between signatures from the same user")
@@ -112,7 +119,14 @@ def run(models_dir: Path, images_dir: Path, signet_model: str, spp_model: str) -
         raise SignatureOnnxError(f"{signet_model}: an SPP model; --signet-model takes a fixed-size SigNet")
     results["signet"] = distances(features(model, paths))
     size = model.folder.preprocessing.input_size
-    print(report(f"SigNet, preprocess_signature on a 952x1360 canvas, {size[0]}x{size[1]} inputs", model, {k: size for k in paths}, results["signet"]))
+    print(
+        report(
+            f"SigNet, preprocess_signature on a 952x1360 canvas, {size[0]}x{size[1]} inputs",
+            model,
+            {k: size for k in paths},
+            results["signet"],
+        )
+    )
     model = open_model(models_dir, spp_model)
     if not model.folder.preprocessing.spp:
         raise SignatureOnnxError(f"{spp_model}: not an SPP model (it takes one fixed size only)")
@@ -124,9 +138,15 @@ def run(models_dir: Path, images_dir: Path, signet_model: str, spp_model: str) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", type=Path, default=Path("models"), help="published models (default: %(default)s)")
-    parser.add_argument("--images", type=Path, default=Path("signatures"),
-                        help="folder with a1, a2, b1, b2 (default: %(default)s, as in sigver_wiwd)")
+    parser.add_argument(
+        "--models-dir", type=Path, default=Path("models"), help="published models (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=Path("signatures"),
+        help="folder with a1, a2, b1, b2 (default: %(default)s, as in sigver_wiwd)",
+    )
     parser.add_argument("--signet-model", default="signet", help="fixed-size model (default: %(default)s)")
     parser.add_argument("--spp-model", default="signet_spp_300dpi", help="any-size model (default: %(default)s)")
     args = parser.parse_args(argv)

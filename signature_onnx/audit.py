@@ -81,7 +81,11 @@ def integrity(folder: Path) -> tuple[Link, Any, str | None]:
     except SignatureOnnxError as exc:
         return Link("integrity", "FAIL", shown(exc, 300)), None, None
     if actual != expected:
-        return Link("integrity", "FAIL", f"model.onnx has sha256 {actual}, lineage.json records {shown(expected)}"), record, actual
+        return (
+            Link("integrity", "FAIL", f"model.onnx has sha256 {actual}, lineage.json records {shown(expected)}"),
+            record,
+            actual,
+        )
     return Link("integrity", "PASS", f"model.onnx sha256 {actual}, as lineage.json records"), record, actual
 
 
@@ -110,7 +114,11 @@ def signature(folder: Path, public_key: Path | None, required: bool) -> Link:
         verify_signature(folder, public_key)
     except SignatureOnnxError as exc:
         return Link("signature", "FAIL", shown(exc, 300))
-    return Link("signature", "PASS", f"model.sig verifies with {shown(public_key.name)} over every file of {shown(folder.name)}/ but itself")
+    return Link(
+        "signature",
+        "PASS",
+        f"model.sig verifies with {shown(public_key.name)} over every file of {shown(folder.name)}/ but itself",
+    )
 
 
 def commit(folder: Path, model_sha256: str | None, signed: bool) -> Link:
@@ -120,9 +128,16 @@ def commit(folder: Path, model_sha256: str | None, signed: bool) -> Link:
         return Link("commit", "SKIP", f"{shown(path)} is absent (the release step writes it when signing)")
     try:
         document = read_json(path, folder)
-        repository, sha, dirty, named = document["repository"], document["commit"], document["dirty"], document["model_sha256"]
+        repository, sha, dirty, named = (
+            document["repository"],
+            document["commit"],
+            document["dirty"],
+            document["model_sha256"],
+        )
     except (SignatureOnnxError, KeyError, TypeError) as exc:
-        return Link("commit", "FAIL", f"{shown(path)}: expected repository, commit, dirty and model_sha256 ({shown(exc, 120)})")
+        return Link(
+            "commit", "FAIL", f"{shown(path)}: expected repository, commit, dirty and model_sha256 ({shown(exc, 120)})"
+        )
     if not isinstance(sha, str) or not _COMMIT.fullmatch(sha):
         return Link("commit", "FAIL", f"{shown(path)}: commit {shown(sha, 60)} is not a 40-hex git commit")
     if not isinstance(dirty, list) or len(dirty) > MAX_DIRTY or not all(isinstance(d, str) for d in dirty):
@@ -130,7 +145,9 @@ def commit(folder: Path, model_sha256: str | None, signed: bool) -> Link:
     if not (repository is None or isinstance(repository, str)):
         return Link("commit", "FAIL", f"{shown(path)}: repository must be an address or null")
     if named != model_sha256:
-        return Link("commit", "FAIL", f"{shown(path)} names model.onnx sha256 {shown(named, 70)}, the file has {model_sha256}")
+        return Link(
+            "commit", "FAIL", f"{shown(path)} names model.onnx sha256 {shown(named, 70)}, the file has {model_sha256}"
+        )
     state = f"dirty: {shown(', '.join(dirty), 100)}" if dirty else "a clean tree"
     claim = f"built at {shown(repository or 'no origin')} commit {sha} from {state}"
     if not signed:
@@ -147,8 +164,12 @@ def vectors(folder: Path, name: str = "vectors") -> Link:
         return Link(name, "FAIL", shown(exc, 300))
     failed = [r for r in results if not r.passed]
     if failed:
-        return Link(name, "FAIL", f"{len(failed)} of {len(results)} test sets outside tolerance; "
-                                  f"first: {shown(failed[0].name, 40)}: {shown(failed[0].failure, 200)}")
+        return Link(
+            name,
+            "FAIL",
+            f"{len(failed)} of {len(results)} test sets outside tolerance; "
+            f"first: {shown(failed[0].name, 40)}: {shown(failed[0].failure, 200)}",
+        )
     return Link(name, "PASS", f"{len(results)} test sets within tolerance in ONNX Runtime")
 
 
@@ -159,15 +180,25 @@ def parent_of(variant: Path, record: Any, name: str = "parent") -> Link:
     root = variant.parent.parent
     model = root / MODEL_FILE
     if variant.parent.name != VARIANTS_DIR or not model.exists():
-        return Link(name, "FAIL", f"{shown(variant)}: a variant lies in <model>/variants/<variant>/ beside its parent model.onnx; none found")
+        return Link(
+            name,
+            "FAIL",
+            f"{shown(variant)}: a variant lies in <model>/variants/<variant>/ beside its parent model.onnx; none found",
+        )
     try:
         actual = _sha256(model, root)
     except SignatureOnnxError as exc:
         return Link(name, "FAIL", shown(exc, 300))
     if actual != wanted:
-        return Link(name, "FAIL", f"{shown(model)} has sha256 {actual}, the variant's lineage names {shown(wanted, 70)}")
+        return Link(
+            name, "FAIL", f"{shown(model)} has sha256 {actual}, the variant's lineage names {shown(wanted, 70)}"
+        )
     recipe = record.get("recipe") if isinstance(record, dict) else None
-    return Link(name, "PASS", f"{shown(record.get('variant'), 40)} of {shown(model)} (sha256 {actual}), recipe {shown(recipe, 100)}")
+    return Link(
+        name,
+        "PASS",
+        f"{shown(record.get('variant'), 40)} of {shown(model)} (sha256 {actual}), recipe {shown(recipe, 100)}",
+    )
 
 
 def variant_folders(folder: Path) -> list[Path]:
@@ -212,9 +243,13 @@ def audit(path: Path, public_key: Path | None = None, require_signature: bool = 
     try:
         folder = given.resolve(strict=True)  # `audit .` inside a variant is that variant
     except OSError as exc:
-        raise ModelFolderError(f"{shown(given)}: cannot be resolved ({shown(exc.strerror or exc)}); expected a model folder") from None
+        raise ModelFolderError(
+            f"{shown(given)}: cannot be resolved ({shown(exc.strerror or exc)}); expected a model folder"
+        ) from None
     if not (folder / MODEL_FILE).is_file():
-        raise ModelFolderError(f"{shown(given)}: no model.onnx; expected a published model folder (models/<name>/ or a variant folder)")
+        raise ModelFolderError(
+            f"{shown(given)}: no model.onnx; expected a published model folder (models/<name>/ or a variant folder)"
+        )
     links = []
     link, record, model_sha256 = integrity(folder)
     links.append(link)
@@ -230,6 +265,12 @@ def audit(path: Path, public_key: Path | None = None, require_signature: bool = 
         links.append(parent_of(folder, record))
     else:
         links.extend(variant_links(folder))
-    links.append(Link("build", "N/A", f"{REPOSITORY_LINKS}: not checkable from a folder; in the project checkout run "
-                                      "`python -m stages.verify models/<name>/model.onnx`"))
+    links.append(
+        Link(
+            "build",
+            "N/A",
+            f"{REPOSITORY_LINKS}: not checkable from a folder; in the project checkout run "
+            "`python -m stages.verify models/<name>/model.onnx`",
+        )
+    )
     return links

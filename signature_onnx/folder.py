@@ -90,7 +90,9 @@ def confined(path: Path, root: Path) -> Path:
         resolved = path.resolve(strict=True)
         inside = resolved.is_relative_to(root.resolve(strict=True))
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop on older Pythons
-        raise ModelFolderError(f"{shown(path)}: cannot be resolved ({first_line(exc)}); expected a file of the model folder") from None
+        raise ModelFolderError(
+            f"{shown(path)}: cannot be resolved ({first_line(exc)}); expected a file of the model folder"
+        ) from None
     if not inside:
         raise ModelFolderError(
             f"{shown(path)}: resolves to {shown(resolved)}, outside the model folder {shown(root)}; "
@@ -110,13 +112,17 @@ def read_confined(path: Path, root: Path, limit: int, what: str) -> bytes:
     try:
         fd = os.open(resolved, flags)
     except OSError as exc:
-        raise ModelFolderError(f"{shown(path)}: cannot be opened ({shown(exc.strerror or exc)}); expected {what}") from None
+        raise ModelFolderError(
+            f"{shown(path)}: cannot be opened ({shown(exc.strerror or exc)}); expected {what}"
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ModelFolderError(f"{shown(path)}: not a regular file; expected {what}")
         if info.st_size > limit:
-            raise ModelFolderError(f"{shown(path)}: {info.st_size} bytes, more than the {limit} allowed; expected {what}")
+            raise ModelFolderError(
+                f"{shown(path)}: {info.st_size} bytes, more than the {limit} allowed; expected {what}"
+            )
         chunks, total = [], 0
         while total <= limit:
             chunk = os.read(fd, min(1 << 24, limit + 1 - total))
@@ -125,7 +131,9 @@ def read_confined(path: Path, root: Path, limit: int, what: str) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
     except OSError as exc:
-        raise ModelFolderError(f"{shown(path)}: cannot be read ({shown(exc.strerror or exc)}); expected {what}") from None
+        raise ModelFolderError(
+            f"{shown(path)}: cannot be read ({shown(exc.strerror or exc)}); expected {what}"
+        ) from None
     finally:
         os.close(fd)
     if total > limit:  # grew while being read
@@ -156,7 +164,9 @@ def parse_json(data: bytes, where: str) -> Any:
             raise ValueError(f"nested {deepest} levels deep, more than {MAX_JSON_DEPTH}")
         return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise ModelFolderError(f"{where}: not readable JSON ({first_line(exc)}); pull or rebuild the model folder") from None
+        raise ModelFolderError(
+            f"{where}: not readable JSON ({first_line(exc)}); pull or rebuild the model folder"
+        ) from None
 
 
 def read_json(path: Path, root: Path) -> Any:
@@ -208,13 +218,13 @@ class ModelFolder:
         card = read_json(card_path, folder)
         where = shown(card_path)
         if not isinstance(card, dict) or card.get("format") != FORMAT:
-            raise ModelFolderError(f"{where}: expected a JSON object with \"format\": {FORMAT}")
+            raise ModelFolderError(f'{where}: expected a JSON object with "format": {FORMAT}')
         task = card.get("task")
         if task not in TASKS:
             raise ModelFolderError(f"{where}: task {shown(repr(task))} is not one of {list(TASKS)}")
         name = card.get("model")
         if not isinstance(name, str) or not name:
-            raise ModelFolderError(f"{where}: \"model\" must be the model's name")
+            raise ModelFolderError(f'{where}: "model" must be the model\'s name')
         preprocessing = Preprocessing.from_dict(card.get("preprocessing"), f"{where}: preprocessing")
         own_path, record = own_lineage(folder)
         lineage = own_path or folder / LINEAGE_FILE
@@ -263,7 +273,9 @@ def own_lineage(folder: Path) -> tuple[Path | None, Any]:
     return (path, read_json(path, folder)) if path.exists() else (None, None)
 
 
-def checked_model_bytes(onnx_path: Path, lineage_path: Path | None, expected: str | None, integrity_check: bool) -> bytes:
+def checked_model_bytes(
+    onnx_path: Path, lineage_path: Path | None, expected: str | None, integrity_check: bool
+) -> bytes:
     """The bytes of a folder's model file, read once (what is checked is what runs), confined and bounded.
 
     With `integrity_check` and a lineage (`lineage_path`), the bytes' sha256 must be `expected`,
@@ -325,7 +337,9 @@ def verify_signature(folder: Path, public_key: Path) -> None:
     if not public_key.is_file():
         raise SignatureOnnxError(f"{shown(public_key)}: not a file; expected an EC public key PEM")
     if not signature.is_file():
-        raise IntegrityError(f"{shown(signature)}: missing; a signature was required (the release step writes it with `python -m stages.sign`)")
+        raise IntegrityError(
+            f"{shown(signature)}: missing; a signature was required (the release step writes it with `python -m stages.sign`)"
+        )
     confined(signature, folder)
     try:
         config = verifying.Config().use_elliptic_key_verifier(public_key=public_key)

@@ -88,7 +88,12 @@ class ORTSignatureModel:
 
     @classmethod
     def _load(
-        cls, folder: ModelFolder, threads: int | None, integrity_check: bool, public_key: str | os.PathLike[str] | None, preprocess: str = "python"
+        cls,
+        folder: ModelFolder,
+        threads: int | None,
+        integrity_check: bool,
+        public_key: str | os.PathLike[str] | None,
+        preprocess: str = "python",
     ) -> "ORTSignatureModel":
         if preprocess not in PREPROCESS_CHOICES:
             raise ValueError(f"preprocess must be one of {list(PREPROCESS_CHOICES)}, got {shown(repr(preprocess), 40)}")
@@ -99,7 +104,9 @@ class ORTSignatureModel:
         graph = None
         if preprocess == "onnx":
             graph_bytes = folder.graph_bytes(PREPROCESS_FILE, integrity_check=integrity_check)
-            graph = cpu_session(graph_bytes, str(folder.onnx_path.parent / PREPROCESS_FILE), "pull or rebuild it", threads)
+            graph = cpu_session(
+                graph_bytes, str(folder.onnx_path.parent / PREPROCESS_FILE), "pull or rebuild it", threads
+            )
         model = cls(folder, cpu_session(data, str(folder.onnx_path), "pull or rebuild it", threads), threads, graph)
         model.warn_if_synthetic()
         return model
@@ -134,7 +141,9 @@ class ORTSignatureModel:
         try:
             values = dict(zip(names, self.preprocess_session.run(names, feeds)))
         except Exception as exc:  # ORT's own error types: a graph that is not this folder's
-            raise ModelFolderError(f"{shown(self.folder.onnx_path.parent / PREPROCESS_FILE)}: ONNX Runtime cannot run it ({first_line(exc)})") from None
+            raise ModelFolderError(
+                f"{shown(self.folder.onnx_path.parent / PREPROCESS_FILE)}: ONNX Runtime cannot run it ({first_line(exc)})"
+            ) from None
         for name, image in zip(self.input_names, images):
             if not bool(values[f"{name}{VALID_SUFFIX}"]):
                 raise ImageError(
@@ -151,7 +160,9 @@ class ORTSignatureModel:
             return load_rgb(image)
         if image.ndim == 3:
             if image.dtype != np.uint8 or image.shape[2] != 3:
-                raise ImageError(f"input image: expected uint8 RGB (rows, cols, 3) or a gray (rows, cols) array, got {image.dtype} {image.shape}")
+                raise ImageError(
+                    f"input image: expected uint8 RGB (rows, cols, 3) or a gray (rows, cols) array, got {image.dtype} {image.shape}"
+                )
             return np.ascontiguousarray(image)
         gray = as_uint8_image(image, None)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
@@ -175,11 +186,15 @@ class ORTSignatureModel:
         try:
             values = self.session.run(names, feeds)
         except Exception as exc:  # ORT's own error types: a bad shape, an SPP input below its minimum
-            raise ImageError(f"{shown(self.folder.onnx_path)}: ONNX Runtime refused the input ({first_line(exc)})") from None
+            raise ImageError(
+                f"{shown(self.folder.onnx_path)}: ONNX Runtime refused the input ({first_line(exc)})"
+            ) from None
         for output, value in zip(names, values):
             array = np.asarray(value)
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
-                self._fail_output(output, f"{int(array.size - np.isfinite(array).sum())} of {array.size} values are NaN or infinite")
+                self._fail_output(
+                    output, f"{int(array.size - np.isfinite(array).sum())} of {array.size} values are NaN or infinite"
+                )
         return dict(zip(names, values))
 
     def _fail_output(self, output: str, what: str) -> None:
@@ -190,7 +205,9 @@ class ORTSignatureModel:
 
     def _fail_graph(self, expected: str) -> None:
         shapes = {i.name: (i.type, i.shape) for i in self.session.get_inputs()}
-        raise ModelFolderError(f"{shown(self.folder.onnx_path)}: inputs {shown(shapes)} do not fit a {self.folder.task!r} model; expected {expected}")
+        raise ModelFolderError(
+            f"{shown(self.folder.onnx_path)}: inputs {shown(shapes)} do not fit a {self.folder.task!r} model; expected {expected}"
+        )
 
 
 class ORTModelForSignatureCleaning(ORTSignatureModel):
@@ -295,20 +312,26 @@ class ORTModelForSignatureFeatures(ORTSignatureModel):
         """The feature layers this model outputs (fc1 and fc2, or fc2 only for sigver .pth)."""
         return list(self.output_names)
 
-    def embed(self, images: Iterable[ImageLike], *, layer: str = "fc2", batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+    def embed(
+        self, images: Iterable[ImageLike], *, layer: str = "fc2", batch_size: int = 32, show_progress: bool = False
+    ) -> np.ndarray:
         """Features of each image, float32 (N, 2048).
 
         Fixed-size SigNets run in batches of `batch_size`; SigNet-SPP runs each image at its own
         size (one at a time). Images are files or gray arrays (paper 255, ink dark).
         """
         if layer not in self.output_names:
-            raise ValueError(f"{shown(self.folder.name, 80)} has no layer {shown(repr(layer), 40)}; it outputs {shown(self.output_names)}")
+            raise ValueError(
+                f"{shown(self.folder.name, 80)} has no layer {shown(repr(layer), 40)}; it outputs {shown(self.output_names)}"
+            )
         items = list(images)
         if not items:
             raise ValueError("no images to embed")
         step = 1 if self.folder.preprocessing.spp else max(1, batch_size)
         features = []
-        bar = progress(total=len(items), desc=f"embed ({shown(self.folder.name, 40)})", unit="img", enabled=show_progress)
+        bar = progress(
+            total=len(items), desc=f"embed ({shown(self.folder.name, 40)})", unit="img", enabled=show_progress
+        )
         with bar:
             for start in range(0, len(items), step):
                 chunk = items[start : start + step]

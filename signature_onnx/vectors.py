@@ -57,7 +57,9 @@ def tensor_bytes(array: np.ndarray, name: str) -> bytes:
     from onnx import numpy_helper
 
     data = np.asarray(array)  # np.ascontiguousarray would make a 0-d array (a valid flag) 1-d
-    return numpy_helper.from_array(np.ascontiguousarray(data) if data.ndim else data, name).SerializeToString(deterministic=True)
+    return numpy_helper.from_array(np.ascontiguousarray(data) if data.ndim else data, name).SerializeToString(
+        deterministic=True
+    )
 
 
 def read_tensor(path: Path, root: Path | None = None) -> tuple[str, np.ndarray]:
@@ -74,10 +76,14 @@ def read_tensor(path: Path, root: Path | None = None) -> tuple[str, np.ndarray]:
     try:
         tensor.ParseFromString(data)
         if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
-            raise ModelFolderError(f"{shown(path)}: the tensor's data is in an external file; expected its values inside the .pb file")
+            raise ModelFolderError(
+                f"{shown(path)}: the tensor's data is in an external file; expected its values inside the .pb file"
+            )
         array = numpy_helper.to_array(tensor)
     except (DecodeError, ValueError, TypeError, KeyError, MemoryError) as exc:
-        raise ModelFolderError(f"{shown(path)}: not a readable ONNX TensorProto ({first_line(exc, 200)}); pull the model folder again") from None
+        raise ModelFolderError(
+            f"{shown(path)}: not a readable ONNX TensorProto ({first_line(exc, 200)}); pull the model folder again"
+        ) from None
     if array.dtype.kind not in "biuf":
         raise ModelFolderError(f"{shown(path)}: a {array.dtype} tensor; expected numbers")
     return tensor.name, array
@@ -112,7 +118,9 @@ def read_tolerance(folder: Path, lineage: Any = None) -> tuple[float, float]:
     path = folder / VECTORS_FILE
     where = shown(path)
     if not path.exists():
-        raise ModelFolderError(f"{where}: missing; the folder has no test vectors (pull it again, or `dvc repro vectors`)")
+        raise ModelFolderError(
+            f"{where}: missing; the folder has no test vectors (pull it again, or `dvc repro vectors`)"
+        )
     data = read_json(path, folder)
     try:
         atol, rtol = data["tolerance"]["atol"], data["tolerance"]["rtol"]
@@ -120,18 +128,28 @@ def read_tolerance(folder: Path, lineage: Any = None) -> tuple[float, float]:
         raise ModelFolderError(f"{where}: expected JSON with tolerance.atol and tolerance.rtol") from None
     validation = lineage.get("validation") if isinstance(lineage, dict) else None
     variant = isinstance(lineage, dict) and "variant" in lineage
-    for key, value, ceiling in (("atol", atol, MAX_ATOL + (MAX_VARIANT_ERROR if variant else 0.0)), ("rtol", rtol, MAX_RTOL)):
+    for key, value, ceiling in (
+        ("atol", atol, MAX_ATOL + (MAX_VARIANT_ERROR if variant else 0.0)),
+        ("rtol", rtol, MAX_RTOL),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ModelFolderError(f"{where}: tolerance.{key} {shown(repr(value), 40)}; expected a finite number >= 0")
         published = validation.get(key) if isinstance(validation, dict) else None
-        if isinstance(published, (int, float)) and not isinstance(published, bool) and math.isfinite(published) and published >= 0:
+        if (
+            isinstance(published, (int, float))
+            and not isinstance(published, bool)
+            and math.isfinite(published)
+            and published >= 0
+        ):
             if value > published:
                 raise ModelFolderError(
                     f"{where}: tolerance.{key} {value:g} is larger than the {published:g} the model was validated with "
                     f"(lineage.json validation.{key}); expected at most that"
                 )
         if value > ceiling:
-            raise ModelFolderError(f"{where}: tolerance.{key} {value:g}; expected at most {ceiling:g} (a conversion error, not a different model)")
+            raise ModelFolderError(
+                f"{where}: tolerance.{key} {value:g}; expected at most {ceiling:g} (a conversion error, not a different model)"
+            )
     return float(atol), float(rtol)
 
 
@@ -154,7 +172,9 @@ def check_vectors(
     if folder.suffix == ".onnx":
         folder = folder.parent
     if not folder.is_dir():
-        raise ModelFolderError(f"{shown(folder)}: not a folder; expected a published model folder with test_data_set_N/")
+        raise ModelFolderError(
+            f"{shown(folder)}: not a folder; expected a published model folder with test_data_set_N/"
+        )
     lineage_path, lineage = own_lineage(folder)
     atol, rtol = read_tolerance(folder, lineage)
     sets = find_test_sets(folder)
@@ -171,14 +191,20 @@ def check_vectors(
     if pipeline_dir.is_dir():  # pipeline.onnx: raw pixels in, checked against the lineage's sha256 too
         pipeline_path = folder / PIPELINE_FILE
         if not pipeline_path.is_file():
-            raise ModelFolderError(f"{shown(pipeline_path)}: missing, but {shown(pipeline_dir)} holds its test sets; pull the folder again")
+            raise ModelFolderError(
+                f"{shown(pipeline_path)}: missing, but {shown(pipeline_dir)} holds its test sets; pull the folder again"
+            )
         digest = dict(recorded_graph_sha256(lineage)).get(PIPELINE_FILE)
         pipeline_bytes = checked_model_bytes(pipeline_path, lineage_path, digest, integrity_check)
         p_atol, p_rtol = read_tolerance(pipeline_dir, lineage)
-        runs.append((f"{PIPELINE_VECTORS_DIR}/", find_test_sets(pipeline_dir), pipeline_bytes, pipeline_path, p_atol, p_rtol))
+        runs.append(
+            (f"{PIPELINE_VECTORS_DIR}/", find_test_sets(pipeline_dir), pipeline_bytes, pipeline_path, p_atol, p_rtol)
+        )
     results = []
     total = sum(len(run[1]) for run in runs)
-    with progress(total=total, desc=f"check-vectors ({shown(folder.name, 40)})", unit="set", enabled=show_progress) as bar:
+    with progress(
+        total=total, desc=f"check-vectors ({shown(folder.name, 40)})", unit="set", enabled=show_progress
+    ) as bar:
         for prefix, test_sets, model_bytes, path, set_atol, set_rtol in runs:
             session = cpu_session(model_bytes, str(path), "pull or rebuild it", threads)
             for test_set in test_sets:
@@ -200,15 +226,21 @@ def run_set(session: Any, test_set: Path, folder: Path, prefix: str, atol: float
         )
     for (output, want), path in zip(expected, _numbered(test_set, "output")):
         if not np.isfinite(want).all():
-            raise ModelFolderError(f"{shown(path)}: expected values of {shown(repr(output), 60)} hold NaN or infinity; expected finite numbers")
+            raise ModelFolderError(
+                f"{shown(path)}: expected values of {shown(repr(output), 60)} hold NaN or infinity; expected finite numbers"
+            )
     try:
         actual = session.run(output_names, dict(inputs))
     except Exception as exc:  # ORT's own error types
-        raise SignatureOnnxError(f"{shown(test_set)}: ONNX Runtime failed on the inputs ({first_line(exc, 200)})") from None
+        raise SignatureOnnxError(
+            f"{shown(test_set)}: ONNX Runtime failed on the inputs ({first_line(exc, 200)})"
+        ) from None
     return compare_set(prefix + test_set.name, expected, actual, atol, rtol)
 
 
-def compare_set(name: str, expected: list[tuple[str, np.ndarray]], actual: list[np.ndarray], atol: float, rtol: float) -> SetResult:
+def compare_set(
+    name: str, expected: list[tuple[str, np.ndarray]], actual: list[np.ndarray], atol: float, rtol: float
+) -> SetResult:
     """One test set against the rule `|actual - expected| <= atol + rtol * |expected|`, element-wise
     (shapes must agree, NaN or infinity fails): the one copy of the rule (the variants stage uses it too)."""
     errors: dict[str, float] = {}
@@ -220,7 +252,9 @@ def compare_set(name: str, expected: list[tuple[str, np.ndarray]], actual: list[
         if not np.isfinite(got).all():
             # NaN compares false against any tolerance: without this a NaN output would pass.
             errors[output] = math.inf
-            failure = failure or f"{shown(repr(output), 60)}: the model output holds NaN or infinity; expected finite values"
+            failure = (
+                failure or f"{shown(repr(output), 60)}: the model output holds NaN or infinity; expected finite values"
+            )
             continue
         diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
         errors[output] = float(diff.max()) if diff.size else 0.0

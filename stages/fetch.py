@@ -45,7 +45,8 @@ def holds_pinned_bytes(target: Path, name: str, spec: ModelSpec, pinned: dict[st
     except PipelineError:
         return False
     return all(
-        (target / f).stat().st_size == pinned[f].size and sha256_file(target / f) == pinned[f].sha256 for f in spec.files
+        (target / f).stat().st_size == pinned[f].size and sha256_file(target / f) == pinned[f].sha256
+        for f in spec.files
     )
 
 
@@ -73,7 +74,10 @@ def fetch(name: str, spec: ModelSpec) -> None:
     if recorded:
         log.warning(
             "models.%s: recorded new sha256 pins for %s in %s; review and commit it (git add %s)",
-            name, ", ".join(recorded), pins.LOCK_FILE, pins.LOCK_FILE,
+            name,
+            ", ".join(recorded),
+            pins.LOCK_FILE,
+            pins.LOCK_FILE,
         )
 
 

@@ -63,13 +63,19 @@ def patch(name: str, spec: ModelSpec) -> None:
     except FileNotFoundError:
         raise PipelineError(f"{source}: not found; run the convert stage first (dvc repro)") from None
     except (DecodeError, ValueError) as exc:
-        raise PipelineError(f"{source}: not a readable ONNX file ({exc}); rebuild it: dvc repro -f convert@{name}") from None
+        raise PipelineError(
+            f"{source}: not a readable ONNX file ({exc}); rebuild it: dvc repro -f convert@{name}"
+        ) from None
     patched = patch_model(model, name, spec)
     data = onnx_graph.serialize(patched)
     check_in_runtime(data, spec)
     write_bytes(paths.patched_onnx(name), data)
-    log.info("wrote %s: %s -> %s", paths.patched_onnx(name),
-             [f"{t.name}{t.shape}" for t in spec.onnx.inputs], [f"{t.name}{t.shape}" for t in spec.onnx.outputs])
+    log.info(
+        "wrote %s: %s -> %s",
+        paths.patched_onnx(name),
+        [f"{t.name}{t.shape}" for t in spec.onnx.inputs],
+        [f"{t.name}{t.shape}" for t in spec.onnx.outputs],
+    )
 
 
 if __name__ == "__main__":

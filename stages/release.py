@@ -5,7 +5,9 @@
 It releases the build committed at HEAD (dvc.lock), read from the DVC cache, so the workspace
 need not hold it. Refuses, with the list of what is wrong, when:
 - dvc.yaml, dvc.lock or params.yaml differ from HEAD (the tag must name the build it releases);
-- the artifact's `meta.upstream_sha256` in dvc.yaml differs from the build's lineage.json;
+- dvc.yaml's generated blocks (artifacts, plots) differ from what params.yaml gives
+  (`python -m stages.generate_dvc_yaml --check`);
+- the build's lineage.json is neither in the DVC cache nor in the remote, or is damaged;
 - the model folder's signature (models/MODEL/model.sig and commit.json, from
   `python -m stages.sign`) differs from HEAD: the released folder carries the committed signature;
 - the DVC remote lacks any cache file of the published folder's build (what `dvc push` must
@@ -55,7 +57,7 @@ def find_artifact(root: Path, model: str) -> tuple[str, dict]:
             return name, entry
     raise PipelineError(
         f"dvc.yaml: no artifact publishes {model!r} (artifacts: {', '.join(sorted(artifacts)) or 'none'}); "
-        f"add an entry named {artifact_name(model)!r} under artifacts:"
+        f"add the model to params.yaml and run: python -m stages.generate_dvc_yaml (it writes the entry {artifact_name(model)!r})"
     )
 
 
@@ -63,13 +65,19 @@ def check_committed(root: Path, model: str) -> None:
     """The files that define the build (and the folder's signature) must be committed, so the tag points at this build."""
     signed = [(paths.published_dir(model) / name).as_posix() for name in ("model.sig", "commit.json")]
     changed = subprocess.run(
-        ["git", "status", "--porcelain", "--", *MANIFEST_FILES, *signed], cwd=root, capture_output=True, text=True, check=False,
+        ["git", "status", "--porcelain", "--", *MANIFEST_FILES, *signed],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if changed.returncode != 0:
         raise PipelineError(f"{root}: not a git repository (git status: {reason(changed.stderr)})")
     if changed.stdout.strip():
         files = ", ".join(line[3:] for line in changed.stdout.splitlines())
-        raise PipelineError(f"uncommitted changes in {files}: commit them first, the tag must name the build it releases")
+        raise PipelineError(
+            f"uncommitted changes in {files}: commit them first, the tag must name the build it releases"
+        )
 
 
 def committed_lineage(root: Path, model: str) -> dict:
@@ -82,7 +90,9 @@ def committed_lineage(root: Path, model: str) -> dict:
     except ValueError:
         raise PipelineError(f"{path}: not valid JSON; rebuild it: dvc repro -f validate@{model}") from None
     except Exception as exc:  # DVC raises many types (not in cache, no remote, path missing)
-        raise PipelineError(f"{path} of HEAD's build is neither in the DVC cache nor in the remote ({reason(exc)}); build it (dvc repro) or pull it") from None
+        raise PipelineError(
+            f"{path} of HEAD's build is neither in the DVC cache nor in the remote ({reason(exc)}); build it (dvc repro) or pull it"
+        ) from None
 
 
 def check_signature_current(root: Path, model: str, built: dict) -> None:
@@ -96,23 +106,34 @@ def check_signature_current(root: Path, model: str, built: dict) -> None:
     except (ValueError, KeyError, TypeError):
         raise PipelineError(f"{path} at HEAD is damaged; sign again: python -m stages.sign {model}") from None
     if named != (built.get("onnx") or {}).get("sha256"):
-        raise PipelineError(f"{path} at HEAD signs another build of {model} (model.onnx sha256 {reason(str(named), 70)}); "
-                            f"sign this one and commit it: python -m stages.sign {model} && git add models/{model}/model.sig {path}")
+        raise PipelineError(
+            f"{path} at HEAD signs another build of {model} (model.onnx sha256 {reason(str(named), 70)}); "
+            f"sign this one and commit it: python -m stages.sign {model} && git add models/{model}/model.sig {path}"
+        )
 
 
-def check_upstream_meta(root: Path, model: str, name: str, entry: dict) -> None:
-    """dvc.yaml's meta.upstream_sha256 must be the build's upstream digests (from lineage.json); the
-    folder's committed signature, if any, must be of that build."""
+def check_registry_generated(root: Path) -> None:
+    """dvc.yaml's artifacts (and plots) must be what params.yaml gives: a tag must not publish a stale
+    description or labels."""
+    from stages.core.params import load_params
+    from stages.generate_dvc_yaml import staleness  # it imports this module's artifact_name
+
+    stale = staleness(
+        (root / "dvc.yaml").read_text(encoding="utf-8"), load_params(root / "params.yaml").models, "dvc.yaml"
+    )
+    if stale:
+        raise PipelineError(stale)
+
+
+def check_build_record(root: Path, model: str) -> None:
+    """HEAD's build must be readable (its lineage.json, which records the upstream bytes it converted)
+    and the folder's committed signature, if any, must be of that build."""
     lineage = committed_lineage(root, model)
+    if not isinstance(lineage, dict) or not isinstance(lineage.get("upstream_files"), dict):
+        raise PipelineError(
+            f"models/{model}/lineage.json: lacks upstream_files; rebuild it: dvc repro -f validate@{model}"
+        )
     check_signature_current(root, model, lineage)
-    try:
-        built = {file: info["sha256"] for file, info in lineage["upstream_files"].items()}
-    except (KeyError, TypeError, AttributeError):
-        raise PipelineError(f"models/{model}/lineage.json: lacks upstream_files.<file>.sha256; rebuild it: dvc repro -f validate@{model}") from None
-    declared = (entry.get("meta") or {}).get("upstream_sha256") or {}
-    if declared != built:
-        expected = "".join(f"\n        {file}: {digest}" for file, digest in sorted(built.items()))
-        raise PipelineError(f"dvc.yaml: artifacts.{name}.meta.upstream_sha256 differs from the build's lineage.json; set it to:{expected}")
 
 
 def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]:
@@ -167,14 +188,18 @@ def release(args: argparse.Namespace) -> None:
     model = (entry.get("meta") or {}).get("model", args.model)
     print(f"[release {name}] checking the build is committed", file=sys.stderr)
     check_committed(root, model)
-    check_upstream_meta(root, model, name, entry)
+    check_registry_generated(root)
+    check_build_record(root, model)
     print(f"[release {name}] checking the DVC remote holds every cache file of the build", file=sys.stderr)
     check_remote(root, model, args.remote)
     if args.check_only:
         print(f"[release {name}] ready to release: the remote holds the whole build", file=sys.stderr)
         return
     made = tag(root, name, args.version, args.stage, args.push)
-    print(f"[release {name}] tagged {', '.join(made)}" + ("" if args.push else "; publish with: git push origin --tags"), file=sys.stderr)
+    print(
+        f"[release {name}] tagged {', '.join(made)}" + ("" if args.push else "; publish with: git push origin --tags"),
+        file=sys.stderr,
+    )
 
 
 EXAMPLES = """examples:

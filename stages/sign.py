@@ -25,7 +25,7 @@ from stages.core.digests import md5_file
 from stages.core.errors import PipelineError
 from stages.core.params import PARAMS_FILE, load_params
 from stages.publish import commit_record, lock_history, signing
-from stages.verify import verify_file
+from stages.verification.links import verify_file
 
 log = logging.getLogger("stages.sign")
 
@@ -35,20 +35,28 @@ def private_key(given: Path | None, root: Path) -> Path:
     if given is None:
         named = os.environ.get(signing.KEY_ENV)
         if not named:
-            raise PipelineError(f"no signing key: set {signing.KEY_ENV} to an EC private key PEM; {signing.NEW_KEY_HINT}")
+            raise PipelineError(
+                f"no signing key: set {signing.KEY_ENV} to an EC private key PEM; {signing.NEW_KEY_HINT}"
+            )
         given = Path(named)
     if given.resolve().is_relative_to(root.resolve()):
-        raise PipelineError(f"signing key {given} is inside the project {root}: keep private keys out of the repository")
+        raise PipelineError(
+            f"signing key {given} is inside the project {root}: keep private keys out of the repository"
+        )
     return given
 
 
 def check_committed_build(root: Path, name: str, onnx_file: Path) -> None:
     """HEAD's dvc.lock must record this model.onnx: commit.json names HEAD as the build's commit."""
     head = lock_history.head(root)
-    holding = lock_history.commits_holding(root, f"validate@{name}", f"models/{name}/model.onnx", md5_file(onnx_file)) or []
+    holding = (
+        lock_history.commits_holding(root, f"validate@{name}", f"models/{name}/model.onnx", md5_file(onnx_file)) or []
+    )
     if head is None or head not in {c.sha for c in holding}:
-        raise PipelineError(f"{onnx_file}: HEAD's dvc.lock does not record this build; commit it first "
-                            "(git add dvc.lock models/*/verdict.json && git commit), then sign")
+        raise PipelineError(
+            f"{onnx_file}: HEAD's dvc.lock does not record this build; commit it first "
+            "(git add dvc.lock models/*/verdict.json && git commit), then sign"
+        )
 
 
 def sign_models(names: list[str], root: Path, key: Path, password: str | None) -> list[Path]:
@@ -61,11 +69,17 @@ def sign_models(names: list[str], root: Path, key: Path, password: str | None) -
         # The model and each of its variants: the signature covers the whole folder, whose file set
         # the dvc.lock link checks (exactly the stages' outputs). The old commit.json is rewritten below.
         checked = [onnx_file, *sorted((onnx_file.parent / "variants").glob("*/model.onnx"))]
-        failed = [f"{c.link} ({c.detail})" for file in checked for c in verify_file(file, root, signature=False)
-                  if c.status in ("FAIL", "N/A") and c.link != "commit"]
+        failed = [
+            f"{c.link} ({c.detail})"
+            for file in checked
+            for c in verify_file(file, root, signature=False)
+            if c.status in ("FAIL", "N/A") and c.link != "commit"
+        ]
         if failed:
-            raise PipelineError(f"{onnx_file} fails verification, not signing anything (remove files that are not "
-                                f"stage outputs; rebuild or `dvc checkout` changed ones): {'; '.join(failed)}"[:1500])
+            raise PipelineError(
+                f"{onnx_file} fails verification, not signing anything (remove files that are not "
+                f"stage outputs; rebuild or `dvc checkout` changed ones): {'; '.join(failed)}"[:1500]
+            )
         check_committed_build(root, name, onnx_file)
         folders.append(onnx_file.parent)
     signatures = []
@@ -89,8 +103,12 @@ def sign_models(names: list[str], root: Path, key: Path, password: str | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.sign", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.sign",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("models", nargs="*", help="model names (default: every model of params.yaml)")
     parser.add_argument("--key", type=Path, default=None, help=f"EC private key PEM (default: ${signing.KEY_ENV})")
     parser.add_argument("--root", type=Path, default=Path("."), help="the project checkout (default: .)")

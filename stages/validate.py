@@ -3,7 +3,7 @@
 Inputs: drawn signature-like images (and every image in `validation.image_dirs`), prepared as
 the model expects. Over tolerance the stage exits non-zero and publishes nothing; within it,
 models/<model>/ receives model.onnx (with its lineage in the ONNX metadata), lineage.json,
-provenance.intoto.json, README.md (the model card), verdict.json (stages/verdict.py) and
+provenance.intoto.json, README.md (the model card), verdict.json (stages/publish/verdict.py) and
 preprocessing.json (task and input preparation, for the signature_onnx package), all hashed in
 dvc.lock and the same bytes on every machine; reports/<model>/ receives validation.json and
 samples.csv (measured errors, CPU-dependent, outside the published folder, dvc.lock and git,
@@ -48,18 +48,23 @@ def samples_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def published_files(name: str, spec: ModelSpec, patched: bytes, validators: list[Validator], weights: dict[str, int]) -> tuple[dict[str, bytes], PreprocessFigures]:
+def published_files(
+    name: str, spec: ModelSpec, patched: bytes, validators: list[Validator], weights: dict[str, int]
+) -> tuple[dict[str, bytes], PreprocessFigures]:
     """model.onnx with its lineage metadata, preprocess.onnx and pipeline.onnx (checked against the
     Python preprocessing, stages/preprocess_graph/), lineage.json, the provenance statement, the
     model card; and the preprocessing graph's figures.
 
     The ONNX graph is the validated one byte for byte; only metadata_props, model_version and
-    doc_string are set, from the lineage record (stages/lineage.py), which holds the verdict and
+    doc_string are set, from the lineage record (stages/publish/lineage.py), which holds the verdict and
     the rule it was given under but no measured value, so these bytes are machine-independent.
     """
     model = onnx.load_from_string(patched)
     record = lineage.build_record(
-        name, spec, paths.raw_dir(name), lineage.PROJECT_ROOT,
+        name,
+        spec,
+        paths.raw_dir(name),
+        lineage.PROJECT_ROOT,
         (model.producer_name, model.producer_version),
         lineage.validation_record(spec, [v.reference_name for v in validators], len(validators[0].per_sample), weights),
     )
@@ -92,7 +97,9 @@ def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> list[Valida
     family = load_family(spec.family)
     found = references(family, paths.raw_dir(name), spec)
     # spinning off: ORT's idle worker threads would steal the cores the reference runs on next.
-    session = cpu_session(onnx_bytes, str(paths.patched_onnx(name)), f"rebuild it: dvc repro -f patch@{name}", spinning=False)
+    session = cpu_session(
+        onnx_bytes, str(paths.patched_onnx(name)), f"rebuild it: dvc repro -f patch@{name}", spinning=False
+    )
     output_names = [o.name for o in session.get_outputs()]
     validators = [Validator(spec.validation, reference_name) for reference_name, _forward in found]
     samples = family.validation_inputs(spec, spec.validation.samples, user_images(name, spec))
@@ -113,7 +120,9 @@ def validate(name: str, spec: ModelSpec) -> None:
     # After the numeric comparison, which names the output and sample a gross error shows in;
     # this proves the rest, weights that no input reaches included.
     weights = check_weights(name, spec, onnx_bytes)
-    log.info("weights: every constant traced to the upstream bytes (%s)", ", ".join(f"{k} {v}" for k, v in weights.items()))
+    log.info(
+        "weights: every constant traced to the upstream bytes (%s)", ", ".join(f"{k} {v}" for k, v in weights.items())
+    )
     for validator in validators:
         validator.check_rankings()
     results = [validator.metrics() for validator in validators]
@@ -126,8 +135,14 @@ def validate(name: str, spec: ModelSpec) -> None:
     primary = validators[0]
     # Every payload is ready before the first write, so a failure cannot publish half a set.
     files, figures = published_files(name, spec, onnx_bytes, validators, weights)
-    metrics["preprocess_graph"] = {**figures.record(), "min_cosine": round(figures.min_cosine, 9), "worst_page": figures.worst}
-    certified = certified_record(spec.validation, [v.reference_name for v in validators], len(primary.per_sample), figures.images)
+    metrics["preprocess_graph"] = {
+        **figures.record(),
+        "min_cosine": round(figures.min_cosine, 9),
+        "worst_page": figures.worst,
+    }
+    certified = certified_record(
+        spec.validation, [v.reference_name for v in validators], len(primary.per_sample), figures.images
+    )
     published = {
         **files,
         VERDICT_FILE: serialize(certified),
@@ -136,7 +151,9 @@ def validate(name: str, spec: ModelSpec) -> None:
     }
     measured_sha256 = hashlib.sha256(published["model.onnx"]).hexdigest()
     reports = {
-        "validation.json": (json.dumps({**metrics, "model_sha256": measured_sha256}, indent=2, sort_keys=True) + "\n").encode(),
+        "validation.json": (
+            json.dumps({**metrics, "model_sha256": measured_sha256}, indent=2, sort_keys=True) + "\n"
+        ).encode(),
         "samples.csv": samples_csv([{**row, "model_sha256": measured_sha256} for row in primary.per_sample]).encode(),
     }
     target, report = paths.published_dir(name), paths.reports_dir(name)

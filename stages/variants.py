@@ -56,7 +56,9 @@ def _run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, feeds)))
 
 
-def parent_vectors(published: Path) -> tuple[dict, dict[str, bytes], list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]]:
+def parent_vectors(
+    published: Path,
+) -> tuple[dict, dict[str, bytes], list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]]:
     """The parent's test_vectors.json, its test set files (relative path -> bytes) and, per set, (inputs, expected)."""
     description = json.loads((published / VECTORS_FILE).read_text())
     files: dict[str, bytes] = {}
@@ -75,20 +77,35 @@ def vectors_failure(session, sets: list, atol: float) -> str | None:
     """How the variant misses its test vectors under check-vectors' own rule (rtol 0), or None."""
     for index, (feeds, expected) in enumerate(sets):
         actual = _run(session, feeds)
-        result = compare_set(f"test_data_set_{index}", list(expected.items()), [actual[name] for name in expected], atol, 0.0)
+        result = compare_set(
+            f"test_data_set_{index}", list(expected.items()), [actual[name] for name in expected], atol, 0.0
+        )
         if not result.passed:
             return f"{result.name}: {result.failure}"
     return None
 
 
-def variant_lineage(name: str, variant: str, data: bytes, parent_sha256: str, parent: dict, recipe: dict,
-                    tolerance: dict, atol: float, samples: int) -> bytes:
+def variant_lineage(
+    name: str,
+    variant: str,
+    data: bytes,
+    parent_sha256: str,
+    parent: dict,
+    recipe: dict,
+    tolerance: dict,
+    atol: float,
+    samples: int,
+) -> bytes:
     """The variant folder's lineage.json: machine-independent (recipe, rules, digests; no measured value)."""
     document = {
         "model": name,
         "variant": variant,
         "onnx": {"file": MODEL_FILE, "sha256": hashlib.sha256(data).hexdigest()},
-        "parent": {"file": f"../../{MODEL_FILE}", "sha256": parent_sha256, "model_version": parent.get("model_version")},
+        "parent": {
+            "file": f"../../{MODEL_FILE}",
+            "sha256": parent_sha256,
+            "model_version": parent.get("model_version"),
+        },
         "recipe": recipe,
         "source": parent["source"],
         "synthetic_weights": parent["synthetic_weights"],
@@ -109,8 +126,12 @@ def variant_lineage(name: str, variant: str, data: bytes, parent_sha256: str, pa
 def variants(name: str, spec: ModelSpec) -> None:
     published = paths.published_dir(name)
     model_path, card_path = published / MODEL_FILE, published / PREPROCESSING_FILE
-    for required, stage in ((model_path, "validate"), (card_path, "validate"), (published / LINEAGE_FILE, "validate"),
-                            (published / VECTORS_FILE, "vectors")):
+    for required, stage in (
+        (model_path, "validate"),
+        (card_path, "validate"),
+        (published / LINEAGE_FILE, "validate"),
+        (published / VECTORS_FILE, "vectors"),
+    ):
         if not required.exists():
             raise PipelineError(f"{required}: not found; run the {stage} stage first (dvc repro {stage}@{name})")
     fp32_bytes = model_path.read_bytes()
@@ -130,7 +151,11 @@ def variants(name: str, spec: ModelSpec) -> None:
     card = card_path.read_bytes()
     for variant in spec.variants.enabled():
         tolerance = getattr(spec.variants, variant)
-        entry: dict = {"tolerance": tolerance.model_dump(include={"min_cosine", "max_abs_error", "decision_agreement"}, exclude_none=True)}
+        entry: dict = {
+            "tolerance": tolerance.model_dump(
+                include={"min_cosine", "max_abs_error", "decision_agreement"}, exclude_none=True
+            )
+        }
         record["variants"][variant] = entry
         try:
             data, recipe = speedups.build(variant, fp32, spec, lambda count: checks.calibration_inputs(spec, count))
@@ -139,7 +164,9 @@ def variants(name: str, spec: ModelSpec) -> None:
             log.warning("%s: NOT published: %s", variant, entry["failure"])
             continue
         session = checks.session(data, f"the {variant} variant")
-        check = checks.VariantCheck(tolerance, spec.validation.embedding_outputs, spec.validation.decision_output, spec.validation.atol)
+        check = checks.VariantCheck(
+            tolerance, spec.validation.embedding_outputs, spec.validation.decision_output, spec.validation.atol
+        )
         for (sample, feeds), reference in zip(samples, references):
             check.add(sample, reference, _run(session, feeds))
         entry.update(check.result())
@@ -159,12 +186,26 @@ def variants(name: str, spec: ModelSpec) -> None:
         ready[variant] = {
             MODEL_FILE: data,
             PREPROCESSING_FILE: card,
-            LINEAGE_FILE: variant_lineage(name, variant, data, hashlib.sha256(fp32_bytes).hexdigest(), parent, recipe,
-                                          entry["tolerance"], atol, len(samples)),
+            LINEAGE_FILE: variant_lineage(
+                name,
+                variant,
+                data,
+                hashlib.sha256(fp32_bytes).hexdigest(),
+                parent,
+                recipe,
+                entry["tolerance"],
+                atol,
+                len(samples),
+            ),
             VECTORS_FILE: (json.dumps(vectors_json, indent=2, sort_keys=True) + "\n").encode(),
             **vector_files,
         }
-        log.info("%s: within tolerance (min cosine %s, max abs error %s)", variant, entry["min_cosine"], entry["max_abs_error"])
+        log.info(
+            "%s: within tolerance (min cosine %s, max abs error %s)",
+            variant,
+            entry["min_cosine"],
+            entry["max_abs_error"],
+        )
     # Every payload is ready before the folder is swapped in: all of it appears, or the old one stays.
     with staged_directory(published / FOLDER) as staging:
         for variant, files in ready.items():

@@ -4,10 +4,8 @@ Writes models/<model>/test_data_set_0/ and test_data_set_1/ (`input_K.pb`, `outp
 TensorProtos named after the graph's inputs and outputs) and test_vectors.json (the tolerance a
 runtime must meet, and how the vectors were made). Inputs are drawn signatures (or pages, for
 the cleaning model) prepared by the model's own preprocessing; expected outputs come from a
-float64 NumPy reference of the upstream network, never from ONNX Runtime:
-- Lasagne SigNets: `stages.families.lasagne_signet.oracle.LasagneOracle`; sigver .pth SigNets and the Siamese model:
-  `stages.families.torch_sigver.oracle` (through the families' `independent_reference`); the cleaning
-  autoencoder: `stages.families.keras_cleaning.oracle`.
+float64 NumPy reference of the upstream network (the family's `float64_reference`, its
+`oracle.py`), never from ONNX Runtime.
 
 Why these bytes are the same on every machine (they are hashed in dvc.lock):
 - the inputs are made with integer arithmetic only: PCG64 integers, OpenCV's integer
@@ -71,7 +69,9 @@ def vector_inputs(spec: ModelSpec) -> list[Arrays]:
 
     if style.style == "rgb":
         size = style.input_size
-        return [{names[0]: style.network_input(style.image(drawn_page(seed + k, *size, True)), dtype)} for k in range(SETS)]
+        return [
+            {names[0]: style.network_input(style.image(drawn_page(seed + k, *size, True)), dtype)} for k in range(SETS)
+        ]
     if len(names) == 2:  # a verifier: one pair per set
         return [{names[0]: signature(2 * k, 300, 560), names[1]: signature(2 * k + 1, 320, 500)} for k in range(SETS)]
     if style.spp:  # the smallest accepted size (+ a few pixels) and a larger odd one
@@ -89,23 +89,10 @@ def vector_inputs(spec: ModelSpec) -> list[Arrays]:
 
 def float64_reference(name: str, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     """Graph inputs -> the graph's outputs, computed in float64 from the upstream bytes and rounded
-    to float32 once: the families' float64 NumPy oracles (`independent_reference` of the torch
-    families, `reference` of the Lasagne one), and `stages.families.keras_cleaning.oracle` for the cleaning model."""
+    to float32 once: the family's `float64_reference` (stages/families/__init__.py)."""
     from stages.families import load_family
 
-    raw = paths.raw_dir(name)
-    family = load_family(spec.family)
-    if hasattr(family, "independent_reference"):
-        return family.independent_reference(raw, spec)
-    if spec.family == "lasagne_signet":  # its reference is the float64 NumPy oracle
-        return family.reference(raw, spec)
-    if spec.family == "keras_cleaning":
-        from stages.families.keras_cleaning.oracle import CleaningOracle, read_weights
-
-        cleaning = CleaningOracle(read_weights(raw / "model" / "variables" / "variables"))
-        input_name = spec.onnx.inputs[0].name
-        return lambda feeds: {t.name: cleaning(feeds[input_name]).astype(np.float32) for t in spec.onnx.outputs}
-    raise PipelineError(f"models.{name}.family: no float64 NumPy reference for family {spec.family!r}")
+    return load_family(spec.family).float64_reference(paths.raw_dir(name), spec)
 
 
 def pipeline_inputs(spec: ModelSpec) -> list[tuple[Arrays, Arrays]]:
@@ -113,7 +100,9 @@ def pipeline_inputs(spec: ModelSpec) -> list[tuple[Arrays, Arrays]]:
     RGB pages, one per graph input (a pair for a verifier), of other sizes than `vector_inputs`'."""
     style: Preprocessing = spec.preprocessing.package_form()
     seed = spec.source.seed * 100 + 50
-    sizes = [(310, 540), (270, 600)] if not style.spp else [(style.input_size[0] + 9, style.input_size[1] + 13), (163, 241)]
+    sizes = (
+        [(310, 540), (270, 600)] if not style.spp else [(style.input_size[0] + 9, style.input_size[1] + 13), (163, 241)]
+    )
     sets = []
     for index in range(SETS):
         pixels, network = {}, {}
@@ -134,22 +123,34 @@ def pipeline_payloads(name: str, spec: ModelSpec, reference: Callable[[Arrays], 
     from signature_onnx.vectors import compare_set
 
     pipeline = paths.published_dir(name) / PIPELINE_FILE
-    session = cpu_session(pipeline.read_bytes(), str(pipeline), f"rebuild it: dvc repro validate@{name}", spinning=False)
+    session = cpu_session(
+        pipeline.read_bytes(), str(pipeline), f"rebuild it: dvc repro validate@{name}", spinning=False
+    )
     output_names = [o.name for o in session.get_outputs()]
     payloads: dict[str, bytes] = {}
     for index, (pixels, network) in enumerate(pipeline_inputs(spec)):
         expected = reference(network)
         expected.update({tensor.name + VALID_SUFFIX: np.array(True) for tensor in spec.onnx.inputs})
         wanted = [(output, expected[output]) for output in output_names]
-        result = compare_set(f"{PIPELINE_VECTORS_DIR}/test_data_set_{index}", wanted, session.run(output_names, pixels), spec.validation.atol, spec.validation.rtol)
+        result = compare_set(
+            f"{PIPELINE_VECTORS_DIR}/test_data_set_{index}",
+            wanted,
+            session.run(output_names, pixels),
+            spec.validation.atol,
+            spec.validation.rtol,
+        )
         if not result.passed:
-            raise PipelineError(f"models/{name}/{PIPELINE_FILE}: {result.name}: {result.failure}; the preprocessing graph or the model drifted")
+            raise PipelineError(
+                f"models/{name}/{PIPELINE_FILE}: {result.name}: {result.failure}; the preprocessing graph or the model drifted"
+            )
         folder = f"{PIPELINE_VECTORS_DIR}/test_data_set_{index}"
         for k, (input_name, array) in enumerate(pixels.items()):
             payloads[f"{folder}/input_{k}.pb"] = tensor_bytes(array, input_name)
         for k, (output, array) in enumerate(wanted):
             payloads[f"{folder}/output_{k}.pb"] = tensor_bytes(array, output)
-    payloads[f"{PIPELINE_VECTORS_DIR}/{VECTORS_FILE}"] = vectors_description(name, spec, "drawn RGB pages (uint8 [height, width, 3]) for pipeline.onnx")
+    payloads[f"{PIPELINE_VECTORS_DIR}/{VECTORS_FILE}"] = vectors_description(
+        name, spec, "drawn RGB pages (uint8 [height, width, 3]) for pipeline.onnx"
+    )
     return payloads
 
 
@@ -181,7 +182,9 @@ def vectors(name: str, spec: ModelSpec) -> None:
         for k, output in enumerate(output_names):
             payloads[f"{folder}/output_{k}.pb"] = tensor_bytes(expected[output], output)
         log.info("%s: %s", folder, ", ".join(f"{n} {a.shape}" for n, a in feeds.items()))
-    payloads[VECTORS_FILE] = vectors_description(name, spec, "drawn signatures prepared by the model's preprocessing.json")
+    payloads[VECTORS_FILE] = vectors_description(
+        name, spec, "drawn signatures prepared by the model's preprocessing.json"
+    )
     payloads.update(pipeline_payloads(name, spec, reference))
     target = paths.published_dir(name)
     for relative, payload in payloads.items():  # every payload is ready before the first write

@@ -36,7 +36,10 @@ def run_step(project: Path, step: str, model: str, *extra: str, check: bool = Tr
     env = {**os.environ, "PYTHONPATH": str(project)}
     result = subprocess.run(
         [sys.executable, "-m", f"stages.{step}", model, *extra],
-        cwd=project, env=env, capture_output=True, text=True,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"stages.{step} {model} failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -52,7 +55,9 @@ def no_dvc_analytics():
         yield
 
 
-def copy_outputs(build: Path, project: Path, model: str, parts: tuple[str, ...] = ("data/raw", "data/interim", "models", "reports")) -> None:
+def copy_outputs(
+    build: Path, project: Path, model: str, parts: tuple[str, ...] = ("data/raw", "data/interim", "models", "reports")
+) -> None:
     """Copy `model`'s stage outputs from the shared build into a scratch project: real, writable
     copies (tests write into them; the build's files are read-only hard links into its DVC cache)."""
     for part in parts:
@@ -199,7 +204,9 @@ def start_shared_build(root: Path) -> None:
             raise RuntimeError(f"dvc config cache.type hardlink failed: {linked.stderr}")
         env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(root / "imports")}
         script = "dvc repro > ../stdout 2> ../stderr; echo $? > ../done.tmp && mv ../done.tmp ../done"
-        build = subprocess.Popen(["bash", "-c", script], cwd=clone, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        build = subprocess.Popen(
+            ["bash", "-c", script], cwd=clone, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         (root / "pid").write_text(str(build.pid))
     except BaseException as exc:
         (root / "stdout").write_text("")
@@ -217,17 +224,24 @@ def stop_shared_build(root: Path) -> None:
 
 
 # Modules whose tests need no shared build yet run whole pipelines or many memory-limited processes.
-NOT_QUICK = frozenset({
-    "test_verify.py", "test_hostile_files.py", "test_network_variants.py",  # whole pipelines, memory-limited runs
-    "test_signet_pickle.py", "test_signet_spp.py", "test_sources_fetch.py",  # stand-ins rebuilt, 2000x3000 oracles
-})
+NOT_QUICK = frozenset(
+    {
+        "test_verify.py",
+        "test_hostile_files.py",
+        "test_network_variants.py",  # whole pipelines, memory-limited runs
+        "test_signet_pickle.py",
+        "test_signet_spp.py",
+        "test_sources_fetch.py",  # stand-ins rebuilt, 2000x3000 oracles
+        "test_generate_dvc_yaml.py",  # its last test builds one added model (its file-only tests are marked quick)
+    }
+)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """`pytest -m quick`: every test that needs no build and is not in a NOT_QUICK module (about a
-    minute on two cores; for local work; the whole suite before a commit). Marked as collected,
-    before `-m` deselects."""
-    if not uses_build(item) and item.path.name not in NOT_QUICK:
+    """`pytest -m quick`: every test that needs no build, is not in a NOT_QUICK module and is not
+    marked `slow` (under two minutes on two cores; for local work; the whole suite before a
+    commit). Marked as collected, before `-m` deselects."""
+    if not uses_build(item) and item.path.name not in NOT_QUICK and item.get_closest_marker("slow") is None:
         item.add_marker(pytest.mark.quick)
 
 
@@ -263,14 +277,18 @@ def reproduced(request: pytest.FixtureRequest) -> tuple[Path, subprocess.Complet
         assert time.monotonic() < deadline, f"the shared build in {root} did not end within {BUILD_HOURS} h"
         time.sleep(1)
     code = int((root / "done").read_text())
-    result = subprocess.CompletedProcess(["dvc", "repro"], code, (root / "stdout").read_text(), (root / "stderr").read_text())
+    result = subprocess.CompletedProcess(
+        ["dvc", "repro"], code, (root / "stdout").read_text(), (root / "stderr").read_text()
+    )
     return root / "clone", result
 
 
 def built_clone(reproduced: tuple[Path, subprocess.CompletedProcess]) -> Path:
     """The shared build's clone, after checking that the build succeeded."""
     clone, build = reproduced
-    assert build.returncode == 0, f"dvc repro of the shared build failed:\n{build.stdout[-2000:]}\n{build.stderr[-2000:]}"
+    assert build.returncode == 0, (
+        f"dvc repro of the shared build failed:\n{build.stdout[-2000:]}\n{build.stderr[-2000:]}"
+    )
     return clone
 
 

@@ -134,8 +134,13 @@ class _Handler(BaseHTTPRequestHandler):
     def send_json(self, status: int, payload: object) -> None:
         self.send_body(status, json.dumps(payload).encode(), "application/json")
 
-    def send_file(self, data: bytes, fault: Fault | None, headers: dict[str, str] | None = None,
-                  content_type: str = "application/octet-stream") -> None:
+    def send_file(
+        self,
+        data: bytes,
+        fault: Fault | None,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> None:
         """Serve `data`, misbehaving as `fault` says."""
         if fault is None:
             self.send_body(200, data, content_type, headers)
@@ -170,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for index in range(len(data)):
                     if self.owner.release.is_set():
                         break
-                    self.wfile.write(data[index:index + 1])
+                    self.wfile.write(data[index : index + 1])
                     self.wfile.flush()
                     time.sleep(fault.extra / 1000)
             except OSError:
@@ -184,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             piece = b'{"fileName": "f", "url": "http://x/y"},' * 1000
             try:
-                self.wfile.write(b'%x\r\n%s\r\n' % (10, b'{"files":['))
+                self.wfile.write(b"%x\r\n%s\r\n" % (10, b'{"files":['))
                 for _ in range(200_000):  # 8 GB at most, should the client never stop reading
                     if self.owner.release.is_set():
                         break
@@ -222,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for start in range(0, len(data), 65536):
-                piece = data[start:start + 65536]
+                piece = data[start : start + 65536]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
             return
@@ -373,20 +378,23 @@ class FakeKaggle(_Base):
         names = sorted(self.kernels[kernel]) + self.extra_names.get(kernel, [])
         size = min(int(request.get("pageSize") or 20), self.page_cap)
         start = int(request.get("pageToken") or 0)
-        page = names[start:start + size]
+        page = names[start : start + size]
         following = start + size if start + size < len(names) else None
-        handler.send_json(200, {
-            "files": [{"fileName": name, "url": self.base + self.file_path(kernel, name)} for name in page],
-            "log": "[{\"data\": \"training done\"}]",
-            "nextPageToken": str(following) if following is not None else "",
-        })
+        handler.send_json(
+            200,
+            {
+                "files": [{"fileName": name, "url": self.base + self.file_path(kernel, name)} for name in page],
+                "log": '[{"data": "training done"}]',
+                "nextPageToken": str(following) if following is not None else "",
+            },
+        )
 
     def handle_get(self, handler: _Handler) -> None:
         path = urlsplit(handler.path).path
         if not path.startswith("/kf/"):
             super().handle_get(handler)
             return
-        owner, slug, name = path[len("/kf/"):].split("/", 2)
+        owner, slug, name = path[len("/kf/") :].split("/", 2)
         data = self.kernels.get(f"{owner}/{slug}", {}).get(unquote(name))
         fault = self.next_fault(path)
         if data is None and fault is None:
@@ -443,15 +451,18 @@ class FileServer(_Base):
 
     def _drive(self, handler: _Handler, path: str, query: dict[str, str], file: _DriveFile) -> None:
         attachment = {"Content-Disposition": f'attachment; filename="{query["id"]}.bin"'}
-        confirmed = (
-            (path == "/download" and query.get("confirm") == "t" and query.get("uuid") == file.uuid)
-            or (path == "/uc" and file.flow == "legacy" and query.get("confirm") == file.token
-                and f"download_warning_{query['id']}={file.token}" in (handler.headers.get("Cookie") or ""))
+        confirmed = (path == "/download" and query.get("confirm") == "t" and query.get("uuid") == file.uuid) or (
+            path == "/uc"
+            and file.flow == "legacy"
+            and query.get("confirm") == file.token
+            and f"download_warning_{query['id']}={file.token}" in (handler.headers.get("Cookie") or "")
         )
         if confirmed or file.flow == "none":
             handler.send_file(file.data, self.next_fault(path), attachment)
             return
-        handler.send_body(200, self._page(query["id"], file).encode(), "text/html; charset=utf-8", self._cookie(query["id"], file))
+        handler.send_body(
+            200, self._page(query["id"], file).encode(), "text/html; charset=utf-8", self._cookie(query["id"], file)
+        )
 
     def _cookie(self, file_id: str, file: _DriveFile) -> dict[str, str]:
         if file.flow != "legacy":
@@ -461,19 +472,26 @@ class FileServer(_Base):
     def _page(self, file_id: str, file: _DriveFile) -> str:
         title = "<html><head><title>Google Drive - Virus scan warning</title></head><body>"
         if file.flow == "quota":
-            return (title + '<p class="uc-error-caption">Sorry, you can&#39;t view or download this file at this time.</p>'
-                    '<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. '
-                    "Please try accessing the file again later.</p></body></html>")
+            return (
+                title + '<p class="uc-error-caption">Sorry, you can&#39;t view or download this file at this time.</p>'
+                '<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. '
+                "Please try accessing the file again later.</p></body></html>"
+            )
         if file.flow == "legacy":
-            return (title + f'<a id="uc-download-link" href="/uc?export=download&amp;confirm={file.token}&amp;id={file_id}">'
-                    "Download anyway</a></body></html>")
-        return (title + "<p>Google Drive can&#39;t scan this file for viruses.</p>"
-                f'<form id="download-form" action="{self.base}/download" method="get">'
-                '<input type="submit" id="uc-download-link" value="Download anyway"/>'
-                f'<input type="hidden" name="id" value="{file_id}">'
-                '<input type="hidden" name="export" value="download">'
-                '<input type="hidden" name="confirm" value="t">'
-                f'<input type="hidden" name="uuid" value="{file.uuid}"></form></body></html>')
+            return (
+                title
+                + f'<a id="uc-download-link" href="/uc?export=download&amp;confirm={file.token}&amp;id={file_id}">'
+                "Download anyway</a></body></html>"
+            )
+        return (
+            title + "<p>Google Drive can&#39;t scan this file for viruses.</p>"
+            f'<form id="download-form" action="{self.base}/download" method="get">'
+            '<input type="submit" id="uc-download-link" value="Download anyway"/>'
+            f'<input type="hidden" name="id" value="{file_id}">'
+            '<input type="hidden" name="export" value="download">'
+            '<input type="hidden" name="confirm" value="t">'
+            f'<input type="hidden" name="uuid" value="{file.uuid}"></form></body></html>'
+        )
 
 
 # Helpers shared by the source tests ---------------------------------------------------------------

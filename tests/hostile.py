@@ -76,14 +76,20 @@ def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None, t
     """Run `args` under the address-space cap and a timeout; fail the caller when it times out or
     its peak resident memory exceeds MEMORY_LIMIT."""
     environment = {
-        **os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {}),
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **(env or {}),
     }
     with tempfile.TemporaryDirectory() as scratch:
         peak_file = Path(scratch) / "peak_rss"
         wrapper = [sys.executable, "-c", _MEASURED_RUN.format(limit=ADDRESS_SPACE_LIMIT), str(peak_file), *args]
         start = time.monotonic()
-        process = subprocess.Popen(wrapper, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            wrapper, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -92,20 +98,25 @@ def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None, t
             raise AssertionError(f"{' '.join(args)} ran longer than {timeout} s:\n{err[-2000:]}") from None
         peak = int(peak_file.read_text()) if peak_file.exists() else 0
     if peak > MEMORY_LIMIT:
-        raise AssertionError(f"{' '.join(args)} held {peak / 2**20:.0f} MiB, over the {MEMORY_LIMIT / 2**20:.0f} MiB limit")
+        raise AssertionError(
+            f"{' '.join(args)} held {peak / 2**20:.0f} MiB, over the {MEMORY_LIMIT / 2**20:.0f} MiB limit"
+        )
     return Outcome(process.returncode, out, err, time.monotonic() - start)
 
 
 def stage(project: Path, step: str, model: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Outcome:
     """`python -m stages.<step> MODEL` in `project`, as dvc.yaml runs it, under the limits."""
-    return run_limited([sys.executable, "-m", f"stages.{step}", model], project, {"PYTHONPATH": str(project), **(env or {})}, timeout)
+    return run_limited(
+        [sys.executable, "-m", f"stages.{step}", model], project, {"PYTHONPATH": str(project), **(env or {})}, timeout
+    )
 
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under `root` (relative path -> sha256), to prove that a run changed nothing."""
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -141,8 +152,14 @@ def dtype_with_state(code: bytes, state: bytes) -> bytes:
     return global_("numpy", "dtype") + tuple_(binstring(code), binint(0), binint(1)) + b"R" + state + b"b"
 
 
-def plain_dtype_state(order: bytes = b"<", flags: int = 0, elsize: int = -1, subarray: bytes = NONE,
-                      names: bytes = NONE, fields: bytes = NONE) -> bytes:
+def plain_dtype_state(
+    order: bytes = b"<",
+    flags: int = 0,
+    elsize: int = -1,
+    subarray: bytes = NONE,
+    names: bytes = NONE,
+    fields: bytes = NONE,
+) -> bytes:
     return tuple_(binint(3), binstring(order), subarray, names, fields, binint(elsize), binint(-1), binint(flags))
 
 
@@ -150,8 +167,10 @@ def array(shape: tuple[int, ...], dtype: bytes, data: bytes, fortran: bool = Fal
     """numpy's own pattern: _reconstruct(ndarray, (0,), 'b') + BUILD (1, shape, dtype, fortran, data)."""
     return (
         global_("numpy.core.multiarray", "_reconstruct")
-        + tuple_(global_("numpy", "ndarray"), tuple_(binint(0)), binstring(b"b")) + b"R"
-        + tuple_(binint(1), tuple_(*(binint(n) for n in shape)), dtype, TRUE if fortran else FALSE, data) + b"b"
+        + tuple_(global_("numpy", "ndarray"), tuple_(binint(0)), binstring(b"b"))
+        + b"R"
+        + tuple_(binint(1), tuple_(*(binint(n) for n in shape)), dtype, TRUE if fortran else FALSE, data)
+        + b"b"
     )
 
 
@@ -159,8 +178,15 @@ def upstream_dict(params: bytes, input_size: bytes | None = None) -> bytes:
     """{'input_size': ..., 'img_size': (170, 242), 'params': <params>} as the upstream file holds it."""
     size = input_size if input_size is not None else tuple_(binint(150), binint(220))
     return (
-        EMPTY_DICT + MARK + binstring(b"input_size") + size + binstring(b"img_size") + tuple_(binint(170), binint(242))
-        + binstring(b"params") + params + b"u"
+        EMPTY_DICT
+        + MARK
+        + binstring(b"input_size")
+        + size
+        + binstring(b"img_size")
+        + tuple_(binint(170), binint(242))
+        + binstring(b"params")
+        + params
+        + b"u"
     )
 
 
@@ -178,20 +204,33 @@ def pickles() -> dict[str, Hostile]:
     cases = {
         # numpy's dtype.__setstate__ with state from the file: flags, sub-array, fields, sizes.
         "dtype-flags": (dtype_with_state(b"f4", plain_dtype_state(flags=63)), "not that of a plain numeric dtype"),
-        "dtype-subarray": (dtype_with_state(b"f4", plain_dtype_state(subarray=tuple_(good, tuple_(binint(1 << 30))))),
-                           "not that of a plain numeric dtype"),
-        "dtype-fields": (dtype_with_state(b"f4", plain_dtype_state(names=tuple_(binstring(b"a")),
-                                                                   fields=EMPTY_DICT)), "not that of a plain numeric dtype"),
-        "dtype-elsize": (dtype_with_state(b"f4", plain_dtype_state(elsize=1 << 30)), "not that of a plain numeric dtype"),
-        "dtype-object": (global_("numpy", "dtype") + tuple_(binstring(b"O8"), binint(0), binint(1)) + b"R",
-                         "refused dtype 'O8'"),
-        "dtype-record": (global_("numpy", "dtype") + tuple_(binstring(b"V8"), binint(0), binint(1)) + b"R",
-                         "only plain numeric dtypes"),
+        "dtype-subarray": (
+            dtype_with_state(b"f4", plain_dtype_state(subarray=tuple_(good, tuple_(binint(1 << 30))))),
+            "not that of a plain numeric dtype",
+        ),
+        "dtype-fields": (
+            dtype_with_state(b"f4", plain_dtype_state(names=tuple_(binstring(b"a")), fields=EMPTY_DICT)),
+            "not that of a plain numeric dtype",
+        ),
+        "dtype-elsize": (
+            dtype_with_state(b"f4", plain_dtype_state(elsize=1 << 30)),
+            "not that of a plain numeric dtype",
+        ),
+        "dtype-object": (
+            global_("numpy", "dtype") + tuple_(binstring(b"O8"), binint(0), binint(1)) + b"R",
+            "refused dtype 'O8'",
+        ),
+        "dtype-record": (
+            global_("numpy", "dtype") + tuple_(binstring(b"V8"), binint(0), binint(1)) + b"R",
+            "only plain numeric dtypes",
+        ),
         # arrays whose data does not match their shape (a heap read) or which are built twice
         "array-short-data": (array((1 << 20,), good, binstring(b"\x00" * 16)), "needs 4194304 bytes, its data has 16"),
         "array-negative-shape": (array((-1,), good, binstring(b"")), "is not a tuple of at most"),
-        "array-object-dtype-state": (array((2,), dtype_with_state(b"f4", plain_dtype_state(flags=63)), binstring(b"\x00" * 8)),
-                                     "not that of a plain numeric dtype"),
+        "array-object-dtype-state": (
+            array((2,), dtype_with_state(b"f4", plain_dtype_state(flags=63)), binstring(b"\x00" * 8)),
+            "not that of a plain numeric dtype",
+        ),
         # resource bombs in small files
         "memo-index": (EMPTY_LIST + b"r" + struct.pack("<I", 0x7FFFFFFF), "memo index 2147483647 is beyond"),
         "deep-nesting": (EMPTY_LIST * nested_lists + b"a" * (nested_lists - 1), "nested more than 32 levels"),
@@ -201,23 +240,52 @@ def pickles() -> dict[str, Hostile]:
         "huge-int-text": (b"L" + b"9" * 5000 + b"L\n", "not a readable pickle"),
         "self-repeating-list": (EMPTY_LIST + b"q\x00" + MARK + b"h\x00" * 1000 + b"e", "refers to itself"),
         # a value that repeats a 1 MB string a million times, to be shown in a message
-        "repr-bomb": (upstream_dict(EMPTY_LIST, input_size=EMPTY_LIST + b"q\x01" + MARK + binstring(b"y" * (1 << 20)) + b"q\x02"
-                                    + b"h\x02" * 100_000 + b"e"), r"'input_size' is \[.{0,300}\.\.\."),
+        "repr-bomb": (
+            upstream_dict(
+                EMPTY_LIST,
+                input_size=EMPTY_LIST
+                + b"q\x01"
+                + MARK
+                + binstring(b"y" * (1 << 20))
+                + b"q\x02"
+                + b"h\x02" * 100_000
+                + b"e",
+            ),
+            r"'input_size' is \[.{0,300}\.\.\.",
+        ),
         "tuple-key": (EMPTY_DICT + tuple_(binint(1), binint(2)) + binint(3) + b"s", "dict key or set item is a tuple"),
-        "repeated-tuple-key": (b"".join([binint(1), b"q\x00"] + [b"h\x00h\x00\x86q\x00" for _ in range(60)])
-                               + b"0" + EMPTY_DICT + b"h\x00" + binint(1) + b"s", "dict key or set item is a tuple"),
+        "repeated-tuple-key": (
+            b"".join([binint(1), b"q\x00"] + [b"h\x00h\x00\x86q\x00" for _ in range(60)])
+            + b"0"
+            + EMPTY_DICT
+            + b"h\x00"
+            + binint(1)
+            + b"s",
+            "dict key or set item is a tuple",
+        ),
         # one 8 MB string used as the data of 200 arrays: 1.6 GB if each were built
-        "allocation": (binstring(big) + b"q\x05" + b"0" + EMPTY_LIST + MARK
-                       + b"".join(array((len(big),), dtype_with_state(b"u1", plain_dtype_state(order=b"|")), b"h\x05")
-                                  for _ in range(200)) + b"e", "would need more than"),
+        "allocation": (
+            binstring(big)
+            + b"q\x05"
+            + b"0"
+            + EMPTY_LIST
+            + MARK
+            + b"".join(
+                array((len(big),), dtype_with_state(b"u1", plain_dtype_state(order=b"|")), b"h\x05") for _ in range(200)
+            )
+            + b"e",
+            "would need more than",
+        ),
         "trailing-bytes": (upstream_dict(EMPTY_LIST), "bytes follow the end of the pickle"),
         # code and object creation
         "os-system": (global_("os", "system") + tuple_(binstring(b"touch /tmp/pwned")) + b"R", "global 'os.system'"),
         "newobj": (global_("numpy", "ndarray") + b")\x81", "creates an object"),
         "persistent-id": (b"P1\n", "persistent id"),
         "extension": (b"\x82\x01", "extension registry"),
-        "global-name-escapes": (binstring(b"os") + b"X" + struct.pack("<i", len(ansi_name)) + ansi_name.encode() + b"\x93",
-                                r"global 'os\.\\x1b\[31mred"),
+        "global-name-escapes": (
+            binstring(b"os") + b"X" + struct.pack("<i", len(ansi_name)) + ansi_name.encode() + b"\x93",
+            r"global 'os\.\\x1b\[31mred",
+        ),
     }
     result = {}
     for case, (body, expect) in cases.items():
@@ -243,8 +311,12 @@ def torch_bytes(obj: object) -> bytes:
     return buffer.getvalue()
 
 
-def replace_members(checkpoint: bytes, replace: dict[str, bytes] | None = None, compress: str | None = None,
-                    duplicate: str | None = None) -> bytes:
+def replace_members(
+    checkpoint: bytes,
+    replace: dict[str, bytes] | None = None,
+    compress: str | None = None,
+    duplicate: str | None = None,
+) -> bytes:
     """A copy of a torch zip with some members' bytes replaced, one compressed, or one twice."""
     source = zipfile.ZipFile(io.BytesIO(checkpoint))
     out = io.BytesIO()
@@ -283,22 +355,44 @@ def checkpoints(state: dict) -> dict[str, Hostile]:
     ansi = PROTO2 + global_("\x1b[2J" + "m" * 100_000, "x") + b")R" + STOP
     memo = PROTO2 + EMPTY_LIST + b"r" + struct.pack("<I", 0x7FFFFFFF) + STOP
     cases = {
-        "numpy-preds": (torch_bytes({"model": state, "preds": np.zeros(64, np.float32)}), r"refused to load: the checkpoint asks for the global 'numpy"),
+        "numpy-preds": (
+            torch_bytes({"model": state, "preds": np.zeros(64, np.float32)}),
+            r"refused to load: the checkpoint asks for the global 'numpy",
+        ),
         "numpy-dtype": (torch_bytes({"model": state, "dtype": np.dtype("f4")}), r"asks for the global 'numpy"),
         "code-global": (replace_members(good, {"data.pkl": os_system}), r"asks for the global 'posix\.system'"),
         "global-name-escapes": (replace_members(good, {"data.pkl": ansi}), r"\\x1b\[2Jmmm.*characters in all"),
         "memo-index": (replace_members(good, {"data.pkl": memo}), r"not a loadable PyTorch checkpoint|expected a dict"),
-        "huge-int": (replace_members(good, {"data.pkl": PROTO2 + b"\x8b" + struct.pack("<i", 1 << 20) + b"\x7f" * (1 << 20) + STOP}),
-                     "not a loadable PyTorch checkpoint"),
-        "complex64": (torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.complex64))), rf"{weight} has dtype torch\.complex64"),
-        "int32": (torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.int32))), rf"{weight} has dtype torch\.int32"),
-        "float64": (torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.float64))), rf"{weight} has dtype torch\.float64"),
+        "huge-int": (
+            replace_members(
+                good, {"data.pkl": PROTO2 + b"\x8b" + struct.pack("<i", 1 << 20) + b"\x7f" * (1 << 20) + STOP}
+            ),
+            "not a loadable PyTorch checkpoint",
+        ),
+        "complex64": (
+            torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.complex64))),
+            rf"{weight} has dtype torch\.complex64",
+        ),
+        "int32": (
+            torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.int32))),
+            rf"{weight} has dtype torch\.int32",
+        ),
+        "float64": (
+            torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.float64))),
+            rf"{weight} has dtype torch\.float64",
+        ),
         "nan": (torch_bytes(with_tensor(weight, nan)), rf"{weight} holds 1 NaN or infinite values"),
-        "sparse": (torch_bytes(with_tensor(weight, torch.zeros(shape).to_sparse())), rf"{weight} is a torch\.sparse_coo"),
+        "sparse": (
+            torch_bytes(with_tensor(weight, torch.zeros(shape).to_sparse())),
+            rf"{weight} is a torch\.sparse_coo",
+        ),
         "mixed-keys-state": (torch_bytes({"model": {**state, 7: torch.zeros(1)}}), "key\\(s\\) that are not strings"),
         "mixed-keys-top": (torch_bytes({"model": state, 7: 1, (1, 2): 3}), "key\\(s\\) that are not strings"),
         "deep-nesting": (replace_members(good, {"data.pkl": deep}), "the state_dict is a list"),
-        "no-model-key": (torch_bytes({"\x1b[31mstate\nerror: forged": state}), r"found keys \['\\x1b\[31mstate\\nerror: forged'\]"),
+        "no-model-key": (
+            torch_bytes({"\x1b[31mstate\nerror: forged": state}),
+            r"found keys \['\\x1b\[31mstate\\nerror: forged'\]",
+        ),
         "compressed-member": (replace_members(good, compress="data/0"), "compressed, encrypted or larger"),
         "duplicate-member": (replace_members(good, duplicate="data.pkl"), "more than once"),
         "garbage": (b"PK\x03\x04" + os.urandom(4096), "not a loadable PyTorch checkpoint"),
@@ -321,10 +415,14 @@ def _edit(pb: bytes, change) -> bytes:
 
 
 def _signature_function(meta):
-    return next(f for f in meta.graph_def.library.function if f.signature.name.startswith("__inference_signature_wrapper"))
+    return next(
+        f for f in meta.graph_def.library.function if f.signature.name.startswith("__inference_signature_wrapper")
+    )
 
 
-def _add_node(function, op: str, name: str = "hostile", call: str | None = None, shape: list[int] | None = None) -> None:
+def _add_node(
+    function, op: str, name: str = "hostile", call: str | None = None, shape: list[int] | None = None
+) -> None:
     node = function.node_def.add(name=name, op=op)
     if call is not None:
         node.attr["f"].func.name = call
@@ -335,6 +433,7 @@ def _add_node(function, op: str, name: str = "hostile", call: str | None = None,
 
 def savedmodel_graphs(pb: bytes) -> dict[str, Hostile]:
     """Hostile `model/saved_model.pb` variants of a good one (the other SavedModel files stay good)."""
+
     def in_signature(op: str, **extra):
         return lambda meta: _add_node(_signature_function(meta), op, **extra)
 
@@ -343,14 +442,19 @@ def savedmodel_graphs(pb: bytes) -> dict[str, Hostile]:
             function = meta.graph_def.library.function.add()
             function.signature.name = "__inference__initialize_77"
             _add_node(function, op)
+
         return change
 
     def save_function_called(meta):
-        save = next(f for f in meta.graph_def.library.function if f.signature.name.startswith("__inference__traced_save"))
+        save = next(
+            f for f in meta.graph_def.library.function if f.signature.name.startswith("__inference__traced_save")
+        )
         _add_node(_signature_function(meta), "StatefulPartitionedCall", call=save.signature.name)
 
     def write_in_restore(meta):
-        restore = next(f for f in meta.graph_def.library.function if f.signature.name.startswith("__inference__traced_restore"))
+        restore = next(
+            f for f in meta.graph_def.library.function if f.signature.name.startswith("__inference__traced_restore")
+        )
         _add_node(restore, "WriteFile")
 
     def tf1_style(meta):
@@ -364,8 +468,14 @@ def savedmodel_graphs(pb: bytes) -> dict[str, Hostile]:
 
     escaped = "\x1b[2J" + "W" * 100_000
     cases = {
-        "write-file": (in_signature("WriteFile"), r"op 'WriteFile' \(node 'hostile'\) in function '__inference_signature_wrapper"),
-        "write-file-in-initializer": (in_new_function("WriteFile"), r"op 'WriteFile' .* in function '__inference__initialize_77'"),
+        "write-file": (
+            in_signature("WriteFile"),
+            r"op 'WriteFile' \(node 'hostile'\) in function '__inference_signature_wrapper",
+        ),
+        "write-file-in-initializer": (
+            in_new_function("WriteFile"),
+            r"op 'WriteFile' .* in function '__inference__initialize_77'",
+        ),
         "py-func": (in_signature("EagerPyFunc"), "op 'EagerPyFunc'"),
         "print": (in_signature("PrintV2"), "op 'PrintV2'"),
         "string-format": (in_signature("StringFormat"), "op 'StringFormat'"),
@@ -379,8 +489,12 @@ def savedmodel_graphs(pb: bytes) -> dict[str, Hostile]:
         "huge-constant": (in_signature("Const", shape=[1 << 20, 1 << 20]), "holds a constant of"),
         "nested-attributes": (nested_attrs, "not a readable SavedModel graph"),
     }
-    result = {case: Hostile({"model/saved_model.pb": _edit(pb, change)}, expect) for case, (change, expect) in cases.items()}
-    result["garbage"] = Hostile({"model/saved_model.pb": b"\x0a\xff\xff\xff\xff\x0f" + os.urandom(64)}, "not a readable SavedModel graph")
+    result = {
+        case: Hostile({"model/saved_model.pb": _edit(pb, change)}, expect) for case, (change, expect) in cases.items()
+    }
+    result["garbage"] = Hostile(
+        {"model/saved_model.pb": b"\x0a\xff\xff\xff\xff\x0f" + os.urandom(64)}, "not a readable SavedModel graph"
+    )
     return result
 
 

@@ -28,8 +28,10 @@ ACCESS_KEY = "AKIA" + secrets.token_hex(8).upper()
 # happened once).
 SECRET_KEY = base64.b64encode(secrets.token_bytes(30)).decode()
 IDENTITY = {
-    "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com",
-    "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@example.com",
+    "GIT_AUTHOR_NAME": "ci",
+    "GIT_AUTHOR_EMAIL": "ci@example.com",
+    "GIT_COMMITTER_NAME": "ci",
+    "GIT_COMMITTER_EMAIL": "ci@example.com",
 }
 
 
@@ -41,8 +43,10 @@ def environment(**extra: str) -> dict[str, str]:
     empty = Path(tempfile.gettempdir()) / "aws-config-empty"
     empty.touch()
     env.update(
-        AWS_SHARED_CREDENTIALS_FILE=str(empty), AWS_CONFIG_FILE=str(empty),
-        AWS_EC2_METADATA_DISABLED="true", AWS_DEFAULT_REGION="us-east-1",
+        AWS_SHARED_CREDENTIALS_FILE=str(empty),
+        AWS_CONFIG_FILE=str(empty),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_DEFAULT_REGION="us-east-1",
     )
     env.update(extra)
     return env
@@ -77,7 +81,9 @@ class MotoS3:
 
     def remote(self) -> Remote:
         return Remote(
-            "s3", f"s3://{BUCKET}/dvc", {"endpointurl": self.endpoint},
+            "s3",
+            f"s3://{BUCKET}/dvc",
+            {"endpointurl": self.endpoint},
             {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
         )
 
@@ -87,7 +93,9 @@ class MotoS3:
 
 def checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     if result.returncode != 0:
-        raise AssertionError(f"{result.args} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"{result.args} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -112,7 +120,10 @@ def add_default_remote(project: Path, remote: Remote) -> None:
 def release(project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """`python -m stages.release ...` in `project`, as a maintainer runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "stages.release", *args], cwd=project, capture_output=True, text=True,
+        [sys.executable, "-m", "stages.release", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
         env={**env, "PYTHONPATH": str(project)},
     )
 

@@ -23,17 +23,34 @@ MODEL = "signet"
 STAGES = (f"validate@{MODEL}", f"vectors@{MODEL}", f"variants@{MODEL}")
 
 
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None, code: Path | None = None) -> subprocess.CompletedProcess:
+def run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, code: Path | None = None
+) -> subprocess.CompletedProcess:
     """A command in `cwd` with the project's code importable from `code` (default: `cwd`, a checkout;
     a user's folder has the installed package instead, here the repository's copy of it)."""
-    return subprocess.run([*args], cwd=cwd, capture_output=True, text=True,
-                          env={**(env or environment()), "PYTHONPATH": str(code or cwd)})
+    return subprocess.run(
+        [*args], cwd=cwd, capture_output=True, text=True, env={**(env or environment()), "PYTHONPATH": str(code or cwd)}
+    )
 
 
 def upstream_verify(folder: Path, public_key: Path) -> subprocess.CompletedProcess:
     """The upstream OpenSSF CLI, exactly as its README gives it: no option of this project."""
-    return subprocess.run([sys.executable, "-m", "model_signing", "verify", "key", "--signature", str(folder / "model.sig"),
-                           "--public_key", str(public_key), str(folder)], capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_signing",
+            "verify",
+            "key",
+            "--signature",
+            str(folder / "model.sig"),
+            "--public_key",
+            str(public_key),
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 def key_pair(folder: Path) -> tuple[Path, Path]:
@@ -43,8 +60,12 @@ def key_pair(folder: Path) -> tuple[Path, Path]:
     folder.mkdir()
     key = ec.generate_private_key(ec.SECP256R1())
     private, public = folder / "release.pem", folder / "release.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return private, public
 
 
@@ -75,7 +96,11 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     leftover = origin / "models" / MODEL / "validation.json"
     leftover.write_text("{}")
     refused = run(origin, sys.executable, "-m", "stages.sign", MODEL, env=env)
-    assert refused.returncode == 1 and "validation.json is not an output" in refused.stderr and refused.stderr.count("error:") == 1
+    assert (
+        refused.returncode == 1
+        and "validation.json is not an output" in refused.stderr
+        and refused.stderr.count("error:") == 1
+    )
     leftover.unlink()
     (origin / "models" / MODEL / "commit.json").write_text('{"commit": "stale"}')  # an older release's: rewritten
     started = time.perf_counter()
@@ -96,19 +121,46 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     started = time.perf_counter()
     step("dvc pull", dvc(machine, "pull", *STAGES, env=env), started)
     pulled = machine / "models" / MODEL
-    assert [p.relative_to(pulled) for p in covered_files(pulled)] == [p.relative_to(signed) for p in covered_files(signed)]
+    assert [p.relative_to(pulled) for p in covered_files(pulled)] == [
+        p.relative_to(signed) for p in covered_files(signed)
+    ]
     started = time.perf_counter()
     step("model_signing verify (pulled)", upstream_verify(pulled, public), started)
     started = time.perf_counter()
-    audit = step("audit (pulled)", run(machine, sys.executable, "-m", "signature_onnx", "audit", str(pulled),
-                                        "--public-key", str(public), "--require-signature"), started)
+    audit = step(
+        "audit (pulled)",
+        run(
+            machine,
+            sys.executable,
+            "-m",
+            "signature_onnx",
+            "audit",
+            str(pulled),
+            "--public-key",
+            str(public),
+            "--require-signature",
+        ),
+        started,
+    )
     assert "=> verified" in audit.stdout and "FAIL" not in audit.stdout
     variants = sorted(pulled.glob("variants/*/model.onnx"))
     assert variants, "the signet build publishes variants"
     started = time.perf_counter()
-    full = step("stages.verify (pulled)", run(machine, sys.executable, "-m", "stages.verify", f"models/{MODEL}/model.onnx",
-                                               *(str(v.relative_to(machine)) for v in variants),
-                                               "--public-key", str(public), "--require-signature"), started)
+    full = step(
+        "stages.verify (pulled)",
+        run(
+            machine,
+            sys.executable,
+            "-m",
+            "stages.verify",
+            f"models/{MODEL}/model.onnx",
+            *(str(v.relative_to(machine)) for v in variants),
+            "--public-key",
+            str(public),
+            "--require-signature",
+        ),
+        started,
+    )
     assert full.stdout.count("=> verified") == 1 + len(variants) and "N/A" not in full.stdout
     assert f"commit {build_commit} from a clean tree, whose dvc.lock records this file" in full.stdout
 
@@ -116,19 +168,48 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     user = tmp_path / "user"
     user.mkdir()
     started = time.perf_counter()
-    step("dvc artifacts get", dvc(user, "artifacts", "get", str(origin), MODEL, "--rev", "v1.0.0", "-o", MODEL, env=env), started)
+    step(
+        "dvc artifacts get",
+        dvc(user, "artifacts", "get", str(origin), MODEL, "--rev", "v1.0.0", "-o", MODEL, env=env),
+        started,
+    )
     got = user / MODEL
     assert [p.relative_to(got) for p in covered_files(got)] == [p.relative_to(signed) for p in covered_files(signed)]
     assert (got / "model.sig").read_bytes() == (signed / "model.sig").read_bytes()
     started = time.perf_counter()
     step("model_signing verify (artifacts get)", upstream_verify(got, public), started)
     started = time.perf_counter()
-    audit = step("audit (artifacts get)", run(user, sys.executable, "-m", "signature_onnx", "audit", MODEL, "--public-key",
-                                               str(public), "--require-signature", code=REPO), started)
+    audit = step(
+        "audit (artifacts get)",
+        run(
+            user,
+            sys.executable,
+            "-m",
+            "signature_onnx",
+            "audit",
+            MODEL,
+            "--public-key",
+            str(public),
+            "--require-signature",
+            code=REPO,
+        ),
+        started,
+    )
     assert "=> verified" in audit.stdout and "N/A   build" in audit.stdout
     assert f"commit {build_commit} from a clean tree" in audit.stdout
-    outside = run(user, sys.executable, "-m", "stages.verify", f"{MODEL}/model.onnx", "--root", MODEL,
-                  "--public-key", str(public), "--require-signature", code=machine)
+    outside = run(
+        user,
+        sys.executable,
+        "-m",
+        "stages.verify",
+        f"{MODEL}/model.onnx",
+        "--root",
+        MODEL,
+        "--public-key",
+        str(public),
+        "--require-signature",
+        code=machine,
+    )
     assert outside.returncode == 0, outside.stdout + outside.stderr
     # dvc.lock, history, pins, upstream, params, code, and which commit's dvc.lock holds the file
     assert outside.stdout.count("  N/A ") == 7 and "=> verified" in outside.stdout
@@ -136,8 +217,25 @@ def test_build_release_pull_get_verify_run_tamper(reproduced, tmp_path: Path):
     # The package runs the folder as it arrived: embeddings, its test vectors, each variant's.
     image = shared_fixture("signatures", "001_01.png")
     started = time.perf_counter()
-    step("embed", run(user, sys.executable, "-m", "signature_onnx", "embed", str(image), "--model", MODEL, "--out", "f.npy",
-                      "--public-key", str(public), code=REPO), started)
+    step(
+        "embed",
+        run(
+            user,
+            sys.executable,
+            "-m",
+            "signature_onnx",
+            "embed",
+            str(image),
+            "--model",
+            MODEL,
+            "--out",
+            "f.npy",
+            "--public-key",
+            str(public),
+            code=REPO,
+        ),
+        started,
+    )
     for folder in (got, *sorted(p.parent for p in got.glob("variants/*/model.onnx"))):
         checked(run(user, sys.executable, "-m", "signature_onnx", "check-vectors", str(folder), "-q", code=REPO))
     print("\nchain step seconds: " + ", ".join(f"{name} {value:.1f}" for name, value in seconds.items()))

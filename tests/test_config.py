@@ -39,38 +39,75 @@ def test_repository_params_load():
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda p: p["models"]["cleaning"].update(colour="red"), "models.cleaning.colour: Extra inputs are not permitted"),
+        (
+            lambda p: p["models"]["cleaning"].update(colour="red"),
+            "models.cleaning.colour: Extra inputs are not permitted",
+        ),
         # a quoted number (safe_dump quotes what YAML 1.1 reads as a float) stays a string
         (lambda p: p["models"]["cleaning"]["validation"].update(atol="1.5e-4"), "models.cleaning.validation.atol"),
         (lambda p: p["models"]["cleaning"]["validation"].update(samples=2.5), "models.cleaning.validation.samples"),
         (lambda p: p["models"]["cleaning"]["source"].update(kind="ftp"), "models.cleaning.source.kind"),
         (lambda p: p["models"]["cleaning"].pop("onnx"), "models.cleaning.onnx: Field required"),
         (lambda p: p["models"]["cleaning"]["onnx"].update(opset=9), "models.cleaning.onnx.opset"),
-        (lambda p: p["models"]["cleaning"]["onnx"]["inputs"][0].update(dtype="float64"), "models.cleaning.onnx.inputs.0.dtype"),
+        (
+            lambda p: p["models"]["cleaning"]["onnx"]["inputs"][0].update(dtype="float64"),
+            "models.cleaning.onnx.inputs.0.dtype",
+        ),
         (lambda p: p["models"]["cleaning"].update(family="caffe"), "models.cleaning.family"),
         (lambda p: p["models"]["cleaning"].update(files=["../escape.pb"]), "models.cleaning.files"),
         (lambda p: p["models"]["siamese"]["validation"].update(decision_output="logit"), "does not declare"),
         (lambda p: p["models"]["cleaning"]["source"].update(kind="url"), "needs 'urls"),
         (lambda p: p["models"].update({"signet.pkl": p["models"]["siamese"]}), "no dots"),
         (lambda p: p["models"]["siamese"]["onnx"]["outputs"][1].update(name="output0"), "repeated"),
-        (lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "https://bob:pw@host.example/f.pt"}),
-         "carries a user name or password"),
-        (lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "https://host.example/f.pt?token=abc"}),
-         "look like credentials"),
-        (lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "ftp://host.example/f.pt"}),
-         "is not an http(s) address"),
+        (
+            lambda p: p["models"]["siamese"]["source"].update(
+                urls={"convnet_best_loss.pt": "https://bob:pw@host.example/f.pt"}
+            ),
+            "carries a user name or password",
+        ),
+        (
+            lambda p: p["models"]["siamese"]["source"].update(
+                urls={"convnet_best_loss.pt": "https://host.example/f.pt?token=abc"}
+            ),
+            "look like credentials",
+        ),
+        (
+            lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "ftp://host.example/f.pt"}),
+            "is not an http(s) address",
+        ),
         (lambda p: p["models"]["siamese"].pop("preprocessing"), "models.siamese.preprocessing: Field required"),
-        (lambda p: p["models"]["siamese"]["preprocessing"].update(style="opencv"), "models.siamese.preprocessing.style"),
+        (
+            lambda p: p["models"]["siamese"]["preprocessing"].update(style="opencv"),
+            "models.siamese.preprocessing.style",
+        ),
         (lambda p: p["models"]["siamese"]["preprocessing"].pop("canvas"), "style 'sigver' needs canvas and img_size"),
-        (lambda p: p["models"]["siamese"]["preprocessing"].update(input_size=[150, 221]), "differs from the input input0's size [150, 220]"),
+        (
+            lambda p: p["models"]["siamese"]["preprocessing"].update(input_size=[150, 221]),
+            "differs from the input input0's size [150, 220]",
+        ),
         (lambda p: p["models"]["signet"]["preprocessing"].update(img_size=[140, 200]), "must fit inside img_size"),
-        (lambda p: p["models"]["signet_pth"]["preprocessing"].update(input_divisor=256), "models.signet_pth.preprocessing.input_divisor"),
+        (
+            lambda p: p["models"]["signet_pth"]["preprocessing"].update(input_divisor=256),
+            "models.signet_pth.preprocessing.input_divisor",
+        ),
         (lambda p: p["models"]["cleaning"]["preprocessing"].update(spp=True), "spp applies only"),
         (lambda p: p["models"]["signet"].pop("network"), "models.signet.network: Field required"),
-        (lambda p: p["models"]["signet"]["network"].update(architecture="signet_spp"), "is not one of family lasagne_signet's"),
-        (lambda p: p["models"]["cleaning"]["network"].update(architecture="signet"), "is not one of family keras_cleaning's"),
-        (lambda p: p["models"]["signet"]["network"].update(forgery_head=True), "forgery_head applies only to family torch_sigver, architecture signet"),
-        (lambda p: p["models"]["signet_pth"]["network"].update(projection2d=True), "projection2d applies only"),
+        (
+            lambda p: p["models"]["signet"]["network"].update(architecture="signet_spp"),
+            "is not one of family lasagne_signet's",
+        ),
+        (
+            lambda p: p["models"]["cleaning"]["network"].update(architecture="signet"),
+            "is not one of family keras_cleaning's",
+        ),
+        (
+            lambda p: p["models"]["signet"]["network"].update(forgery_head=True),
+            "network.forgery_head does not apply to family lasagne_signet's architecture signet (its options: [])",
+        ),
+        (
+            lambda p: p["models"]["signet_pth"]["network"].update(projection2d=True),
+            "network.projection2d does not apply to family torch_sigver's architecture signet (its options: ['forgery_head'])",
+        ),
         (lambda p: p["models"]["siamese"]["network"].update(projection2d="yes"), "models.siamese.network.projection2d"),
         (lambda p: p["models"]["siamese"]["network"].update(head="probs"), "models.siamese.network.head: Extra inputs"),
     ],
@@ -85,8 +122,14 @@ def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
 
 @pytest.mark.parametrize(
     ("query", "refused"),
-    [("token=abc", True), ("api_key=abc", True), ("X-Amz-Signature=abc", True), ("access_token=x", True),
-     ("id=1AbC&export=download", False), ("resourcekey=0-abc", False)],
+    [
+        ("token=abc", True),
+        ("api_key=abc", True),
+        ("X-Amz-Signature=abc", True),
+        ("access_token=x", True),
+        ("id=1AbC&export=download", False),
+        ("resourcekey=0-abc", False),
+    ],
 )
 def test_secret_looking_url_queries_are_refused(tmp_path: Path, query: str, refused: bool):
     params = copy.deepcopy(good_params())

@@ -36,7 +36,9 @@ def renumber_generated(model: onnx.ModelProto, offset: int) -> None:
     """Shift every exporter-generated number (`onnx::Conv_156`, `Conv_3`), as another trace would."""
     import re
 
-    shift = lambda name: re.sub(r"(onnx::\w+?_|_output_|__)(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + offset}", name)
+    shift = lambda name: re.sub(
+        r"(onnx::\w+?_|_output_|__)(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + offset}", name
+    )
     for node in model.graph.node:
         node.name = shift(node.name)
         node.input[:] = [shift(n) for n in node.input]
@@ -65,12 +67,18 @@ def tiny_model(prefix: str, doc: str) -> onnx.ModelProto:
     """Relu(x * w) with exporter-style generated names carrying `prefix`."""
     weight = helper.make_tensor(f"onnx::Mul_{prefix}", onnx.TensorProto.FLOAT, [2], [1.0, 2.0])
     nodes = [
-        helper.make_node("Mul", ["x", f"onnx::Mul_{prefix}"], [f"t__{prefix}"], name=f"block/Mul__{prefix}", doc_string=doc),
+        helper.make_node(
+            "Mul", ["x", f"onnx::Mul_{prefix}"], [f"t__{prefix}"], name=f"block/Mul__{prefix}", doc_string=doc
+        ),
         helper.make_node("Relu", [f"t__{prefix}"], ["y"], name=f"block/Relu__{prefix}"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])], [weight], doc_string=doc,
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+        [weight],
+        doc_string=doc,
     )
     model = helper.make_model(graph, producer_name="pytorch", doc_string=doc)
     model.producer_version = f"2.13.0+build{prefix}"
@@ -122,8 +130,12 @@ def test_interrupted_fetch_leaves_the_previous_folder(built_project: Path, tmp_p
 
 # oneDNN (TensorFlow) and ATen (PyTorch) restricted to AVX2, OpenBLAS (NumPy) to Haswell kernels
 # on one thread: the kernels an older CPU gets. Applied to the child processes only.
-CAPPED_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
-                  "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1"}
+CAPPED_KERNELS = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "OPENBLAS_NUM_THREADS": "1",
+}
 
 
 @pytest.mark.parametrize("model", ["cleaning", "siamese"])
@@ -141,14 +153,22 @@ def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project:
     project = copy_project(tmp_path / "p")
     for step in STEPS:
         result = subprocess.run(
-            [sys.executable, "-m", f"stages.{step}", model], cwd=project, capture_output=True, text=True,
+            [sys.executable, "-m", f"stages.{step}", model],
+            cwd=project,
+            capture_output=True,
+            text=True,
             env={**os.environ, "PYTHONPATH": str(project), **CAPPED_KERNELS},
         )
         assert result.returncode == 0, result.stderr[-2000:]
     assert digests(project / "data" / "raw" / model) == digests(built_project / "data" / "raw" / model)
-    for tracked in (f"data/interim/{model}/converted.onnx", f"data/interim/{model}/patched.onnx",
-                    f"models/{model}/model.onnx", f"models/{model}/lineage.json",
-                    f"models/{model}/provenance.intoto.json", f"models/{model}/README.md"):
+    for tracked in (
+        f"data/interim/{model}/converted.onnx",
+        f"data/interim/{model}/patched.onnx",
+        f"models/{model}/model.onnx",
+        f"models/{model}/lineage.json",
+        f"models/{model}/provenance.intoto.json",
+        f"models/{model}/README.md",
+    ):
         assert file_digest(project / tracked) == file_digest(built_project / tracked), tracked
 
 

@@ -32,6 +32,7 @@ from remotes import (
 )
 
 from stages.core.params import read_params_file
+from stages.generate_dvc_yaml import quoted
 
 PUBLISHED = ("model.onnx", "lineage.json", "verdict.json")
 
@@ -111,7 +112,12 @@ def test_release_refuses_until_the_remote_holds_the_whole_build(publication: Pub
     assert "nothing was tagged" in before.stderr
     # One line per cache file (patched.onnx and model.onnx are the same bytes: one file, one name).
     raw = "data/raw/cleaning/model/variables/variables.data-00000-of-00001"
-    for path in ("models/cleaning/lineage.json", "models/cleaning/verdict.json", raw, "data/interim/cleaning/converted.onnx"):
+    for path in (
+        "models/cleaning/lineage.json",
+        "models/cleaning/verdict.json",
+        raw,
+        "data/interim/cleaning/converted.onnx",
+    ):
         assert f"\n  {path}" in before.stderr, path
     # `dvc push validate@cleaning` uploads the model's outputs but not what it was built from.
     partial = publication.refused_after_partial_push
@@ -126,21 +132,22 @@ def test_release_refuses_until_the_remote_holds_the_whole_build(publication: Pub
 
 
 @pytest.mark.parametrize("publication", ["s3"], indirect=True)
-def test_release_refuses_uncommitted_or_mismatched_registry(publication: Publication, tmp_path: Path):
+def test_release_refuses_uncommitted_or_stale_registry(publication: Publication, tmp_path: Path):
+    """A hand edit of dvc.yaml's generated artifacts block: refused uncommitted, then refused as out of date with params.yaml."""
     maintainer = clone(publication.origin, tmp_path / "maintainer", share_cache_of=publication.built)
     env = publication.remote.env()
     dvc_yaml = maintainer / "dvc.yaml"
-    manifest = yaml.safe_load(dvc_yaml.read_text())
-    upstream = manifest["artifacts"]["siamese"]["meta"]["upstream_sha256"]
-    tampered_file = sorted(upstream)[0]
-    dvc_yaml.write_text(dvc_yaml.read_text().replace(upstream[tampered_file], "0" * 64))
+    desc = yaml.safe_load(dvc_yaml.read_text())["artifacts"]["siamese"]["desc"]
+    written = f"desc: {quoted(desc)}\n"  # as the generator writes it
+    assert written in dvc_yaml.read_text()
+    dvc_yaml.write_text(dvc_yaml.read_text().replace(written, "desc: edited by hand\n"))
     uncommitted = release(maintainer, "siamese", "--version", "v0.1.0", env=env)
     assert uncommitted.returncode == 1 and "uncommitted changes in dvc.yaml" in uncommitted.stderr
-    subprocess.run(["git", "commit", "-qam", "tampered meta"], cwd=maintainer, check=True, env=env)
-    mismatch = release(maintainer, "siamese", "--version", "v0.1.0", env=env)
-    assert mismatch.returncode == 1 and mismatch.stderr.count("error:") == 1
-    assert "artifacts.siamese.meta.upstream_sha256 differs" in mismatch.stderr
-    assert f"{tampered_file}: {upstream[tampered_file]}" in mismatch.stderr  # says what to write
+    subprocess.run(["git", "commit", "-qam", "hand-edited registry"], cwd=maintainer, check=True, env=env)
+    stale = release(maintainer, "siamese", "--version", "v0.1.0", env=env)
+    assert stale.returncode == 1 and stale.stderr.count("error:") == 1
+    assert "out of date with params.yaml: artifacts (changed siamese)" in stale.stderr
+    assert "run: python -m stages.generate_dvc_yaml" in stale.stderr  # says what to run
     assert git(maintainer, "tag", "-l", "siamese@*") == ""
     unknown = release(maintainer, "no_such_model", "--version", "v0.1.0", env=env)
     assert unknown.returncode == 1 and "no artifact publishes 'no_such_model'" in unknown.stderr
@@ -157,7 +164,10 @@ def test_fresh_clone_pulls_one_model_then_everything_byte_identical(publication:
     assert stages_run(pulled.stdout) == []
     for model in read_params_file(machine / "params.yaml")["models"]:
         for file in PUBLISHED:
-            assert same_bytes(machine / "models" / model / file, publication.built / "models" / model / file), (model, file)
+            assert same_bytes(machine / "models" / model / file, publication.built / "models" / model / file), (
+                model,
+                file,
+            )
     # dvc status re-hashes every output of every stage against dvc.lock: the whole build is there.
     status = checked(dvc(machine, "status", env=env))
     assert "Data and pipelines are up to date" in status.stdout
@@ -172,9 +182,23 @@ def test_artifacts_get_by_version_and_stage_get_and_import(publication: Publicat
     work.mkdir()
     checked(dvc(work, "artifacts", "get", origin, "cleaning", "--rev", "v1.0.0", "-o", "by_version", env=env))
     checked(dvc(work, "artifacts", "get", origin, "cleaning", "--stage", "prod", "-o", "by_stage", env=env))
-    checked(dvc(work, "get", origin, "models/cleaning/lineage.json", "--rev", "cleaning@v1.0.0", "-o", "lineage.json", env=env))
+    checked(
+        dvc(
+            work,
+            "get",
+            origin,
+            "models/cleaning/lineage.json",
+            "--rev",
+            "cleaning@v1.0.0",
+            "-o",
+            "lineage.json",
+            env=env,
+        )
+    )
     # The artifact is the whole published folder (validate, vectors and variants outputs).
-    published = sorted(p.relative_to(built / "models/cleaning") for p in (built / "models/cleaning").rglob("*") if p.is_file())
+    published = sorted(
+        p.relative_to(built / "models/cleaning") for p in (built / "models/cleaning").rglob("*") if p.is_file()
+    )
     for got in (work / "by_version", work / "by_stage"):
         assert sorted(p.relative_to(got) for p in got.rglob("*") if p.is_file()) == published
         assert all(same_bytes(got / file, built / "models/cleaning" / file) for file in published)
@@ -215,8 +239,12 @@ def test_s3_credentials_from_local_config_or_environment_never_committed(publica
     assert git(machine, "status", "--porcelain") == ""  # .dvc/config.local is ignored by git
     for repo in (machine, publication.origin):
         assert subprocess.run(["git", "grep", "-q", "-F", "-e", SECRET_KEY], cwd=repo).returncode == 1
-        assert subprocess.run(["git", "log", "-p", "--all", "-S", SECRET_KEY, "--oneline"], cwd=repo,
-                              capture_output=True, text=True).stdout == ""
+        assert (
+            subprocess.run(
+                ["git", "log", "-p", "--all", "-S", SECRET_KEY, "--oneline"], cwd=repo, capture_output=True, text=True
+            ).stdout
+            == ""
+        )
 
 
 def set_atol(project: Path, model: str, atol: float) -> None:
@@ -239,32 +267,58 @@ def timed(project: Path, *args: str, env: dict[str, str]) -> tuple[subprocess.Co
 
 
 @pytest.mark.parametrize("publication", ["s3"], indirect=True)
-def test_run_cache_restores_reverted_params_experiments_and_other_machines_runs(publication: Publication, tmp_path: Path):
+def test_run_cache_restores_reverted_params_experiments_and_other_machines_runs(
+    publication: Publication, tmp_path: Path
+):
     machine = consumer(publication, tmp_path / "machine")
     env = publication.remote.env()
     main_atol = read_params_file(machine / "params.yaml")["models"]["cleaning"]["validation"]["atol"]
     assert main_atol != 0.0002
     checked(dvc(machine, "pull", "--run-cache", "validate@cleaning", "--with-deps", env=env))
     original = (machine / "models/cleaning/model.onnx").read_bytes()
-    ran, ran_s = timed(machine, "exp", "run", "-n", "loose", "validate@cleaning", "-S", "models.cleaning.validation.atol=0.0002", env=env)
+    ran, ran_s = timed(
+        machine,
+        "exp",
+        "run",
+        "-n",
+        "loose",
+        "validate@cleaning",
+        "-S",
+        "models.cleaning.validation.atol=0.0002",
+        env=env,
+    )
     assert stages_run(ran.stdout) == ["validate@cleaning"]
     assert verdict(machine, "cleaning")["tolerance"]["atol"] == 0.0002
     git(machine, "checkout", "params.yaml")  # the param reverted: the run of main's value is cached
     back, back_s = timed(machine, "repro", "validate@cleaning", env=env)
     assert stages_run(back.stdout) == [] and stages_restored(back.stdout) == ["validate@cleaning"]
     assert verdict(machine, "cleaning")["tolerance"]["atol"] == main_atol
-    again, again_s = timed(machine, "exp", "run", "-n", "again", "validate@cleaning", "-S", "models.cleaning.validation.atol=0.0002", env=env)
+    again, again_s = timed(
+        machine,
+        "exp",
+        "run",
+        "-n",
+        "again",
+        "validate@cleaning",
+        "-S",
+        "models.cleaning.validation.atol=0.0002",
+        env=env,
+    )
     assert stages_run(again.stdout) == [] and stages_restored(again.stdout) == ["validate@cleaning"]
     # The tolerance is part of the file's lineage metadata (issue 11), so the bytes change with it;
     # the graph, weights included, does not.
     assert graph_bytes(machine / "models/cleaning/model.onnx") == graph_bytes_of(original)
-    print(f"\nvalidate@cleaning: run {ran_s:.1f} s, reverted param restored {back_s:.1f} s, experiment again {again_s:.1f} s")
+    print(
+        f"\nvalidate@cleaning: run {ran_s:.1f} s, reverted param restored {back_s:.1f} s, experiment again {again_s:.1f} s"
+    )
     # `dvc exp show` reads verdict.json of main and of each experiment (from the cache).
     shown = json.loads(checked(dvc(machine, "exp", "show", "--json", env=env)).stdout)
     key = "models/cleaning/verdict.json"
     baseline = next(row for row in shown if row["rev"] != "workspace")
     assert baseline["data"]["metrics"][key]["data"]["tolerance"]["atol"] == main_atol
-    experiments = {e["name"]: e["revs"][0]["data"]["metrics"][key]["data"] for e in baseline["experiments"] if e.get("name")}
+    experiments = {
+        e["name"]: e["revs"][0]["data"]["metrics"][key]["data"] for e in baseline["experiments"] if e.get("name")
+    }
     assert set(experiments) == {"loose", "again"}
     assert experiments["loose"]["tolerance"]["atol"] == 0.0002 and experiments["loose"]["verdict"] == "pass"
     assert experiments["again"]["tolerance"]["atol"] == 0.0002
@@ -320,14 +374,11 @@ def test_exp_show_reads_every_models_verdict_on_main(reproduced):
     assert git(built, "status", "--porcelain") == ""
 
 
-def test_registry_meta_names_the_upstream_bytes_of_the_build(reproduced):
-    """dvc.yaml's artifacts meta.upstream_sha256 must be what the build's lineage.json records."""
+def test_lineage_names_the_upstream_bytes_of_each_published_model(reproduced):
+    """The registry does not repeat the upstream sha256s (dvc.yaml is generated from params.yaml
+    alone): each published folder's lineage.json records exactly the params' files."""
     built, _ = reproduced
-    artifacts = yaml.safe_load((built / "dvc.yaml").read_text())["artifacts"]
-    stale = {}
-    for name, entry in artifacts.items():
-        lineage = json.loads((built / "models" / entry["meta"]["model"] / "lineage.json").read_text())
+    for model, entry in read_params_file(built / "params.yaml")["models"].items():
+        lineage = json.loads((built / "models" / model / "lineage.json").read_text())
         recorded = {file: info["sha256"] for file, info in lineage["upstream_files"].items()}
-        if entry["meta"]["upstream_sha256"] != recorded:
-            stale[name] = recorded
-    assert stale == {}, f"update artifacts.<name>.meta.upstream_sha256 in dvc.yaml to: {stale}"
+        assert set(recorded) == set(entry["files"]) and all(len(digest) == 64 for digest in recorded.values()), model

@@ -1,5 +1,6 @@
 """The documentation stays usable: README.md is short, every relative link in it and in docs/
-resolves (anchors included), and every project command shown in a code block exists.
+resolves (anchors included), every project command shown in a code block exists, and every
+file or module of the project that code, comments or docs name by its path exists.
 
 No build: each command is run with `--help` only, from the repository root with
 PYTHONPATH=root, as a reader would type it there. Options the command shows (`--model`) must
@@ -152,8 +153,71 @@ def test_the_commands_are_found():
 def test_shown_command_exists(call: tuple[str, ...]):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, *call, "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=HELP_SECONDS,
+        [sys.executable, *call, "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HELP_SECONDS,
     )
     assert result.returncode == 0, f"{' '.join(call)} --help exited {result.returncode}:\n{result.stderr[-1500:]}"
     unknown = sorted(option for option in COMMANDS[call] if not re.search(rf"{re.escape(option)}\b", result.stdout))
     assert unknown == [], f"{' '.join(call)}: the docs show options its --help does not list: {unknown}"
+
+
+# A project path as text names it: "stages/publish/lineage.py", "signature_onnx/folder.py".
+NAMED_PATH = re.compile(r"(?<![\w/.<-])((?:stages|signature_onnx|benchmarks|examples)/[\w/.-]*\w)")
+# A dotted module: "stages.publish.lineage", "signature_onnx.preprocessing.sigver.luminance"; not a
+# call, which is code using a variable of that name (`stages.get(...)` in a benchmark).
+NAMED_MODULE = re.compile(r"(?<![\w.])((?:stages|signature_onnx)(?:\.\w+)+)(?![\w(])")  # not a call: stages.get(...)
+# Placeholders in examples of how to name a file, not files: `stages/core/x.py`.
+EXAMPLE_PATHS = {"stages/core/x.py"}
+
+
+def named_paths(text: str) -> set[str]:
+    """The project paths and dotted modules `text` names (after stripping a trailing dot)."""
+    paths = {match.rstrip(".") for match in NAMED_PATH.findall(text)}
+    return paths | {match.rstrip(".") for match in NAMED_MODULE.findall(text)}
+
+
+def exists(name: str) -> bool:
+    """A path that exists (a `.py` may be left off), or a dotted name whose longest module prefix
+    exists and defines or imports the next name (a function, class or constant of that module)."""
+    if "/" in name:
+        return (REPO / name).exists() or (REPO / f"{name}.py").exists() or name in EXAMPLE_PATHS
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        base = REPO.joinpath(*parts[:k])
+        module = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        if module.is_file():
+            return (
+                k == len(parts)
+                or re.search(rf"\b{re.escape(parts[k])}\b", module.read_text(encoding="utf-8")) is not None
+            )
+    return False
+
+
+def stale_pointers(files: list[Path]) -> list[str]:
+    return [
+        f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path.name}: {name}"
+        for path in files
+        for name in sorted(named_paths(path.read_text(encoding="utf-8")))
+        if not exists(name)
+    ]
+
+
+def tracked(*patterns: str) -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", *patterns], cwd=REPO, capture_output=True, text=True, check=True)
+    return [REPO / line for line in listed.stdout.split()]
+
+
+def test_every_named_project_file_exists():
+    """A docstring, comment or page pointing at a file that moved sends a reader nowhere."""
+    assert stale_pointers(tracked("*.py", "*.md", "*.yaml", "*.mjs")) == []
+
+
+def test_a_moved_file_is_found(tmp_path: Path):
+    page = tmp_path / "page.md"
+    moved = "stages/" + "lineage.py", "stages." + "lineage"  # split: this file is scanned too
+    page.write_text(f"See {moved[0]} and {moved[1]}, unlike stages/publish/lineage.py and stages.publish.lineage.\n")
+    assert stale_pointers([page]) == [f"page.md: {moved[1]}", f"page.md: {moved[0]}"]

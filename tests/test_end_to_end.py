@@ -15,9 +15,7 @@ from stages.core.params import read_params_file
 
 def lock_outputs(lock: dict) -> dict[str, str]:
     return {
-        f"{stage}:{out['path']}": out["md5"]
-        for stage, entry in lock["stages"].items()
-        for out in entry.get("outs", [])
+        f"{stage}:{out['path']}": out["md5"] for stage, entry in lock["stages"].items() for out in entry.get("outs", [])
     }
 
 
@@ -35,8 +33,15 @@ def test_every_model_is_published(reproduced):
     clone, _ = reproduced
     models = read_params_file(clone / "params.yaml")["models"]
     for name in models:
-        for artifact in ("model.onnx", "verdict.json", "lineage.json", "provenance.intoto.json", "README.md",
-                         "preprocessing.json", "test_vectors.json"):
+        for artifact in (
+            "model.onnx",
+            "verdict.json",
+            "lineage.json",
+            "provenance.intoto.json",
+            "README.md",
+            "preprocessing.json",
+            "test_vectors.json",
+        ):
             assert (clone / "models" / name / artifact).is_file(), f"{name}/{artifact}"
         # measured errors (CPU-dependent) beside, never inside, the published folder
         for measured in ("validation.json", "samples.csv", "variants.json"):
@@ -70,4 +75,6 @@ def test_every_published_model_verifies_and_names_the_commit(reproduced):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert result.stdout.count("=> verified") == len(models)
     head = git(clone, "rev-parse", "HEAD").strip()
-    assert result.stdout.count(f"PASS  history     dvc.lock holds this file in 1 commit(s): {head[:10]} (clone)") == len(models)
+    assert result.stdout.count(
+        f"PASS  history     dvc.lock holds this file in 1 commit(s): {head[:10]} (clone)"
+    ) == len(models)

@@ -103,9 +103,24 @@ def test_hostile_pickle_is_refused(pickle_results, case: str) -> None:
 # ---- PyTorch checkpoints -------------------------------------------------------------------
 
 CHECKPOINT_CASES = (
-    "numpy-preds", "numpy-dtype", "code-global", "global-name-escapes", "memo-index", "huge-int", "complex64", "int32",
-    "float64", "nan", "sparse", "mixed-keys-state", "mixed-keys-top", "deep-nesting", "no-model-key",
-    "compressed-member", "duplicate-member", "garbage",
+    "numpy-preds",
+    "numpy-dtype",
+    "code-global",
+    "global-name-escapes",
+    "memo-index",
+    "huge-int",
+    "complex64",
+    "int32",
+    "float64",
+    "nan",
+    "sparse",
+    "mixed-keys-state",
+    "mixed-keys-top",
+    "deep-nesting",
+    "no-model-key",
+    "compressed-member",
+    "duplicate-member",
+    "garbage",
 )
 
 
@@ -134,9 +149,21 @@ def test_hostile_checkpoint_is_refused(checkpoint_results, checkpoint_cases, cas
 # ---- SavedModel graphs ---------------------------------------------------------------------
 
 SAVEDMODEL_CASES = (
-    "write-file", "write-file-in-initializer", "py-func", "print", "string-format", "read-file", "save-in-top-level",
-    "op-name-escapes", "missing-function", "checkpoint-function-called", "file-op-in-restore", "tf1-style",
-    "huge-constant", "nested-attributes", "garbage",
+    "write-file",
+    "write-file-in-initializer",
+    "py-func",
+    "print",
+    "string-format",
+    "read-file",
+    "save-in-top-level",
+    "op-name-escapes",
+    "missing-function",
+    "checkpoint-function-called",
+    "file-op-in-restore",
+    "tf1-style",
+    "huge-constant",
+    "nested-attributes",
+    "garbage",
 )
 
 
@@ -204,7 +231,10 @@ def live_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     folder, marker = root / "model", root / "WRITTEN_BY_THE_MODEL"
     result = subprocess.run(
         [sys.executable, "-c", hostile.WRITE_FILE_MODEL, str(folder), str(marker)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("live"), "control: plain tf.saved_model.load runs the initializer"
@@ -248,7 +278,9 @@ def test_a_live_savedmodel_through_fetch_convert_and_validate(live_savedmodel, t
     files = {
         "model/saved_model.pb": (folder / "saved_model.pb").read_bytes(),
         "model/keras_metadata.pb": b"\x0a\x00",
-        "model/variables/variables.data-00000-of-00001": (folder / "variables" / "variables.data-00000-of-00001").read_bytes(),
+        "model/variables/variables.data-00000-of-00001": (
+            folder / "variables" / "variables.data-00000-of-00001"
+        ).read_bytes(),
         "model/variables/variables.index": (folder / "variables" / "variables.index").read_bytes(),
     }
     project = place_case(tmp_path / "case", "cleaning", files)
@@ -258,7 +290,9 @@ def test_a_live_savedmodel_through_fetch_convert_and_validate(live_savedmodel, t
         params["models"]["cleaning"]["source"].update(kind="url", urls=urls)
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         before = hostile.snapshot(tmp_path / "case")
-        fetched = hostile.stage(project, "fetch", "cleaning", env={"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+        fetched = hostile.stage(
+            project, "fetch", "cleaning", env={"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        )
     check_refusal("fetch", (fetched, before, hostile.snapshot(tmp_path / "case")), r"refused: op 'WriteFile'")
     assert not (project / "sources.lock.yaml").exists(), "a refused file is never pinned"
     for step in ("convert", "validate"):

@@ -98,7 +98,9 @@ def test_credentials_never_reach_a_host_the_location_spells_ambiguously(fake, mo
         # urllib reads this as localhost:7777 (the API's own origin); requests connects to `other`.
         fake.redirect_files_to = f"http://127.0.0.1:{other.port}\\@localhost:{KAGGLE_PORT}"
         location = fake.redirect_files_to + fake.file_path(KERNEL, CHECKPOINT)
-        assert (urlsplit(location).hostname, urlsplit(location).port) == ("localhost", KAGGLE_PORT), "the parsers disagree"
+        assert (urlsplit(location).hostname, urlsplit(location).port) == ("localhost", KAGGLE_PORT), (
+            "the parsers disagree"
+        )
         with pytest.raises(PipelineError):
             kaggle.fetch(tmp_path / "raw", "siamese", kaggle_spec(), {}, progress=False)
         reached = other.requests_to("/")
@@ -127,7 +129,9 @@ def test_an_api_redirect_is_refused_and_sends_nothing_there(fake, tmp_path) -> N
 def test_an_error_echoing_the_credentials_is_redacted_in_every_form(fake, tmp_path, caplog) -> None:
     fake.fail(LIST_PATH, Fault("echo"))
     with caplog.at_level(logging.DEBUG):
-        with pytest.raises(PipelineError, match=r"answered HTTP 400 .*you sent Authorization: Basic <redacted>") as caught:
+        with pytest.raises(
+            PipelineError, match=r"answered HTTP 400 .*you sent Authorization: Basic <redacted>"
+        ) as caught:
             kaggle.fetch(tmp_path / "raw", "siamese", kaggle_spec(), {}, progress=False)
     message = str(caught.value)
     one_line(message)
@@ -165,15 +169,24 @@ def kaggle_project(tmp_path: Path, **source) -> tuple[Path, dict[str, str]]:
     params = read_params_file(project / "params.yaml")
     params["models"]["siamese"]["source"].update(kind="kaggle", **source)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {"KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY, "KAGGLE_API_ENVIRONMENT": "TEST",
-           "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1", "HOME": str(tmp_path / "home")}
+    env = {
+        "KAGGLE_USERNAME": USER,
+        "KAGGLE_KEY": KEY,
+        "KAGGLE_API_ENVIRONMENT": "TEST",
+        "NO_PROXY": "localhost,127.0.0.1",
+        "no_proxy": "localhost,127.0.0.1",
+        "HOME": str(tmp_path / "home"),
+    }
     return project, env
 
 
-@pytest.mark.parametrize("fault, complaint", [
-    (Fault("endless"), "larger than 8388608 bytes"),
-    (Fault("gzip-bomb"), "larger than 8388608 bytes"),
-])
+@pytest.mark.parametrize(
+    "fault, complaint",
+    [
+        (Fault("endless"), "larger than 8388608 bytes"),
+        (Fault("gzip-bomb"), "larger than 8388608 bytes"),
+    ],
+)
 def test_an_endless_or_bombed_listing_is_cut_at_the_cap(fake, tmp_path, fault, complaint) -> None:
     project, env = kaggle_project(tmp_path)
     fake.fail(LIST_PATH, fault)
@@ -195,7 +208,9 @@ def test_a_trickling_download_meets_its_deadline(tmp_path) -> None:
         params["models"]["siamese"]["source"].update(kind="url", urls={CHECKPOINT: address}, max_seconds=3)
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         before = hostile.snapshot(project)
-        outcome = hostile.stage(project, "fetch", "siamese", env={"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}, timeout=60)
+        outcome = hostile.stage(
+            project, "fetch", "siamese", env={"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}, timeout=60
+        )
         server.release.set()
     assert outcome.code == 1 and len(outcome.error_lines) == 1, outcome.stderr[-3000:]
     assert "took longer than its deadline of 3 s" in outcome.error_lines[0]
@@ -204,7 +219,11 @@ def test_a_trickling_download_meets_its_deadline(tmp_path) -> None:
 
 
 def test_a_trickling_api_answer_meets_its_deadline(fake, tmp_path) -> None:
-    fake.fail(LIST_PATH, Fault("trickle", extra=100, body=b'{"files": []}' * 100), Fault("trickle", extra=100, body=b"x" * 100))
+    fake.fail(
+        LIST_PATH,
+        Fault("trickle", extra=100, body=b'{"files": []}' * 100),
+        Fault("trickle", extra=100, body=b"x" * 100),
+    )
     policy = RetryPolicy(attempts=2, read_timeout=0.4, sleep=lambda seconds: None)
     with pytest.raises(PipelineError, match="did not answer in time") as caught:
         kaggle.fetch(tmp_path / "raw", "siamese", kaggle_spec(), {}, policy, progress=False)
@@ -227,7 +246,14 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def job(address: str, dest: Path, **extra) -> Job:
-    fields = {"model": "m", "file": "w.bin", "url": address, "dest": dest, "max_bytes": 10_000_000, "source": scrub_url(address)}
+    fields = {
+        "model": "m",
+        "file": "w.bin",
+        "url": address,
+        "dest": dest,
+        "max_bytes": 10_000_000,
+        "source": scrub_url(address),
+    }
     return Job(**{**fields, **extra})
 
 
@@ -244,10 +270,18 @@ def test_odd_retry_after_values_mean_no_advice(server, tmp_path, policy, sleeps,
     assert sleeps == [1.0], "an unreadable Retry-After falls back to the backoff"
 
 
-@pytest.mark.parametrize("location", [
-    "http://127.0.0.1:99999/x", "http://[::1/x", "http://a:b:c/x", "http://ex ample.com/x", "http://-a-.example/x",
-    "gopher://example.com/x", "http://%e3%80%82l/x",
-])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://127.0.0.1:99999/x",
+        "http://[::1/x",
+        "http://a:b:c/x",
+        "http://ex ample.com/x",
+        "http://-a-.example/x",
+        "gopher://example.com/x",
+        "http://%e3%80%82l/x",
+    ],
+)
 def test_a_malformed_redirect_is_one_clear_line(server, tmp_path, policy, location) -> None:
     address = server.serve("/w.bin", DATA)
     server.fail("/w.bin", Fault("redirect", location=location))
@@ -265,14 +299,17 @@ def test_a_reason_phrase_with_escape_codes_is_escaped(server, tmp_path, policy) 
     one_line(str(caught.value))
 
 
-@pytest.mark.parametrize("item, complaint", [
-    ({"fileName": 5, "url": "http://localhost:7777/kf/x"}, "it is a int, not a string"),
-    ({"fileName": ["a"], "url": "http://localhost:7777/kf/x"}, "it is a list, not a string"),
-    ({"fileName": "\x1b[31mx\ny", "url": "http://localhost:7777/kf/x"}, r"'\\x1b\[31mx\\ny'"),
-    ({"fileName": CHECKPOINT, "url": None}, r"without a download address|non-http\(s\) download address"),
-    ({"fileName": CHECKPOINT, "url": "http://localhost:99999/kf/x"}, "is not a valid download address"),
-    ({"fileName": CHECKPOINT, "url": "http://[::1/kf/x"}, "is not a valid download address"),
-])
+@pytest.mark.parametrize(
+    "item, complaint",
+    [
+        ({"fileName": 5, "url": "http://localhost:7777/kf/x"}, "it is a int, not a string"),
+        ({"fileName": ["a"], "url": "http://localhost:7777/kf/x"}, "it is a list, not a string"),
+        ({"fileName": "\x1b[31mx\ny", "url": "http://localhost:7777/kf/x"}, r"'\\x1b\[31mx\\ny'"),
+        ({"fileName": CHECKPOINT, "url": None}, r"without a download address|non-http\(s\) download address"),
+        ({"fileName": CHECKPOINT, "url": "http://localhost:99999/kf/x"}, "is not a valid download address"),
+        ({"fileName": CHECKPOINT, "url": "http://[::1/kf/x"}, "is not a valid download address"),
+    ],
+)
 def test_an_odd_listing_is_one_clear_line(fake, tmp_path, item, complaint) -> None:
     fake.fail(LIST_PATH, Fault.raw(json.dumps({"files": [item], "nextPageToken": ""}).encode()))
     with pytest.raises(PipelineError) as caught:
@@ -283,7 +320,12 @@ def test_an_odd_listing_is_one_clear_line(fake, tmp_path, item, complaint) -> No
 
 
 def test_a_listing_that_is_not_json_objects(fake, tmp_path) -> None:
-    for body in (b'{"files": 5}', b'{"files": [7], "nextPageToken": ""}', b"[" * 100_000, b'{"files": [], "nextPageToken": 3}'):
+    for body in (
+        b'{"files": 5}',
+        b'{"files": [7], "nextPageToken": ""}',
+        b"[" * 100_000,
+        b'{"files": [], "nextPageToken": 3}',
+    ):
         fake.reset()
         fake.publish(KERNEL, {CHECKPOINT: DATA})
         fake.basic.add((USER, KEY))
@@ -301,15 +343,20 @@ def fake_response(address: str, body: bytes, content_type: str = "text/html; cha
     return response
 
 
-@pytest.mark.parametrize("action, complaint", [
-    ("http://drive.usercontent.google.com/download", "refusing a confirmation page from https to plain http"),
-    ("https://drive.usercontent.google.com:99999/download", "unreadable address|refusing a confirmation page"),
-    ("javascript:alert(1)", "refusing a confirmation page"),
-])
+@pytest.mark.parametrize(
+    "action, complaint",
+    [
+        ("http://drive.usercontent.google.com/download", "refusing a confirmation page from https to plain http"),
+        ("https://drive.usercontent.google.com:99999/download", "unreadable address|refusing a confirmation page"),
+        ("javascript:alert(1)", "refusing a confirmation page"),
+    ],
+)
 def test_a_confirmation_page_never_moves_https_to_http(monkeypatch, tmp_path, policy, action, complaint) -> None:
     start = "https://drive.google.com/uc?export=download&id=1AbC"
-    page = (f'<html><form id="download-form" action="{action}" method="get">'
-            '<input type="hidden" name="id" value="1AbC"><input type="hidden" name="confirm" value="t"></form></html>')
+    page = (
+        f'<html><form id="download-form" action="{action}" method="get">'
+        '<input type="hidden" name="id" value="1AbC"><input type="hidden" name="confirm" value="t"></form></html>'
+    )
     sent: list[str] = []
 
     def fake_get(session, address, job, policy):
@@ -350,7 +397,9 @@ def test_an_archive_naming_the_member_twice_is_refused(server, tmp_path) -> None
 
 def test_an_archive_of_an_unsupported_version_is_one_line(server, tmp_path) -> None:
     archive = hostile.zip_archive([("signet.pkl", DATA)], extract_version=64)
-    with pytest.raises(PipelineError, match=r"not a readable zip archive \(NotImplementedError: zip file version 6\.4\)") as caught:
+    with pytest.raises(
+        PipelineError, match=r"not a readable zip archive \(NotImplementedError: zip file version 6\.4\)"
+    ) as caught:
         archive_fetch(server, tmp_path, archive, "signet.pkl")
     one_line(str(caught.value))
     assert list(tmp_path.iterdir()) == []
@@ -393,18 +442,36 @@ SERVER_CASES = {
     "redirect-bad-ipv6": (Fault("redirect", location="http://[::1/x"), "refusing a redirect"),
     "redirect-two-ports": (Fault("redirect", location="http://a:b:c/x"), "refusing a redirect"),
     "redirect-bad-host": (Fault("redirect", location="http://%e3%80%82l/x"), "refusing a redirect"),
-    "redirect-other-scheme": (Fault("redirect", location="file:///etc/passwd"), "refusing a redirect .* to a file address"),
-    "redirect-escapes": (Fault("redirect", location="http://\x1b\x07\x85" + "z" * 10_000 + "/x"),
-                         r"refusing a redirect .*\\x1b\\x07\\x85zzz.*characters in all"),
-    "reason-escapes": (Fault.raw(b"", status=418, reason="I'm a \x1b[31mteapot\x1b[0m" + "!" * 5000), r"HTTP 418 \(I'm a \\x1b\[31mteapot"),
-    "html-page": (Fault.raw(b"<html>\x1b[2J sign in</html>", content_type="text/html"), "sent an HTML page instead of the file"),
+    "redirect-other-scheme": (
+        Fault("redirect", location="file:///etc/passwd"),
+        "refusing a redirect .* to a file address",
+    ),
+    "redirect-escapes": (
+        Fault("redirect", location="http://\x1b\x07\x85" + "z" * 10_000 + "/x"),
+        r"refusing a redirect .*\\x1b\\x07\\x85zzz.*characters in all",
+    ),
+    "reason-escapes": (
+        Fault.raw(b"", status=418, reason="I'm a \x1b[31mteapot\x1b[0m" + "!" * 5000),
+        r"HTTP 418 \(I'm a \\x1b\[31mteapot",
+    ),
+    "html-page": (
+        Fault.raw(b"<html>\x1b[2J sign in</html>", content_type="text/html"),
+        "sent an HTML page instead of the file",
+    ),
 }
 LISTING_CASES = {
-    "name-not-a-string": ({"files": [{"fileName": 5, "url": "http://localhost:7777/kf/x"}], "nextPageToken": ""}, "it is a int"),
-    "name-escapes": ({"files": [{"fileName": "\x1b[31m\nerror: forged", "url": "http://x/y"}], "nextPageToken": ""},
-                     r"'\\x1b\[31m\\nerror: forged'"),
-    "url-bad-port": ({"files": [{"fileName": "signet.pkl", "url": "http://localhost:99999/kf/x"}], "nextPageToken": ""},
-                     "is not a valid download address"),
+    "name-not-a-string": (
+        {"files": [{"fileName": 5, "url": "http://localhost:7777/kf/x"}], "nextPageToken": ""},
+        "it is a int",
+    ),
+    "name-escapes": (
+        {"files": [{"fileName": "\x1b[31m\nerror: forged", "url": "http://x/y"}], "nextPageToken": ""},
+        r"'\\x1b\[31m\\nerror: forged'",
+    ),
+    "url-bad-port": (
+        {"files": [{"fileName": "signet.pkl", "url": "http://localhost:99999/kf/x"}], "nextPageToken": ""},
+        "is not a valid download address",
+    ),
     "files-not-a-list": ({"files": 5}, "unexpected answer from the Kaggle API|not a list of files"),
     "deep-json": (None, "unexpected answer from the Kaggle API"),
     "echo": ("echo", "answered HTTP 400 .*Basic <redacted>"),
@@ -426,7 +493,7 @@ def check_stage_refusal(case: str, outcome, before: dict, after: dict, expect: s
     where = f"{case}:\n{outcome.stderr[-2000:]}"
     assert outcome.code == 1 and len(outcome.error_lines) == 1 and "Traceback" not in outcome.stderr, where
     assert re.search(expect, outcome.error_lines[0]), where
-    one_line(outcome.error_lines[0][len("error: "):])
+    one_line(outcome.error_lines[0][len("error: ") :])
     assert after == before, f"{case}: files changed"
 
 
@@ -435,6 +502,7 @@ def test_hostile_file_servers_through_the_stage(tmp_path) -> None:
 
     env = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     with FileServer() as server:
+
         def one(item):
             case, (fault, expect) = item
             address = server.serve(f"/{case}/signet.pkl", DATA)
@@ -460,8 +528,14 @@ def test_hostile_listings_through_the_stage(fake, tmp_path, case) -> None:
         raw = b"[" * 200_000 if body is None else json.dumps(body).encode()
         fake.fail(LIST_PATH, *[Fault.raw(raw)] * 5)
     project = signet_project(tmp_path, {"kind": "kaggle", "kaggle": {"kernel": "owner/kernel"}})
-    env = {"KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY, "KAGGLE_API_ENVIRONMENT": "TEST", "HOME": str(tmp_path / "home"),
-           "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
+    env = {
+        "KAGGLE_USERNAME": USER,
+        "KAGGLE_KEY": KEY,
+        "KAGGLE_API_ENVIRONMENT": "TEST",
+        "HOME": str(tmp_path / "home"),
+        "NO_PROXY": "localhost,127.0.0.1",
+        "no_proxy": "localhost,127.0.0.1",
+    }
     before = hostile.snapshot(tmp_path)
     outcome = hostile.stage(project, "fetch", "signet", env=env, timeout=120)
     check_stage_refusal(case, outcome, before, hostile.snapshot(tmp_path), expect)

@@ -28,8 +28,12 @@ def test_cleaning_onnx_matches_tensorflow_on_real_scans(built_project: Path):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow as tf
 
-    serving = tf.saved_model.load(str(built_project / "data" / "raw" / "cleaning" / "model")).signatures["serving_default"]
-    session = ort.InferenceSession(str(built_project / "models" / "cleaning" / "model.onnx"), providers=["CPUExecutionProvider"])
+    serving = tf.saved_model.load(str(built_project / "data" / "raw" / "cleaning" / "model")).signatures[
+        "serving_default"
+    ]
+    session = ort.InferenceSession(
+        str(built_project / "models" / "cleaning" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     worst = 0.0
     for path in scans():
         rgb = np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32) / 255.0
@@ -54,7 +58,9 @@ def test_siamese_onnx_matches_pytorch_on_real_scans(built_project: Path):
     model = SiameseModel()
     model.load_state_dict(checkpoint["model"])
     model.eval()
-    session = ort.InferenceSession(str(built_project / "models" / "siamese" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(built_project / "models" / "siamese" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     images = [preprocess_signature(load_signature(p), (952, 1360)).astype(np.uint8) for p in scans()]
     worst = 0.0
     pairs = list(zip(images, images[1:] + images[:1]))

@@ -33,7 +33,9 @@ def renamed(base: ModelSpec, file: str) -> ModelSpec:
     return base.model_copy(update={"files": [file]})
 
 
-@pytest.mark.parametrize(("model", "other_name"), [("signet", "weights_v1.bin"), ("signet_f_lambda0_95_pth", "checkpoint.pt")])
+@pytest.mark.parametrize(
+    ("model", "other_name"), [("signet", "weights_v1.bin"), ("signet_f_lambda0_95_pth", "checkpoint.pt")]
+)
 def test_the_same_bytes_under_another_name_convert_to_the_same_graph(tmp_path: Path, model: str, other_name: str):
     original = spec(model)
     family = load_family(original.family)

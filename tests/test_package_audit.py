@@ -41,14 +41,23 @@ def write_folder(path: Path, tag: str, extra: dict | None = None, expected: floa
         for file in ("preprocess.onnx", "pipeline.onnx"):
             (path / file).write_bytes(model_bytes(file))
             onnx_entry["graphs"][file] = {"sha256": hashlib.sha256(model_bytes(file)).hexdigest()}
-    lineage = {"onnx": onnx_entry, "validation": {"atol": 1e-4, "rtol": 0.0},
-               "source": {"kind": "builtin", "seed": 1}, "synthetic_weights": True, **(extra or {})}
+    lineage = {
+        "onnx": onnx_entry,
+        "validation": {"atol": 1e-4, "rtol": 0.0},
+        "source": {"kind": "builtin", "seed": 1},
+        "synthetic_weights": True,
+        **(extra or {}),
+    }
     (path / "lineage.json").write_text(json.dumps(lineage))
     (path / "test_vectors.json").write_text(json.dumps({"tolerance": {"atol": 1e-4, "rtol": 0.0}}))
     test_set = path / "test_data_set_0"
     test_set.mkdir(exist_ok=True)
-    (test_set / "input_0.pb").write_bytes(numpy_helper.from_array(np.array([[1, 2]], np.float32), "x").SerializeToString())
-    (test_set / "output_0.pb").write_bytes(numpy_helper.from_array(np.array([[expected, 2]], np.float32), "y").SerializeToString())
+    (test_set / "input_0.pb").write_bytes(
+        numpy_helper.from_array(np.array([[1, 2]], np.float32), "x").SerializeToString()
+    )
+    (test_set / "output_0.pb").write_bytes(
+        numpy_helper.from_array(np.array([[expected, 2]], np.float32), "y").SerializeToString()
+    )
     return digest
 
 
@@ -56,7 +65,11 @@ def write_folder(path: Path, tag: str, extra: dict | None = None, expected: floa
 def published(tmp_path: Path) -> Path:
     model = tmp_path / "signet"
     parent = write_folder(model, "fp32", graphs=True)
-    write_folder(model / "variants" / "fp16", "fp16", {"variant": "fp16", "parent": {"sha256": parent}, "recipe": {"keep_io_types": True}})
+    write_folder(
+        model / "variants" / "fp16",
+        "fp16",
+        {"variant": "fp16", "parent": {"sha256": parent}, "recipe": {"keep_io_types": True}},
+    )
     return model
 
 
@@ -66,17 +79,33 @@ def statuses(links) -> dict[str, str]:
 
 def test_a_good_folder_and_its_variant_pass(published: Path):
     links = statuses(audit(published))
-    assert links == {"integrity": "PASS", "graphs": "PASS", "signature": "SKIP", "commit": "SKIP", "vectors": "PASS",
-                     "variants/fp16": "PASS", "build": "N/A"}
+    assert links == {
+        "integrity": "PASS",
+        "graphs": "PASS",
+        "signature": "SKIP",
+        "commit": "SKIP",
+        "vectors": "PASS",
+        "variants/fp16": "PASS",
+        "build": "N/A",
+    }
     variant = statuses(audit(published / "variants" / "fp16"))
-    assert variant == {"integrity": "PASS", "graphs": "N/A", "signature": "SKIP", "vectors": "PASS", "parent": "PASS", "build": "N/A"}
+    assert variant == {
+        "integrity": "PASS",
+        "graphs": "N/A",
+        "signature": "SKIP",
+        "vectors": "PASS",
+        "parent": "PASS",
+        "build": "N/A",
+    }
 
 
 def test_a_changed_or_missing_graph_fails(published: Path):
     graph = published / "pipeline.onnx"
     graph.write_bytes(graph.read_bytes() + b"\0")
     links = audit(published)
-    assert statuses(links)["graphs"] == "FAIL" and "pipeline.onnx has sha256" in next(l.detail for l in links if l.name == "graphs")
+    assert statuses(links)["graphs"] == "FAIL" and "pipeline.onnx has sha256" in next(
+        l.detail for l in links if l.name == "graphs"
+    )
     graph.unlink()
     assert statuses(audit(published))["graphs"] == "FAIL"
 
@@ -124,13 +153,19 @@ def test_too_many_variants_are_refused(published: Path):
 def test_hostile_names_and_commit_claims_are_escaped_and_checked(published: Path):
     hostile = "x\n  PASS  signature     forged\x1b]0;pwned\x07"
     (published / "variants" / "fp16").rename(published / "variants" / hostile)
-    result = subprocess.run([sys.executable, "-m", "signature_onnx", "audit", str(published)], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "signature_onnx", "audit", str(published)], cwd=REPO, capture_output=True, text=True
+    )
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert all(not line.startswith("  PASS  signature") for line in result.stdout.splitlines())
     model_sha = hashlib.sha256((published / "model.onnx").read_bytes()).hexdigest()
     claims = {
-        "a commit that is not a sha": {"commit": "not-a-sha", "dirty": [], "repository": None, "model_sha256": model_sha},
+        "a commit that is not a sha": {
+            "commit": "not-a-sha",
+            "dirty": [],
+            "repository": None,
+            "model_sha256": model_sha,
+        },
         "another model": {"commit": "a" * 40, "dirty": [], "repository": None, "model_sha256": "b" * 64},
         "dirty not a list": {"commit": "a" * 40, "dirty": "abc", "repository": None, "model_sha256": model_sha},
         "dirty not strings": {"commit": "a" * 40, "dirty": [1], "repository": None, "model_sha256": model_sha},

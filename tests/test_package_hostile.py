@@ -28,7 +28,14 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 ROWS, COLS = 30, 40
-PREPROCESSING = {"style": "sigver", "canvas": [60, 80], "img_size": [ROWS, COLS], "input_size": [ROWS, COLS], "input_divisor": 255, "spp": False}
+PREPROCESSING = {
+    "style": "sigver",
+    "canvas": [60, 80],
+    "img_size": [ROWS, COLS],
+    "input_size": [ROWS, COLS],
+    "input_divisor": 255,
+    "spp": False,
+}
 ESC = "\x1b"
 HOSTILE = "evil\x1b[2J\x1b]52;c;SGVsbG8=\x07\u202e"  # clear screen, OSC 52 clipboard write, bidi override
 
@@ -36,7 +43,9 @@ HOSTILE = "evil\x1b[2J\x1b]52;c;SGVsbG8=\x07\u202e"  # clear screen, OSC 52 clip
 # ---- tiny model folders ---------------------------------------------------------------------------
 
 
-def embed_graph(output_names: tuple[str, str] = ("fc1", "fc2"), poison: float | None = None, size: tuple = (ROWS, COLS)) -> onnx.ModelProto:
+def embed_graph(
+    output_names: tuple[str, str] = ("fc1", "fc2"), poison: float | None = None, size: tuple = (ROWS, COLS)
+) -> onnx.ModelProto:
     """x float [N, 1, 30, 40] -> fc1 = flat(x) @ W1 (8), fc2 = fc1 @ W2 (8); `poison` fills W2 (NaN, inf).
 
     size: the declared input size (symbolic names let a wrong size reach the MatMul kernel).
@@ -50,7 +59,8 @@ def embed_graph(output_names: tuple[str, str] = ("fc1", "fc2"), poison: float | 
         helper.make_node("MatMul", [output_names[0], "w2"], [output_names[1]], name=f"node {output_names[1]}"),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_signet",
+        nodes,
+        "tiny_signet",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, *size])],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 8]) for name in output_names],
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
@@ -76,19 +86,31 @@ def verify_graph(poison: float | None = None) -> onnx.ModelProto:
         helper.make_node("Mul", ["dot", "scale"], ["output2"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_siamese",
+        nodes,
+        "tiny_siamese",
         [helper.make_tensor_value_info(f"input{k}", TensorProto.UINT8, [ROWS, COLS]) for k in "01"],
         [helper.make_tensor_value_info(f"output{k}", TensorProto.FLOAT, None) for k in "012"],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([1, ROWS * COLS], np.int64), "shape"),
-         numpy_helper.from_array(np.array(poison if poison is not None else 0.01, np.float32), "scale")],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.array([1, ROWS * COLS], np.int64), "shape"),
+            numpy_helper.from_array(np.array(poison if poison is not None else 0.01, np.float32), "scale"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
 
 
-def write_folder(folder: Path, model: onnx.ModelProto, *, task: str = "embed", name: str = "tiny", source: dict | None = None,
-                 lineage: bool = True, vectors: bool = True) -> Path:
+def write_folder(
+    folder: Path,
+    model: onnx.ModelProto,
+    *,
+    task: str = "embed",
+    name: str = "tiny",
+    source: dict | None = None,
+    lineage: bool = True,
+    vectors: bool = True,
+) -> Path:
     """A model folder as the pipeline publishes it: model.onnx, preprocessing.json, lineage.json, test vectors."""
     from signature_onnx.folder import preprocessing_json
     from signature_onnx.preprocessing import Preprocessing
@@ -96,7 +118,9 @@ def write_folder(folder: Path, model: onnx.ModelProto, *, task: str = "embed", n
     folder.mkdir(parents=True, exist_ok=True)
     data = model.SerializeToString()
     (folder / "model.onnx").write_bytes(data)
-    (folder / "preprocessing.json").write_bytes(preprocessing_json(name, task, Preprocessing.from_dict(PREPROCESSING, "test")))
+    (folder / "preprocessing.json").write_bytes(
+        preprocessing_json(name, task, Preprocessing.from_dict(PREPROCESSING, "test"))
+    )
     if lineage:
         record = {
             "source": source or {"kind": "kaggle", "kernel": "someone/signatures"},
@@ -163,17 +187,26 @@ def home(tmp_path: Path):
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == []
 
 
-def cli(home: Path, *args: str, cwd: Path | None = None, preexec=None, prelude: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(
+    home: Path, *args: str, cwd: Path | None = None, preexec=None, prelude: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """`python -m signature_onnx ARGS` with only PATH, a fake HOME and the checkout on PYTHONPATH.
 
     prelude: Python run first in the same process (a fault to inject), then the command line.
     """
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "PYTHONPATH": str(REPO), "LC_ALL": "C.UTF-8"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "LC_ALL": "C.UTF-8",
+    }
     command = [sys.executable, "-m", "signature_onnx", *args]
     if prelude is not None:
         script = f"{prelude}\nimport runpy, sys\nsys.argv = ['signature-onnx', *sys.argv[1:]]\nrunpy.run_module('signature_onnx', run_name='__main__')\n"
         command = [sys.executable, "-c", script, *args]
-    return subprocess.run(command, cwd=cwd or home.parent, capture_output=True, text=True, env=env, preexec_fn=preexec, timeout=timeout)
+    return subprocess.run(
+        command, cwd=cwd or home.parent, capture_output=True, text=True, env=env, preexec_fn=preexec, timeout=timeout
+    )
 
 
 def clean_output(result: subprocess.CompletedProcess) -> None:
@@ -199,7 +232,9 @@ def no_temporaries(folder: Path) -> None:
 # ---- 1. nothing written outside the output folder; ORT's log lines off the terminal ---------------
 
 
-def test_runs_write_nothing_into_home_and_results_are_right(home: Path, signet: Path, siamese: Path, scan: Path, tmp_path: Path):
+def test_runs_write_nothing_into_home_and_results_are_right(
+    home: Path, signet: Path, siamese: Path, scan: Path, tmp_path: Path
+):
     out = tmp_path / "out" / "f.npy"
     result = cli(home, "embed", str(scan), str(scan), "--model", str(signet), "--out", str(out), "-q")
     assert result.returncode == 0, result.stderr
@@ -215,7 +250,9 @@ def test_runs_write_nothing_into_home_and_results_are_right(home: Path, signet: 
 
 def test_onnx_runtime_log_lines_stay_off_the_terminal(home: Path, tmp_path: Path, scan: Path):
     """A run ONNX Runtime's kernel refuses (an input of another size) logs an ERROR line quoting node names raw."""
-    folder = write_folder(tmp_path / "fixed", embed_graph(output_names=(f"fc1{HOSTILE}", "fc2"), size=("H", "W")), vectors=False)
+    folder = write_folder(
+        tmp_path / "fixed", embed_graph(output_names=(f"fc1{HOSTILE}", "fc2"), size=("H", "W")), vectors=False
+    )
     card = json.loads((folder / "preprocessing.json").read_text())
     card["preprocessing"].update(img_size=[20, COLS], input_size=[20, COLS])
     (folder / "preprocessing.json").write_text(json.dumps(card))
@@ -227,8 +264,12 @@ def test_onnx_runtime_log_lines_stay_off_the_terminal(home: Path, tmp_path: Path
 
 
 def test_hostile_names_are_escaped_and_the_synthetic_warning_stays(home: Path, tmp_path: Path, scan: Path):
-    folder = write_folder(tmp_path / "named", embed_graph(output_names=(f"fc1{HOSTILE}", "fc2")), name=HOSTILE * 300,
-                          source={"kind": "builtin", "seed": HOSTILE})
+    folder = write_folder(
+        tmp_path / "named",
+        embed_graph(output_names=(f"fc1{HOSTILE}", "fc2")),
+        name=HOSTILE * 300,
+        source={"kind": "builtin", "seed": HOSTILE},
+    )
     image = tmp_path / f"scan{HOSTILE}.png"
     shutil.copy(scan, image)
     result = cli(home, "embed", str(image), "--model", str(folder), "--out", str(tmp_path / "f.npy"))
@@ -265,9 +306,13 @@ def test_non_finite_outputs_are_errors_naming_model_and_output(home: Path, tmp_p
 
     nan_signet = write_folder(tmp_path / "nan_signet", embed_graph(poison=float("nan")), name="nanmodel", vectors=False)
     out = tmp_path / "f.npy"
-    one_error_line(cli(home, "embed", str(scan), "--model", str(nan_signet), "--out", str(out), "-q"), "nanmodel", "'fc2'", "NaN")
+    one_error_line(
+        cli(home, "embed", str(scan), "--model", str(nan_signet), "--out", str(out), "-q"), "nanmodel", "'fc2'", "NaN"
+    )
     assert not out.exists()
-    inf_siamese = write_folder(tmp_path / "inf_siamese", verify_graph(poison=float("inf")), task="verify", name="infmodel")
+    inf_siamese = write_folder(
+        tmp_path / "inf_siamese", verify_graph(poison=float("inf")), task="verify", name="infmodel"
+    )
     result = cli(home, "verify", str(scan), str(scan), "--model", str(inf_siamese), "--json")
     one_error_line(result, "infmodel", "'output2'")
     assert result.stdout == ""
@@ -278,10 +323,18 @@ def test_non_finite_outputs_are_errors_naming_model_and_output(home: Path, tmp_p
 # ---- 4. check-vectors cannot be made to pass anything ---------------------------------------------------
 
 
-@pytest.mark.parametrize("atol, expected", [
-    ("Infinity", "not readable JSON"), ("NaN", "not readable JSON"), ("1e999", "finite"), ("1e30", "at most"),
-    ("-1e-5", ">= 0"), ("2e-4", "validated with"), ('"1"', "finite"),
-])
+@pytest.mark.parametrize(
+    "atol, expected",
+    [
+        ("Infinity", "not readable JSON"),
+        ("NaN", "not readable JSON"),
+        ("1e999", "finite"),
+        ("1e30", "at most"),
+        ("-1e-5", ">= 0"),
+        ("2e-4", "validated with"),
+        ('"1"', "finite"),
+    ],
+)
 def test_check_vectors_refuses_tolerances_beyond_the_models(signet: Path, atol: str, expected: str):
     from signature_onnx import ModelFolderError, check_vectors
 
@@ -306,7 +359,9 @@ def test_check_vectors_refuses_nan_expected_values_and_fails_nan_outputs(home: P
 
     path = signet / "test_data_set_0" / "output_1.pb"
     tensor = onnx.load_tensor(str(path))
-    path.write_bytes(numpy_helper.from_array(np.full_like(numpy_helper.to_array(tensor), np.nan), tensor.name).SerializeToString())
+    path.write_bytes(
+        numpy_helper.from_array(np.full_like(numpy_helper.to_array(tensor), np.nan), tensor.name).SerializeToString()
+    )
     one_error_line(cli(home, "check-vectors", str(signet), "-q"), "output_1.pb", "NaN")
     with pytest.raises(ModelFolderError, match="NaN"):
         check_vectors(signet)
@@ -350,15 +405,22 @@ def test_deeply_nested_json_is_refused_by_name(signet: Path, file: str):
 
 def test_deep_json_through_the_command_line(home: Path, signet: Path, scan: Path, tmp_path: Path):
     (signet / "lineage.json").write_text('{"a": ' * 50000 + "1" + "}" * 50000)
-    one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy")), "lineage.json", "nested")
+    one_error_line(
+        cli(home, "embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy")),
+        "lineage.json",
+        "nested",
+    )
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("canvas", [100000, 100000], "from 1 to 2720"),
-    ("img_size", [100000, 100000], "from 1 to 2720"),
-    ("input_size", [0, 40], "from 1 to 2720"),
-    ("canvas", [int("9" * 400), 80], "integer of 400 digits"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("canvas", [100000, 100000], "from 1 to 2720"),
+        ("img_size", [100000, 100000], "from 1 to 2720"),
+        ("input_size", [0, 40], "from 1 to 2720"),
+        ("canvas", [int("9" * 400), 80], "integer of 400 digits"),
+    ],
+)
 def test_preprocessing_sizes_are_bounded(signet: Path, key: str, value: list[int], expected: str):
     from signature_onnx import ModelFolder, ModelFolderError
 
@@ -376,7 +438,11 @@ def test_files_outside_the_folder_are_not_read(home: Path, signet: Path, tmp_pat
     outside.mkdir()
     shutil.move(signet / "lineage.json", outside / "lineage.json")
     (signet / "lineage.json").symlink_to(outside / "lineage.json")
-    one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy")), "lineage.json", "outside the model folder")
+    one_error_line(
+        cli(home, "embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy")),
+        "lineage.json",
+        "outside the model folder",
+    )
     (signet / "lineage.json").unlink()
     shutil.move(outside / "lineage.json", signet / "lineage.json")
     shutil.move(signet / "model.onnx", outside / "model.onnx")
@@ -397,7 +463,11 @@ def test_a_fifo_is_refused_not_waited_on(home: Path, signet: Path, scan: Path, t
         fifo = signet / name
         fifo.rename(tmp_path / name)
         os.mkfifo(fifo)
-        command = ("check-vectors", str(signet)) if name == "test_vectors.json" else ("embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy"))
+        command = (
+            ("check-vectors", str(signet))
+            if name == "test_vectors.json"
+            else ("embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy"))
+        )
         one_error_line(cli(home, *command, timeout=30), name, "not a regular file")
         fifo.unlink()
         (tmp_path / name).rename(fifo)
@@ -415,7 +485,9 @@ def test_a_tampered_model_is_refused_at_load_naming_both_digests(home: Path, sig
     (signet / "model.onnx").write_bytes(tampered.SerializeToString())
     actual = hashlib.sha256((signet / "model.onnx").read_bytes()).hexdigest()
     out = tmp_path / "f.npy"
-    one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out)), recorded, actual, "model.onnx")
+    one_error_line(
+        cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out)), recorded, actual, "model.onnx"
+    )
     assert not out.exists()
     with pytest.raises(IntegrityError, match=actual):
         AutoORTModel.from_pretrained(signet)
@@ -449,8 +521,12 @@ def _keys(folder: Path, name: str) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     private, public = folder / f"{name}.pem", folder / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return private, public
 
 
@@ -466,18 +542,25 @@ def test_a_required_signature_is_checked(home: Path, signet: Path, scan: Path, t
     private, public = _keys(keys, "release")
     _, stranger = _keys(keys, "stranger")
     # the release step's format (stages/publish/signing.py): an EC key, the same ignored files
-    signing.Config().use_elliptic_key_signer(private_key=private).set_hashing_config(
-        signed_files_config(hashing)).sign(signet, signet / "model.sig")
+    signing.Config().use_elliptic_key_signer(private_key=private).set_hashing_config(signed_files_config(hashing)).sign(
+        signet, signet / "model.sig"
+    )
     out = tmp_path / "f.npy"
     result = cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "-q", "--public-key", str(public))
     assert result.returncode == 0, result.stderr
     # the signature covers the whole folder: a file added to it fails too
     (signet / "validation.json").write_text("{}")
-    one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "--public-key", str(public)),
-                   "model.sig", "does not verify")
+    one_error_line(
+        cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "--public-key", str(public)),
+        "model.sig",
+        "does not verify",
+    )
     (signet / "validation.json").unlink()
-    one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "--public-key", str(stranger)),
-                   "model.sig", "does not verify")
+    one_error_line(
+        cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out), "--public-key", str(stranger)),
+        "model.sig",
+        "does not verify",
+    )
     (signet / "lineage.json").write_text((signet / "lineage.json").read_text() + " ")
     with pytest.raises(IntegrityError, match="changed since signing: lineage.json"):
         AutoORTModel.from_pretrained(signet, public_key=public)
@@ -497,7 +580,18 @@ def test_a_signature_without_the_signing_extra_is_a_clear_error(home: Path, sign
     )
     key = tmp_path / "k.pub"
     key.write_text("not used")
-    result = cli(home, "embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy"), "--public-key", str(key), prelude=block)
+    result = cli(
+        home,
+        "embed",
+        str(scan),
+        "--model",
+        str(signet),
+        "--out",
+        str(tmp_path / "f.npy"),
+        "--public-key",
+        str(key),
+        prelude=block,
+    )
     one_error_line(result, "k.pub", "model-signing", "[signing]")
 
 
@@ -515,7 +609,10 @@ def test_sigterm_mid_write_leaves_no_temporary_file(home: Path, signet: Path, sc
     assert not (out / "f.npy").exists()
     # Ctrl-C as a terminal sends it: a process started in the background (as CI may start the
     # suite) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
-    prelude = "import os, signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + prelude.replace("SIGTERM", "SIGINT").split("\n", 1)[1]
+    prelude = (
+        "import os, signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        + prelude.replace("SIGTERM", "SIGINT").split("\n", 1)[1]
+    )
     result = cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out / "f.npy"), "-q", prelude=prelude)
     assert result.returncode == 130, result.stderr
     no_temporaries(out)
@@ -524,8 +621,11 @@ def test_sigterm_mid_write_leaves_no_temporary_file(home: Path, signet: Path, sc
 def test_threads_are_bounded(home: Path, signet: Path, scan: Path, tmp_path: Path):
     from signature_onnx import AutoORTModel, SignatureOnnxError
 
-    one_error_line(cli(home, "embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy"), "--threads", "100000"),
-                   "threads 100000", "from 1 to 256")
+    one_error_line(
+        cli(home, "embed", str(scan), "--model", str(signet), "--out", str(tmp_path / "f.npy"), "--threads", "100000"),
+        "threads 100000",
+        "from 1 to 256",
+    )
     for threads in (0, -1, 257):
         with pytest.raises(SignatureOnnxError, match="from 1 to 256"):
             AutoORTModel.from_pretrained(signet, threads=threads)
@@ -539,7 +639,9 @@ def _file_size_limit() -> None:
 
 def test_a_full_disk_names_the_output_file(home: Path, signet: Path, scan: Path, tmp_path: Path):
     out = tmp_path / "out"
-    result = cli(home, "embed", str(scan), "--model", str(signet), "--out", str(out / "f.npy"), "-q", preexec=_file_size_limit)
+    result = cli(
+        home, "embed", str(scan), "--model", str(signet), "--out", str(out / "f.npy"), "-q", preexec=_file_size_limit
+    )
     one_error_line(result, "f.npy", "File too large")
     no_temporaries(out)
 
@@ -576,14 +678,22 @@ def test_verify_runs_the_network_once_per_pair(siamese: Path, scan: Path):
     model = ORTModelForSignatureVerification.from_pretrained(siamese)
     calls = []
     run = model.session.run
-    model.session = type("Counting", (), {"run": lambda self, names, feeds: calls.append(names) or run(names, feeds),
-                                          "get_inputs": lambda self: run.__self__.get_inputs()})()
+    model.session = type(
+        "Counting",
+        (),
+        {
+            "run": lambda self, names, feeds: calls.append(names) or run(names, feeds),
+            "get_inputs": lambda self: run.__self__.get_inputs(),
+        },
+    )()
     model.verify(scan, scan)
     assert len(calls) == 1, calls
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_verify_prepares_the_pair_at_once_and_names_a_bad_image(siamese: Path, scan: Path, tmp_path: Path, threads: int):
+def test_verify_prepares_the_pair_at_once_and_names_a_bad_image(
+    siamese: Path, scan: Path, tmp_path: Path, threads: int
+):
     """With two threads the pair is prepared concurrently, with one in turn: the same result, and a
     bad image is the package's ImageError naming that file either way."""
     from signature_onnx import ImageError, ORTModelForSignatureVerification

@@ -33,7 +33,9 @@ def scans(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def cli(project: Path, *args: str) -> subprocess.CompletedProcess:
     """`python -m signature_onnx ARGS` run in `project` (models/<name>/ are the defaults there)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "signature_onnx", *args], cwd=project, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "signature_onnx", *args], cwd=project, capture_output=True, text=True, env=env
+    )
 
 
 def spec(project: Path, model: str):
@@ -52,7 +54,9 @@ def test_verify_gives_the_pytorch_models_numbers_on_sigver_preprocessed_pairs(mo
     result = cli(models, "verify", str(scans[0]), str(scans[2]), "--threshold", "0.5", "--json")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
-    inputs = [sigver.preprocess_signature(sigver.load_signature(p), (952, 1360), (256, 256)) for p in (scans[0], scans[2])]
+    inputs = [
+        sigver.preprocess_signature(sigver.load_signature(p), (952, 1360), (256, 256)) for p in (scans[0], scans[2])
+    ]
     reference = torch_siamese.reference(models / "data" / "raw" / "siamese", spec(models, "siamese"))
     expected = reference({"input0": inputs[0], "input1": inputs[1]})
     assert abs(body["logit"] - float(expected["output2"][0, 0])) < 1e-4
@@ -72,13 +76,35 @@ def test_embed_gives_the_references_features_for_each_style(models: Path, scans:
     pth = torch_signet.reference(models / "data" / "raw" / "signet_pth", spec(models, "signet_pth"))
     spp = lasagne_signet.reference(models / "data" / "raw" / "signet_spp_300dpi", spec(models, "signet_spp_300dpi"))
     cases = {
-        ("signet", "fc1"): lambda p: signet({"input": wiwd.preprocess_signature(wiwd.load_signature(p), (952, 1360)).astype(np.float32)[None, None]})["fc1"],
-        ("signet_pth", "fc2"): lambda p: pth({"input": (sigver.preprocess_signature(sigver.load_signature(p), (952, 1360)) / np.float32(255))[None, None].astype(np.float32)})["fc2"],
-        ("signet_spp_300dpi", "fc2"): lambda p: spp({"input": (255 - wiwd.remove_background(wiwd.load_signature(p))).astype(np.float32)[None, None]})["fc2"],
+        ("signet", "fc1"): lambda p: signet(
+            {"input": wiwd.preprocess_signature(wiwd.load_signature(p), (952, 1360)).astype(np.float32)[None, None]}
+        )["fc1"],
+        ("signet_pth", "fc2"): lambda p: pth(
+            {
+                "input": (sigver.preprocess_signature(sigver.load_signature(p), (952, 1360)) / np.float32(255))[
+                    None, None
+                ].astype(np.float32)
+            }
+        )["fc2"],
+        ("signet_spp_300dpi", "fc2"): lambda p: spp(
+            {"input": (255 - wiwd.remove_background(wiwd.load_signature(p))).astype(np.float32)[None, None]}
+        )["fc2"],
     }
     for (model, layer), expected in cases.items():
         out = tmp_path / f"{model}.npy"
-        result = cli(models, "embed", *map(str, scans), "--model", f"models/{model}", "--layer", layer, "--out", str(out), "--batch-size", "2")
+        result = cli(
+            models,
+            "embed",
+            *map(str, scans),
+            "--model",
+            f"models/{model}",
+            "--layer",
+            layer,
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+        )
         assert result.returncode == 0, result.stderr
         features = np.load(out)
         assert features.shape == (3, 2048) and features.dtype == np.float32
@@ -113,7 +139,9 @@ def test_the_synthetic_warning_follows_lineage(models: Path, tmp_path: Path):
     assert ModelFolder.open(folder).synthetic
     lineage = json.loads((folder / "lineage.json").read_text())
     lineage["source"] = {"kind": "kaggle", "kernel": "medali1992/siamese-signature-verification-with-confidence"}
-    lineage["synthetic_weights"] = False  # the lineage's own flag counts too (kaggle + synthetic_weights true still warns)
+    lineage["synthetic_weights"] = (
+        False  # the lineage's own flag counts too (kaggle + synthetic_weights true still warns)
+    )
     (folder / "lineage.json").write_text(json.dumps(lineage))
     assert not ModelFolder.open(folder).synthetic
     scan = shared_fixture("signatures", "001_01.png")
@@ -149,12 +177,19 @@ def test_the_package_runs_without_the_pipelines_frameworks(models: Path, scans: 
     ]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for command in commands:
-        result = subprocess.run([sys.executable, str(blocked), *command], cwd=models, capture_output=True, text=True, env=env)
+        result = subprocess.run(
+            [sys.executable, str(blocked), *command], cwd=models, capture_output=True, text=True, env=env
+        )
         assert result.returncode == 0, result.stderr
     # the blocker does block: the pipeline itself cannot start under it
     probe = tmp_path / "probe.py"
-    probe.write_text(BLOCKER.replace('runpy.run_module("signature_onnx", run_name="__main__")', "import stages.core.params"))
-    assert "forbidden import" in subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env).stderr
+    probe.write_text(
+        BLOCKER.replace('runpy.run_module("signature_onnx", run_name="__main__")', "import stages.core.params")
+    )
+    assert (
+        "forbidden import"
+        in subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, env=env).stderr
+    )
 
 
 # ---- bad model folders: one line -----------------------------------------------------------------
@@ -175,8 +210,12 @@ def test_bad_model_folders_fail_in_one_line(models: Path, scans: list[Path], tmp
     broken = tmp_path / "broken"
     shutil.copytree(models / "models" / "siamese", broken)
     (broken / "model.onnx").write_bytes(b"\x08\x07garbage")
-    one_error_line(cli(models, "verify", a, b, "--model", str(broken)), "model.onnx: sha256", "but", "lineage.json records")
-    one_error_line(cli(models, "verify", a, b, "--model", str(broken), "--no-integrity-check"), "ONNX Runtime cannot load it")
+    one_error_line(
+        cli(models, "verify", a, b, "--model", str(broken)), "model.onnx: sha256", "but", "lineage.json records"
+    )
+    one_error_line(
+        cli(models, "verify", a, b, "--model", str(broken), "--no-integrity-check"), "ONNX Runtime cannot load it"
+    )
     shutil.copy(models / "models" / "siamese" / "model.onnx", broken / "model.onnx")
     card = json.loads((broken / "preprocessing.json").read_text())
     card["preprocessing"]["style"] = "fancy"
@@ -187,7 +226,10 @@ def test_bad_model_folders_fail_in_one_line(models: Path, scans: list[Path], tmp
     (broken / "preprocessing.json").unlink()
     one_error_line(cli(models, "verify", a, b, "--model", str(broken)), "preprocessing.json: missing")
     one_error_line(cli(models, "verify", a, b, "--threshold", "7"), "threshold must be a probability")
-    one_error_line(cli(models, "embed", a, "--model", "models/signet_pth", "--layer", "fc1", "--out", str(tmp_path / "x.npy")), "no layer 'fc1'")
+    one_error_line(
+        cli(models, "embed", a, "--model", "models/signet_pth", "--layer", "fc1", "--out", str(tmp_path / "x.npy")),
+        "no layer 'fc1'",
+    )
 
 
 def test_a_bad_image_among_many_fails_in_one_line(models: Path, scans: list[Path], tmp_path: Path):
@@ -198,4 +240,8 @@ def test_a_bad_image_among_many_fails_in_one_line(models: Path, scans: list[Path
     assert not out.exists()
     tiny = tmp_path / "tiny.png"
     Image.fromarray(np.full((20, 30), 255, dtype=np.uint8)).save(tiny)
-    one_error_line(cli(models, "embed", str(tiny), "--model", "models/signet_spp_300dpi", "--out", str(out)), "tiny.png", "smaller than the 37x37")
+    one_error_line(
+        cli(models, "embed", str(tiny), "--model", "models/signet_spp_300dpi", "--out", str(out)),
+        "tiny.png",
+        "smaller than the 37x37",
+    )

@@ -32,7 +32,7 @@ def upstream_normalize_image(img, canvas_size=(840, 1360)):
     r, c = np.where(binarized_image == 0)
     r_center = int(r.mean() - r.min())
     c_center = int(c.mean() - c.min())
-    cropped = img[r.min(): r.max(), c.min(): c.max()]
+    cropped = img[r.min() : r.max(), c.min() : c.max()]
     img_rows, img_cols = cropped.shape
     max_rows, max_cols = canvas_size
     r_start = max_rows // 2 - r_center
@@ -41,7 +41,7 @@ def upstream_normalize_image(img, canvas_size=(840, 1360)):
         r_start = 0
         difference = img_rows - max_rows
         crop_start = difference // 2
-        cropped = cropped[crop_start:crop_start + max_rows, :]
+        cropped = cropped[crop_start : crop_start + max_rows, :]
         img_rows = max_rows
     else:
         extra_r = (r_start + img_rows) - max_rows
@@ -53,7 +53,7 @@ def upstream_normalize_image(img, canvas_size=(840, 1360)):
         c_start = 0
         difference = img_cols - max_cols
         crop_start = difference // 2
-        cropped = cropped[:, crop_start:crop_start + max_cols]
+        cropped = cropped[:, crop_start : crop_start + max_cols]
         img_cols = max_cols
     else:
         extra_c = (c_start + img_cols) - max_cols
@@ -62,7 +62,7 @@ def upstream_normalize_image(img, canvas_size=(840, 1360)):
         if c_start < 0:
             c_start = 0
     normalized_image = np.ones((max_rows, max_cols), dtype=np.uint8) * 255
-    normalized_image[r_start:r_start + img_rows, c_start:c_start + img_cols] = cropped
+    normalized_image[r_start : r_start + img_rows, c_start : c_start + img_cols] = cropped
     normalized_image[normalized_image > threshold] = 255
     return normalized_image
 
@@ -84,20 +84,20 @@ def upstream_resize_image(img, size):
     else:
         resize_width = width
         resize_height = int(round(img.shape[0] / width_ratio))
-    img = transform.resize(img, (resize_height, resize_width), mode='constant', anti_aliasing=True, preserve_range=True)
+    img = transform.resize(img, (resize_height, resize_width), mode="constant", anti_aliasing=True, preserve_range=True)
     img = img.astype(np.uint8)
     if width_ratio > height_ratio:
         start = int(round((resize_width - width) / 2.0))
-        return img[:, start:start + width]
+        return img[:, start : start + width]
     start = int(round((resize_height - height) / 2.0))
-    return img[start:start + height, :]
+    return img[start : start + height, :]
 
 
 def upstream_crop_center(img, input_shape):
     img_shape = img.shape
     start_y = (img_shape[0] - input_shape[0]) // 2
     start_x = (img_shape[1] - input_shape[1]) // 2
-    return img[start_y: start_y + input_shape[0], start_x: start_x + input_shape[1]]
+    return img[start_y : start_y + input_shape[0], start_x : start_x + input_shape[1]]
 
 
 def upstream_preprocess_signature(img, canvas_size, img_size=(170, 242), input_size=(150, 220)):
@@ -132,14 +132,20 @@ def test_sigver_style_equals_sigvers_code_on_every_real_scan():
         np.testing.assert_array_equal(gray, upstream_load(scan), err_msg=scan.name)
         for img_size in ((170, 242), (256, 256)):
             ours = sigver.preprocess_signature(gray, CANVAS, img_size)
-            np.testing.assert_array_equal(ours, upstream_preprocess_signature(gray, CANVAS, img_size), err_msg=f"{scan.name} {img_size}")
-        np.testing.assert_array_equal(sigver.remove_background(gray), upstream_remove_background(gray.copy()), err_msg=scan.name)
+            np.testing.assert_array_equal(
+                ours, upstream_preprocess_signature(gray, CANVAS, img_size), err_msg=f"{scan.name} {img_size}"
+            )
+        np.testing.assert_array_equal(
+            sigver.remove_background(gray), upstream_remove_background(gray.copy()), err_msg=scan.name
+        )
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_sigver_style_equals_sigvers_code_on_drawn_signatures(seed: int):
     gray = signature_gray(seed, 300 + 53 * seed, 500 + 91 * seed).astype(np.uint8)
-    np.testing.assert_array_equal(sigver.preprocess_signature(gray, CANVAS), upstream_preprocess_signature(gray, CANVAS))
+    np.testing.assert_array_equal(
+        sigver.preprocess_signature(gray, CANVAS), upstream_preprocess_signature(gray, CANVAS)
+    )
     # input_size == img_size: sigver skips the crop (the wiwd style would crop to 150x220)
     same = sigver.preprocess_signature(gray, CANVAS, (150, 220), (150, 220))
     np.testing.assert_array_equal(same, upstream_preprocess_signature(gray, CANVAS, (150, 220), (150, 220)))
@@ -167,7 +173,9 @@ def test_sigver_loading_uses_scikit_image_luminance(tmp_path: Path):
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "signature_onnx", *args], capture_output=True, text=True, cwd=cwd or REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "signature_onnx", *args], capture_output=True, text=True, cwd=cwd or REPO
+    )
 
 
 def png(path: Path) -> np.ndarray:
@@ -195,7 +203,9 @@ def test_preprocess_command_reproduces_the_sigver_goldens(tmp_path: Path, golden
 def test_preprocess_command_reproduces_the_sigver_wiwd_goldens(tmp_path: Path):
     folder = shared_fixture("sigver_wiwd")
     for flags, golden in ((["--canvas", "952", "1360"], "processed_py3.npy"), (["--spp"], "processed_spp_py3.npy")):
-        result = run_cli("preprocess", "--style", "wiwd", *flags, str(folder / "some_signature.png"), "--out", str(tmp_path), "-q")
+        result = run_cli(
+            "preprocess", "--style", "wiwd", *flags, str(folder / "some_signature.png"), "--out", str(tmp_path), "-q"
+        )
         assert result.returncode == 0, result.stderr
         expected = np.load(folder / golden)  # the SPP golden is already 255 - remove_background(img)
         assert int((png(tmp_path / "some_signature.png") != expected).sum()) == 0
@@ -235,9 +245,16 @@ def test_bad_images_fail_in_one_line_and_write_nothing(tmp_path: Path):
     Image.fromarray(np.zeros((80, 90), dtype=np.uint8)).save(truncated)
     truncated.write_bytes(truncated.read_bytes()[:60])
     for style in ("sigver", "wiwd"):
-        for bad, words in ((blank, "uniform"), (garbage, "garbage.png"), (truncated, "cut.png"), (tmp_path / "none.png", "no such file")):
+        for bad, words in (
+            (blank, "uniform"),
+            (garbage, "garbage.png"),
+            (truncated, "cut.png"),
+            (tmp_path / "none.png", "no such file"),
+        ):
             out = tmp_path / f"out_{style}"
-            result = run_cli("preprocess", "--style", style, "--canvas", "952", "1360", str(bad), "--out", str(out), "-q")
+            result = run_cli(
+                "preprocess", "--style", style, "--canvas", "952", "1360", str(bad), "--out", str(out), "-q"
+            )
             assert result.returncode == 1
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.stderr
@@ -249,14 +266,27 @@ def test_two_inputs_with_one_name_are_refused_before_writing(tmp_path: Path):
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / "some_signature.png").write_bytes(source.read_bytes())
-    result = run_cli("preprocess", "--style", "sigver", "--canvas", "952", "1360", str(source), str(other / "some_signature.png"), "--out", str(tmp_path / "out"))
+    result = run_cli(
+        "preprocess",
+        "--style",
+        "sigver",
+        "--canvas",
+        "952",
+        "1360",
+        str(source),
+        str(other / "some_signature.png"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 1 and "would both be written" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_hostile_file_name_is_escaped_in_the_error(tmp_path: Path):
     name = tmp_path / "evil\x1b[31mred\nnext.png"
-    result = run_cli("preprocess", "--style", "sigver", "--canvas", "952", "1360", str(name), "--out", str(tmp_path / "o"))
+    result = run_cli(
+        "preprocess", "--style", "sigver", "--canvas", "952", "1360", str(name), "--out", str(tmp_path / "o")
+    )
     assert result.returncode == 1
     assert "\x1b" not in result.stderr and result.stderr.count("\n") == 1 and "\\x1b" in result.stderr
 
@@ -296,7 +326,13 @@ def test_the_fast_antialiased_resize_is_scikit_images_bit_for_bit():
     single[250, 350] = 200
     corner = np.zeros((25, 8), np.uint8)
     corner[-3:, -2:] = 200  # ink on the border of an axis that is enlarged while the other shrinks
-    canvases += [single, corner, middle.astype(np.float64), np.full((300, 300), 7, np.uint8), np.zeros((40, 40), np.uint8)]
+    canvases += [
+        single,
+        corner,
+        middle.astype(np.float64),
+        np.full((300, 300), 7, np.uint8),
+        np.zeros((40, 40), np.uint8),
+    ]
     for image in canvases:
         shapes = ((256, 366), (100, 90)) if image.size > 10**6 else ((256, 366), (100, 90), (1000, 1400), (1, 11))
         for shape in shapes:
@@ -312,8 +348,21 @@ def test_the_fast_antialiased_resize_is_scikit_images_bit_for_bit():
     assert not np.array_equal(narrow, ndimage.gaussian_filter(single.astype(np.float64), sigma, mode="constant"))
 
 
-@pytest.mark.parametrize("mode, suffix", [("L", ".png"), ("RGB", ".png"), ("RGBA", ".png"), ("RGB", ".jpg"), ("L", ".jpg"),
-                                          ("P", ".png"), ("I;16", ".png"), ("LA", ".png"), ("RGB", ".gif"), ("1", ".png")])
+@pytest.mark.parametrize(
+    "mode, suffix",
+    [
+        ("L", ".png"),
+        ("RGB", ".png"),
+        ("RGBA", ".png"),
+        ("RGB", ".jpg"),
+        ("L", ".jpg"),
+        ("P", ".png"),
+        ("I;16", ".png"),
+        ("LA", ".png"),
+        ("RGB", ".gif"),
+        ("1", ".png"),
+    ],
+)
 def test_sigver_loading_equals_scikit_images_reader_in_every_mode(tmp_path: Path, mode: str, suffix: str):
     """PNG and JPEG in L, RGB, RGBA reuse Pillow's decoded array; every other file goes to
     scikit-image: both give exactly what sigver's `img_as_ubyte(imread(path, as_gray=True))` gives."""

@@ -70,8 +70,19 @@ def read_value(tmp_path: Path, text: str) -> object:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1e-7", 1e-7), ("1E-7", 1e-7), (".5", 0.5), ("5e-3", 5e-3), ("1.0e+2", 100.0), ("1e-07", 1e-7),
-     ("2.0e-6", 2e-6), ("-1.5", -1.5), ("3", 3), ("true", True), ("false", False)],
+    [
+        ("1e-7", 1e-7),
+        ("1E-7", 1e-7),
+        (".5", 0.5),
+        ("5e-3", 5e-3),
+        ("1.0e+2", 100.0),
+        ("1e-07", 1e-7),
+        ("2.0e-6", 2e-6),
+        ("-1.5", -1.5),
+        ("3", 3),
+        ("true", True),
+        ("false", False),
+    ],
 )
 def test_values_read_as_dvc_reads_them(tmp_path: Path, text: str, expected: object):
     value = read_value(tmp_path, text)
@@ -99,9 +110,17 @@ def params_set(tmp_path: Path, assignment: str) -> Path:
 
 @pytest.mark.parametrize(
     ("key", "typed", "expected"),
-    [("validation.atol", "1e-7", 1e-7), ("validation.atol", "1E-7", 1e-7), ("validation.atol", ".5", 0.5),
-     ("validation.atol", "5e-3", 5e-3), ("validation.atol", "1.0e+2", 100.0), ("validation.atol", "2", 2.0),
-     ("validation.samples", "12", 12), ("network.forgery_head", "true", True), ("network.forgery_head", "false", False)],
+    [
+        ("validation.atol", "1e-7", 1e-7),
+        ("validation.atol", "1E-7", 1e-7),
+        ("validation.atol", ".5", 0.5),
+        ("validation.atol", "5e-3", 5e-3),
+        ("validation.atol", "1.0e+2", 100.0),
+        ("validation.atol", "2", 2.0),
+        ("validation.samples", "12", 12),
+        ("network.forgery_head", "true", True),
+        ("network.forgery_head", "false", False),
+    ],
 )
 def test_what_a_user_types_loads_as_the_schema_type(tmp_path: Path, key: str, typed: str, expected: object):
     spec = model_spec("signet_pth", params_set(tmp_path, f"models.signet_pth.{key}={typed}"))
@@ -112,10 +131,12 @@ def test_what_a_user_types_loads_as_the_schema_type(tmp_path: Path, key: str, ty
 
 @pytest.mark.parametrize(
     ("key", "typo", "expected"),
-    [("validation.atol", "abc", "Input should be a valid number"),
-     ("validation.samples", "eight", "Input should be a valid integer"),
-     # DVC writes `yes` and records the string "yes" in dvc.lock: never read as true.
-     ("network.forgery_head", "yes", "Input should be a valid boolean")],
+    [
+        ("validation.atol", "abc", "Input should be a valid number"),
+        ("validation.samples", "eight", "Input should be a valid integer"),
+        # DVC writes `yes` and records the string "yes" in dvc.lock: never read as true.
+        ("network.forgery_head", "yes", "Input should be a valid boolean"),
+    ],
 )
 def test_a_typo_is_refused_naming_the_key(tmp_path: Path, key: str, typo: str, expected: str):
     path = params_set(tmp_path, f"models.signet_pth.{key}={typo}")
@@ -128,7 +149,12 @@ def test_a_stage_prints_the_typo_as_one_error_line(tmp_path: Path):
     path = params_set(tmp_path, f"{KEY}=abc")
     result = subprocess.run(
         [sys.executable, "-m", "stages.fetch", "signet", "--params", str(path)],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [f"error: {path}: invalid parameters:", f"  {KEY}: Input should be a valid number"]
+    assert result.stderr.splitlines() == [
+        f"error: {path}: invalid parameters:",
+        f"  {KEY}: Input should be a valid number",
+    ]

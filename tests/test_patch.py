@@ -29,7 +29,10 @@ def edit_params(project: Path, edit) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda onnx: onnx["inputs"][0].update(source_name="image"), "the converted graph has no input 'image' (it has ['img1', 'img2'])"),
+        (
+            lambda onnx: onnx["inputs"][0].update(source_name="image"),
+            "the converted graph has no input 'image' (it has ['img1', 'img2'])",
+        ),
         (lambda onnx: onnx["inputs"][0].update(dtype="float32"), "'img1' is UINT8, params say float32"),
         (lambda onnx: onnx["outputs"][0].update(shape=[1, 1024]), "the patched graph is not valid ONNX"),
         (lambda onnx: onnx["outputs"][2].update(source_name="score"), "has no output 'score'"),
@@ -54,5 +57,7 @@ def test_damaged_intermediate_files_get_one_line(siamese_project: Path):
     patched = siamese_project / "data/interim/siamese/patched.onnx"
     patched.write_bytes(patched.read_bytes()[:1000])
     result = run_step(siamese_project, "validate", "siamese", check=False)
-    assert result.returncode == 1 and "ONNX Runtime cannot load it" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1 and "ONNX Runtime cannot load it" in result.stderr and "Traceback" not in result.stderr
+    )
     assert not (siamese_project / "models").exists()

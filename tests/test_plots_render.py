@@ -21,8 +21,14 @@ from conftest import REPO, dvc, git
 from stages.core.params import read_params_file
 
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 )
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND"  # every DNS lookup fails: no CDN, no network
 
@@ -40,8 +46,18 @@ def chromium() -> str:
 def render(page: Path, profile: Path) -> str:
     """The page's DOM after its scripts ran, as chromium serialises it."""
     result = subprocess.run(
-        [chromium(), *FLAGS, f"--user-data-dir={profile}", OFFLINE, "--virtual-time-budget=30000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        [
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            OFFLINE,
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

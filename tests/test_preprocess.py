@@ -304,9 +304,7 @@ def test_sixteen_bit_png_is_scaled_to_0_255(tmp_path: Path, signature: np.ndarra
     assert Image.open(path).mode.startswith("I")
     loaded = load_signature(path)
     assert loaded.dtype == np.float32 and np.array_equal(loaded, signature)
-    assert np.array_equal(
-        preprocess_signature(loaded, CANVAS), preprocess_signature(signature, CANVAS)
-    )
+    assert np.array_equal(preprocess_signature(loaded, CANVAS), preprocess_signature(signature, CANVAS))
 
 
 def test_32_bit_integer_image_out_of_16_bit_range_is_refused(tmp_path: Path) -> None:
@@ -346,9 +344,7 @@ def test_palette_png_with_transparency_is_composited_on_white(tmp_path: Path) ->
     np.testing.assert_allclose(loaded[10:20, 10:30], 10, atol=1e-3)
 
 
-def test_rgba_with_transparent_background_is_composited_on_white(
-    tmp_path: Path, signature: np.ndarray
-) -> None:
+def test_rgba_with_transparent_background_is_composited_on_white(tmp_path: Path, signature: np.ndarray) -> None:
     gray = signature.astype(np.uint8)
     ink = gray < 128
     rgba = np.zeros(gray.shape + (4,), dtype=np.uint8)  # transparent black everywhere
@@ -362,9 +358,7 @@ def test_rgba_with_transparent_background_is_composited_on_white(
     assert out.shape == (150, 220) and out.max() > 100
 
 
-def test_opaque_rgba_and_la_load_like_their_color_part(
-    tmp_path: Path, signature: np.ndarray
-) -> None:
+def test_opaque_rgba_and_la_load_like_their_color_part(tmp_path: Path, signature: np.ndarray) -> None:
     gray = signature.astype(np.uint8)
     opaque = np.full_like(gray, 255)
     la_path = _png(tmp_path / "la.png", Image.fromarray(np.stack([gray, opaque], -1), mode="LA"))
@@ -430,9 +424,7 @@ def test_max_pixels_must_be_a_positive_integer(bad: object) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_signature_bigger_than_canvas_keeps_middle_with_warning(
-    tmp_path: Path, signature: np.ndarray
-) -> None:
+def test_signature_bigger_than_canvas_keeps_middle_with_warning(tmp_path: Path, signature: np.ndarray) -> None:
     path = _png(tmp_path / "huge.png", Image.fromarray(signature.astype(np.uint8)))
     with pytest.warns(UserWarning, match="larger than the canvas") as record:
         out = preprocess_signature(load_signature(path), (100, 200), source=path)
@@ -443,9 +435,7 @@ def test_signature_bigger_than_canvas_keeps_middle_with_warning(
 def test_bigger_than_canvas_places_the_middle_part_at_zero(synthetic: np.ndarray) -> None:
     gray = synthetic.astype(np.uint8)
     # The ink box as the seed finds it: blur, Otsu, foreground = 0, last row/col excluded.
-    threshold, binarized = cv2.threshold(
-        ndimage.gaussian_filter(gray, 2), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU
-    )
+    threshold, binarized = cv2.threshold(ndimage.gaussian_filter(gray, 2), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     r, c = np.where(binarized == 0)
     box = gray[r.min() : r.max(), c.min() : c.max()]
     canvas = (box.shape[0] + 20, box.shape[1] - 40)  # taller than the box, narrower
@@ -519,9 +509,7 @@ def test_input_size_larger_than_img_size_is_refused(signature: np.ndarray) -> No
         preprocess_signature(signature, CANVAS, img_size=(100, 100), input_size=(150, 220))
 
 
-@pytest.mark.parametrize(
-    "bad_size", [(0, 10), (-1, 10), (10,), (10, 10, 10), (1.5, 10), (True, 10), "ab", None]
-)
+@pytest.mark.parametrize("bad_size", [(0, 10), (-1, 10), (10,), (10, 10, 10), (1.5, 10), (True, 10), "ab", None])
 def test_malformed_sizes_are_refused(synthetic: np.ndarray, bad_size: object) -> None:
     for call in (
         lambda: normalize_image(synthetic, bad_size),  # type: ignore[arg-type]

@@ -45,6 +45,101 @@ def test_each_graph_passes_the_full_checker_with_standard_operators_only(name: s
     assert [o.name for o in model.graph.output] == [n for t in spec.onnx.inputs for n in (t.name, f"{t.name}_valid")]
 
 
+# Sizes that take every path of every style: enlargement, OpenCV's integer factors (3 x 3, 2 x 3),
+# area tables, pages smaller and larger than the canvases.
+OPTIMIZER_PAGES = [(184, 740), (672, 672), (448, 672), (359, 725), (90, 120), (1500, 2100)]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnxruntimes_graph_optimizations_change_no_bit(name: str):
+    """Applications run the graph with onnxruntime's default optimizations. Some rewrite float
+    math (DivMulFusion turns Div(1, x) -> Mul into one Div, which rounds differently: 426 pixels of
+    a real scan were off by one before the graphs used Reciprocal), so the graph must give the same
+    bits with every optimization off (the operators as the ONNX standard defines them) and on."""
+    import onnxruntime as ort
+
+    data = built(name).SerializeToString()
+    sessions = []
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        sessions.append(ort.InferenceSession(data, options, providers=["CPUExecutionProvider"]))
+    inputs = [i.name for i in sessions[0].get_inputs()]
+    for index, (height, width) in enumerate(OPTIMIZER_PAGES):
+        feeds = {key: drawn_page(50 + index + k, height, width, name == "cleaning") for k, key in enumerate(inputs)}
+        plain, optimized = (session.run(None, feeds) for session in sessions)
+        for got, expected in zip(optimized, plain):  # bytes: -0.0 is not 0.0, a NaN equals itself
+            assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), f"{name}: {height} x {width}"
+
+
+def divisions_of_one(model: onnx.ModelProto) -> list[str]:
+    """Div nodes whose numerator is a constant 1 (an initializer holding only ones)."""
+    ones = {
+        t.name
+        for t in model.graph.initializer
+        if onnx.numpy_helper.to_array(t).size == 1 and onnx.numpy_helper.to_array(t) == 1
+    }
+    return [node.name for node in model.graph.node if node.op_type == "Div" and node.input[0] in ones]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_graph_divides_one_by_a_value(name: str):
+    """1 / x is a Reciprocal: onnxruntime fuses a Div(1, x) that feeds a Mul into another Div
+    (the test above shows what that costs), and whether it does depends on how many nodes read
+    the Div, which any later edit may change."""
+    assert divisions_of_one(built(name)) == []
+
+
+def test_the_divisions_of_one_are_found():
+    g = onnx.helper
+    graph = g.make_graph(
+        [g.make_node("Div", ["one", "x"], ["y"], name="inverse"), g.make_node("Div", ["x", "two"], ["z"], name="half")],
+        "g",
+        [g.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [
+            g.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1]),
+            g.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1]),
+        ],
+        [
+            onnx.numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+            onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        ],
+    )
+    assert divisions_of_one(g.make_model(graph)) == ["inverse"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_onnxruntimes_reciprocal_is_one_divided_by_x(dtype: type):
+    """The graphs' bit-exactness needs Reciprocal(x) == 1 / x correctly rounded. Eigen may compute
+    it as an estimate refined by a Newton step on some CPUs or builds; this would show it."""
+    import onnxruntime as ort
+
+    kind = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Reciprocal", ["x"], ["y"])],
+        "reciprocal",
+        [onnx.helper.make_tensor_value_info("x", kind, ["n"])],
+        [onnx.helper.make_tensor_value_info("y", kind, ["n"])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(17)
+    bits = np.uint32 if dtype is np.float32 else np.uint64
+    info = np.iinfo(bits)
+    values = np.concatenate(
+        [
+            np.arange(1, 200_001, dtype=dtype),  # every image side, cell and pixel count the graphs see
+            224.0 / np.arange(1, 20_001, dtype=dtype),  # dst / src scales
+            rng.integers(0, info.max, 200_001, dtype=bits).view(dtype),  # any bit pattern (odd length: SIMD tails)
+        ]
+    )
+    values = values[np.isfinite(values) & (values != 0)]
+    got = session.run(None, {"x": values})[0]
+    with np.errstate(over="ignore"):
+        expected = (dtype(1) / values).astype(dtype)
+    assert got.tobytes() == expected.tobytes(), f"{int((got != expected).sum())} of {values.size} differ"
+
+
 def test_a_pair_may_have_two_sizes():
     """Two images of a verifier are independent: different sides must not clash in ONNX Runtime."""
     import onnxruntime as ort
@@ -56,7 +151,9 @@ def test_a_pair_may_have_two_sizes():
 
 
 def test_the_graph_bytes_do_not_depend_on_the_build():
-    assert built("siamese").SerializeToString(deterministic=True) == built("siamese").SerializeToString(deterministic=True)
+    assert built("siamese").SerializeToString(deterministic=True) == built("siamese").SerializeToString(
+        deterministic=True
+    )
 
 
 def test_figures_below_a_target_fail_naming_what_drifted():
@@ -65,9 +162,15 @@ def test_figures_below_a_target_fail_naming_what_drifted():
     check(fine, targets, "models.x")  # 99.5 % exact, 1 level: within the targets
     for figures, words in [
         (PreprocessFigures(images=100, exact=98, compared=100), "98/100 network inputs exactly equal"),
-        (PreprocessFigures(images=10, exact=10, compared=10, max_gray_levels=2, worst="page_7"), "2 gray levels off on page_7"),
+        (
+            PreprocessFigures(images=10, exact=10, compared=10, max_gray_levels=2, worst="page_7"),
+            "2 gray levels off on page_7",
+        ),
         (PreprocessFigures(images=10, exact=10, compared=10, min_cosine=0.9999), "end-to-end cosine"),
-        (PreprocessFigures(images=10, exact=9, compared=9, valid_disagreements=["blank (graph accepts it)"]), "valid flag disagrees"),
+        (
+            PreprocessFigures(images=10, exact=9, compared=9, valid_disagreements=["blank (graph accepts it)"]),
+            "valid flag disagrees",
+        ),
     ]:
         with pytest.raises(PipelineError, match="drifts from the Python preprocessing") as failure:
             check(figures, targets, "models.x")
@@ -88,12 +191,19 @@ def test_the_published_graphs_are_recorded_and_checked(published_project: Path, 
     onnx.checker.check_model(pipeline, full_check=True)
     network = onnx.load(folder / "model.onnx")
     spec = model_spec(name)
-    assert [o.name for o in pipeline.graph.output] == [o.name for o in network.graph.output] + [f"{t.name}_valid" for t in spec.onnx.inputs]
+    assert [o.name for o in pipeline.graph.output] == [o.name for o in network.graph.output] + [
+        f"{t.name}_valid" for t in spec.onnx.inputs
+    ]
     metadata = {p.key: p.value for p in pipeline.metadata_props}
     assert metadata["pipeline.model_sha256"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
     assert pipeline.doc_string.startswith("PIPELINE: preprocess.onnx")
     verdict = json.loads((folder / "verdict.json").read_text())["preprocess_graph"]
-    assert verdict == {"pages": verdict["pages"], "min_exact_fraction": 0.99, "max_gray_levels": 1, "min_cosine": 0.99999}
+    assert verdict == {
+        "pages": verdict["pages"],
+        "min_exact_fraction": 0.99,
+        "max_gray_levels": 1,
+        "min_cosine": 0.99999,
+    }
     measured = json.loads((published_project / "reports" / name / "validation.json").read_text())["preprocess_graph"]
     assert measured["images"] == verdict["pages"] and measured["exactly_equal"] >= 0.99 * measured["accepted"]
 
@@ -115,11 +225,16 @@ def test_a_drifted_step_fails_the_build(published_project: Path, monkeypatch: py
     original = gaussian.gaussian_blur
 
     def wider(g, x, sigma, *args, **kwargs):
-        return original(g, x, [s * 1.25 for s in sigma] if isinstance(sigma, (list, tuple)) else sigma * 1.25, *args, **kwargs)
+        return original(
+            g, x, [s * 1.25 for s in sigma] if isinstance(sigma, (list, tuple)) else sigma * 1.25, *args, **kwargs
+        )
 
     monkeypatch.setattr(gaussian, "gaussian_blur", wider)
     for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("stages.preprocess_graph.") and getattr(module, "gaussian_blur", None) is original:
+        if (
+            getattr(module, "__name__", "").startswith("stages.preprocess_graph.")
+            and getattr(module, "gaussian_blur", None) is original
+        ):
             monkeypatch.setattr(module, "gaussian_blur", wider)
     monkeypatch.chdir(published_project)
     with pytest.raises(PipelineError, match="drifts from the Python preprocessing"):
@@ -136,8 +251,13 @@ def test_the_package_gets_the_same_network_inputs_from_the_graph(published_proje
     graph = AutoORTModel.from_pretrained(folder, threads=1, preprocess="onnx")
     for scan in REAL_SCANS:
         path = shared_fixture("signatures", scan)
-        expected = python.prepare(path) if name != "cleaning" else python.folder.preprocessing.network_input(
-            python.folder.preprocessing.image(python.folder.preprocessing.load(path)), "float32")
+        expected = (
+            python.prepare(path)
+            if name != "cleaning"
+            else python.folder.preprocessing.network_input(
+                python.folder.preprocessing.image(python.folder.preprocessing.load(path)), "float32"
+            )
+        )
         assert np.array_equal(graph.prepare_all([path])[0], expected), scan
 
 
@@ -151,7 +271,9 @@ def test_verify_with_the_graph_equals_verify_in_python(published_project: Path):
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "signature_onnx", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "signature_onnx", *args], cwd=cwd, capture_output=True, text=True, env=env
+    )
 
 
 def test_a_refused_image_is_one_error_line(published_project: Path, tmp_path: Path):
@@ -159,10 +281,24 @@ def test_a_refused_image_is_one_error_line(published_project: Path, tmp_path: Pa
 
     blank = tmp_path / "blank.png"
     Image.new("L", (300, 200), 255).save(blank)
-    result = cli(tmp_path, "embed", "--model", str(published_project / "models" / "signet"), "--preprocess", "onnx", "--out", str(tmp_path / "f.npy"), str(blank))
+    result = cli(
+        tmp_path,
+        "embed",
+        "--model",
+        str(published_project / "models" / "signet"),
+        "--preprocess",
+        "onnx",
+        "--out",
+        str(tmp_path / "f.npy"),
+        str(blank),
+    )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "the preprocessing refuses it" in lines[-1] and "Traceback" not in result.stderr
+    assert (
+        lines[-1].startswith("error: ")
+        and "the preprocessing refuses it" in lines[-1]
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_a_tampered_or_missing_graph_is_refused(published_project: Path, tmp_path: Path):

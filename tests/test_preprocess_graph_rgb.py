@@ -183,7 +183,9 @@ def test_pages_of_many_sizes_exact(cleaning: ort.InferenceSession, height: int, 
         pixels = page(height, width, rng, kind)
         got, valid = run(cleaning, pixels)
         assert valid
-        assert np.array_equal(got, opencv(pixels, CLEANING)), f"{height}x{width} kind {kind} ({opencv_path(height, width, 224, 224)})"
+        assert np.array_equal(got, opencv(pixels, CLEANING)), (
+            f"{height}x{width} kind {kind} ({opencv_path(height, width, 224, 224)})"
+        )
 
 
 @pytest.mark.parametrize("input_size,count", [((224, 224), 60), ((37, 53), 60)])
@@ -254,8 +256,14 @@ def test_preprocess_model_network_input(cleaning: ort.InferenceSession) -> None:
 def _floor_weights(g: GraphBuilder, f: str, scope: str) -> tuple[str, str]:
     """The linear path's fixed-point weights truncated instead of rounded half to even."""
     one, coef = (g.scalar(f"{scope}/p/{n}", v, np.float32) for n, v in (("one", 1.0), ("coef", 2048.0)))
-    scaled = [g.op("Mul", [g.op("Sub", [one, f], f"{scope}/p/Sub"), coef], f"{scope}/p/Mul0"), g.op("Mul", [f, coef], f"{scope}/p/Mul1")]
-    return tuple(g.op("Cast", [g.op("Floor", [w], f"{scope}/p/Floor{i}")], f"{scope}/p/Cast{i}", to=TensorProto.INT32) for i, w in enumerate(scaled))
+    scaled = [
+        g.op("Mul", [g.op("Sub", [one, f], f"{scope}/p/Sub"), coef], f"{scope}/p/Mul0"),
+        g.op("Mul", [f, coef], f"{scope}/p/Mul1"),
+    ]
+    return tuple(
+        g.op("Cast", [g.op("Floor", [w], f"{scope}/p/Floor{i}")], f"{scope}/p/Cast{i}", to=TensorProto.INT32)
+        for i, w in enumerate(scaled)
+    )
 
 
 def _reversed_scan(original: Callable[..., str]) -> Callable[..., str]:
@@ -278,7 +286,9 @@ def _quarter_half_even(g: GraphBuilder, sums: str, scope: str) -> str:
 def _float32_cell(original: Callable[..., tuple[str, str, str]]) -> Callable[..., tuple[str, str, str]]:
     """The area cell width rounded to float32 before the weights' double divisions."""
 
-    def float32_cell(g: GraphBuilder, cell: str, lead_gap: str, trail_gap: str, fast: str, scope: str) -> tuple[str, str, str]:
+    def float32_cell(
+        g: GraphBuilder, cell: str, lead_gap: str, trail_gap: str, fast: str, scope: str
+    ) -> tuple[str, str, str]:
         narrowed = g.op("Cast", [cell], f"{scope}/p/Cast32", to=TensorProto.FLOAT)
         widened = g.op("Cast", [narrowed], f"{scope}/p/Cast64", to=TensorProto.DOUBLE)
         return original(g, widened, lead_gap, trail_gap, fast, scope)
@@ -288,10 +298,14 @@ def _float32_cell(original: Callable[..., tuple[str, str, str]]) -> Callable[...
 
 PERTURBATIONS = {
     "linear weights truncated": lambda mp: mp.setattr(resize_area, "fixed_point_weights", _floor_weights),
-    "taps summed in reverse order": lambda mp: mp.setattr(resize_area, "weighted_scan", _reversed_scan(resize_area.weighted_scan)),
+    "taps summed in reverse order": lambda mp: mp.setattr(
+        resize_area, "weighted_scan", _reversed_scan(resize_area.weighted_scan)
+    ),
     "integer factors not detected": lambda mp: mp.setattr(resize_area, "DBL_EPSILON", 0.0),
     "2x2 rounded half to even": lambda mp: mp.setattr(resize_area, "quarter_half_up", _quarter_half_even),
-    "cell width rounded to float32": lambda mp: mp.setattr(resize_area, "area_weights", _float32_cell(resize_area.area_weights)),
+    "cell width rounded to float32": lambda mp: mp.setattr(
+        resize_area, "area_weights", _float32_cell(resize_area.area_weights)
+    ),
 }
 
 

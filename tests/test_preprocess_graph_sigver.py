@@ -45,7 +45,11 @@ from stages.preprocess_graph.resize_skimage import resize_image
 OPSET = 17
 IR_VERSION = 8  # opset 17's IR version; onnxruntime 1.31 reads up to 13
 MODELS = ("signet_pth", "siamese")
-ONNX_TYPES = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(bool): TensorProto.BOOL}
+ONNX_TYPES = {
+    np.dtype(np.uint8): TensorProto.UINT8,
+    np.dtype(np.float64): TensorProto.DOUBLE,
+    np.dtype(bool): TensorProto.BOOL,
+}
 Run = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
@@ -54,7 +58,9 @@ Run = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 def make_model(g: GraphBuilder, inputs: dict[str, tuple], outputs: dict[str, tuple]) -> onnx.ModelProto:
     """A checked model of `g`'s nodes: inputs {name: (dtype, shape)}, outputs {tensor: (name, dtype, shape)}."""
-    nodes = list(g.nodes) + [helper.make_node("Identity", [tensor], [out], name=f"{out}/Identity") for tensor, (out, _, _) in outputs.items()]
+    nodes = list(g.nodes) + [
+        helper.make_node("Identity", [tensor], [out], name=f"{out}/Identity") for tensor, (out, _, _) in outputs.items()
+    ]
     graph = helper.make_graph(
         nodes,
         "test",
@@ -79,7 +85,11 @@ def style_model(pre: Preprocessing, **options) -> onnx.ModelProto:
     """pixels uint8 [H, W, 3] -> image uint8 [input_size], valid bool []."""
     g = GraphBuilder(OPSET)
     image, valid = graph_sigver.image_graph(g, "pixels", pre, **options)
-    return make_model(g, {"pixels": (np.uint8, ["height", "width", 3])}, {image: ("image", np.uint8, list(pre.input_size)), valid: ("valid", bool, [])})
+    return make_model(
+        g,
+        {"pixels": (np.uint8, ["height", "width", 3])},
+        {image: ("image", np.uint8, list(pre.input_size)), valid: ("valid", bool, [])},
+    )
 
 
 def python_image(pre: Preprocessing, gray: np.ndarray) -> np.ndarray | None:
@@ -130,7 +140,9 @@ class Figures:
         )
 
 
-def compare_pages(run: Run, pre: Preprocessing, pages: list[tuple[str, np.ndarray, Callable[[], np.ndarray]]]) -> Figures:
+def compare_pages(
+    run: Run, pre: Preprocessing, pages: list[tuple[str, np.ndarray, Callable[[], np.ndarray]]]
+) -> Figures:
     """pages: (label, RGB pixels given to the graph, the package's gray image of that file)."""
     figures = Figures()
     for label, rgb, load in pages:
@@ -147,7 +159,9 @@ def compare_pages(run: Run, pre: Preprocessing, pages: list[tuple[str, np.ndarra
 def real_scans() -> list[tuple[str, np.ndarray, Callable[[], np.ndarray]]]:
     """The fixtures' scans: the graph gets `Image.convert("RGB")`, Python loads the file itself."""
     paths = sorted(shared_fixture("signatures").glob("*.png")) + sorted(shared_fixture("sigver_wiwd").glob("*.png"))
-    return [(p.name, np.array(Image.open(p).convert("RGB")), lambda p=p: python_sigver.load_signature(p)) for p in paths]
+    return [
+        (p.name, np.array(Image.open(p).convert("RGB")), lambda p=p: python_sigver.load_signature(p)) for p in paths
+    ]
 
 
 def white(rows: int, cols: int, level: int = 255) -> np.ndarray:
@@ -204,7 +218,10 @@ def drawn_pages(count: int) -> list[tuple[str, np.ndarray]]:
 
 @pytest.fixture(scope="module")
 def presets() -> dict[str, Preprocessing]:
-    return {name: model_spec(name, Path(__file__).resolve().parents[1] / "params.yaml").preprocessing.package_form() for name in MODELS}
+    return {
+        name: model_spec(name, Path(__file__).resolve().parents[1] / "params.yaml").preprocessing.package_form()
+        for name in MODELS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +340,9 @@ def test_otsu_equals_scikit_image() -> None:
         if kind == 0:
             x = rng.integers(low, high + 1, size=(rows, cols))
         elif kind == 1:  # mostly paper, some ink
-            x = np.where(rng.random((rows, cols)) < 0.1, rng.integers(0, 120, (rows, cols)), rng.integers(200, 256, (rows, cols)))
+            x = np.where(
+                rng.random((rows, cols)) < 0.1, rng.integers(0, 120, (rows, cols)), rng.integers(200, 256, (rows, cols))
+            )
         else:  # a few levels only: many empty bins between them
             x = rng.choice(rng.integers(0, 256, size=3), size=(rows, cols))
         x = x.astype(np.uint8)
@@ -358,7 +377,9 @@ def test_resize_equals_the_package(size) -> None:
             x[3, 5:9], x[940, 1300] = 17, 250  # two far-apart specks: one window spanning both
         else:
             top, left = rng.integers(0, 850), rng.integers(0, 1250)
-            x[top : top + 100, left : left + 110] = rng.integers(0, 256, size=x[top : top + 100, left : left + 110].shape)
+            x[top : top + 100, left : left + 110] = rng.integers(
+                0, 256, size=x[top : top + 100, left : left + 110].shape
+            )
         assert np.array_equal(run(x)[0], python_sigver.resize_image(x, size)), case
 
 

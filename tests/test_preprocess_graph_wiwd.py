@@ -78,7 +78,11 @@ def wiwd_model(pre: Preprocessing, **kwargs) -> onnx.ModelProto:
     g = GraphBuilder(OPSET)
     image, valid = wiwd.image_graph(g, "rgb", pre, **kwargs)
     shape = ["H", "W"] if pre.spp else list(pre.input_size)
-    return to_model(g, [("rgb", TensorProto.UINT8, ["H", "W", 3])], [(image, TensorProto.UINT8, shape), (valid, TensorProto.BOOL, [])])
+    return to_model(
+        g,
+        [("rgb", TensorProto.UINT8, ["H", "W", 3])],
+        [(image, TensorProto.UINT8, shape), (valid, TensorProto.BOOL, [])],
+    )
 
 
 def python_image(pre: Preprocessing, gray: np.ndarray) -> np.ndarray | None:
@@ -160,7 +164,9 @@ def adversarial_images(minimum: tuple[int, int]) -> list[tuple[str, np.ndarray]]
     row[0, 10:30] = 0
     column = white(80, 1)
     column[10:30, 0] = 0
-    two_levels = np.where(np.random.default_rng(907).random((160, 240, 1)) < 0.5, 90, 160).repeat(3, axis=2).astype(np.uint8)
+    two_levels = (
+        np.where(np.random.default_rng(907).random((160, 240, 1)) < 0.5, 90, 160).repeat(3, axis=2).astype(np.uint8)
+    )
     return [
         ("drawn_small", drawn_page(910, 260, 400, False)),
         ("drawn_clutter", drawn_page(911, 400, 620, True)),
@@ -225,9 +231,11 @@ def test_real_scans_exactly_equal(model_case):
     def ms(seconds: float) -> str:
         return f"{1000 * seconds / tally.images:.1f}"
 
-    print(f"\n{tally.line(name + ' real scans')}; graph {ms(graph_seconds)} ms/image (onnxruntime, 2 threads, "
-          f"decoded pixels in), Python {ms(image_seconds)} ms/image (pre.image of the loaded gray; "
-          f"+ {ms(load_seconds)} ms pre.load, decode included)")
+    print(
+        f"\n{tally.line(name + ' real scans')}; graph {ms(graph_seconds)} ms/image (onnxruntime, 2 threads, "
+        f"decoded pixels in), Python {ms(image_seconds)} ms/image (pre.image of the loaded gray; "
+        f"+ {ms(load_seconds)} ms pre.load, decode included)"
+    )
     assert not tally.failures, tally.failures
 
 
@@ -246,7 +254,14 @@ def test_refusals_are_the_expected_ones(adversarial):
     centered, spp = preprocessing("signet"), preprocessing("signet_spp_300dpi")
     images = [(label, rgb) for label, rgb in adversarial if rgb.size < 10_000_000]  # the large page refuses nothing
     refused = {label for label, rgb in images if python_image(centered, gray_of(rgb)) is None}
-    assert {"all_white_page", "uniform_gray_128", "tiny_3x3_white", "one_by_one", "single_row_image", "single_column_image"} <= refused
+    assert {
+        "all_white_page",
+        "uniform_gray_128",
+        "tiny_3x3_white",
+        "one_by_one",
+        "single_row_image",
+        "single_column_image",
+    } <= refused
     assert "one_pixel_ink" not in refused and "ink_larger_than_canvas" not in refused
     spp_refused = {label for label, rgb in images if python_image(spp, gray_of(rgb)) is None}
     assert {"one_row_below_spp_minimum", "one_column_below_spp_minimum", "tiny_3x3_dot"} <= spp_refused
@@ -289,7 +304,11 @@ def test_gray_conversion_all_colors():
     gray = pillow_gray_uint8(g, "rgb", "gray")
     sess = session(to_model(g, [("rgb", TensorProto.UINT8, ["H", "W", 3])], [(gray, TensorProto.UINT8, ["H", "W"])]))
     colors = np.arange(1 << 24, dtype=np.uint32)
-    rgb = np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=-1).astype(np.uint8).reshape(4096, 4096, 3)
+    rgb = (
+        np.stack([(colors >> 16) & 255, (colors >> 8) & 255, colors & 255], axis=-1)
+        .astype(np.uint8)
+        .reshape(4096, 4096, 3)
+    )
     for part in np.split(rgb, 4):
         expected = np.array(Image.fromarray(part, "RGB").convert("F"), dtype=np.float32).astype(np.uint8)
         assert np.array_equal(sess.run(None, {"rgb": part})[0], expected)
@@ -340,11 +359,17 @@ def test_otsu_matches_opencv():
 def test_resize_matches_pillow(in_size, out_size):
     g = GraphBuilder(OPSET)
     resized = resize_bilinear(g, "x", in_size, out_size, "resize")
-    sess = session(to_model(g, [("x", TensorProto.UINT8, list(in_size))], [(resized, TensorProto.UINT8, list(out_size))]))
+    sess = session(
+        to_model(g, [("x", TensorProto.UINT8, list(in_size))], [(resized, TensorProto.UINT8, list(out_size))])
+    )
     rng = np.random.default_rng(sum(in_size) + sum(out_size))
     for binary in (False, True):
         image = rng.integers(0, 256, in_size).astype(np.uint8)
         if binary:
             image = np.where(image < 128, 0, 255).astype(np.uint8)
         expected = np.array(Image.fromarray(image).resize(out_size[::-1], Image.Resampling.BILINEAR))
-        assert np.array_equal(sess.run(None, {"x": image})[0], expected), (in_size, out_size, vertical_first(in_size, out_size))
+        assert np.array_equal(sess.run(None, {"x": image})[0], expected), (
+            in_size,
+            out_size,
+            vertical_first(in_size, out_size),
+        )

@@ -48,6 +48,7 @@ from stages.families import lasagne_signet
 from stages.families.lasagne_signet import standin
 from stages.families.lasagne_signet.oracle import LasagneOracle
 from stages.families.lasagne_signet.pickle_file import load_checked
+from stages.families.torch_sigver import inputs as torch_inputs
 from stages.families.torch_sigver import signet as torch_signet
 
 LASAGNE, PTH, MODELS, SPP, PUBLISHED = SIGNET_LASAGNE, SIGNET_PTH, SIGNET_MODELS, SIGNET_SPP, SIGNET_PUBLISHED
@@ -112,7 +113,9 @@ def test_validate_publishes_metrics_within_tolerance(signet_project: Path):
         folder = signet_project / "models" / model
         # The published graph is the validated one; publishing only adds the lineage metadata.
         published, patched = onnx.load(str(folder / "model.onnx")), onnx.load(str(onnx_file(signet_project, model)))
-        assert published.graph.SerializeToString(deterministic=True) == patched.graph.SerializeToString(deterministic=True)
+        assert published.graph.SerializeToString(deterministic=True) == patched.graph.SerializeToString(
+            deterministic=True
+        )
         assert {p.key: p.value for p in published.metadata_props}["synthetic_weights"] == "true"
         metrics = json.loads((signet_project / "reports" / model / "validation.json").read_text())
         assert metrics["reference"] == ("PyTorch" if model in PTH else "NumPy oracle")
@@ -177,7 +180,9 @@ def test_inputs_are_the_seed_notebooks_golden_preprocessing():
     folder = shared_fixture("sigver_wiwd")
     gray = load_signature(folder / "some_signature.png")
     np.testing.assert_array_equal(lasagne_signet.signet_input(gray)[0, 0], np.load(folder / "processed_py3.npy"))
-    np.testing.assert_array_equal(lasagne_signet.spp_input(gray, "signet_spp_300dpi")[0, 0], np.load(folder / "processed_spp_py3.npy"))
+    np.testing.assert_array_equal(
+        lasagne_signet.spp_input(gray, "signet_spp_300dpi")[0, 0], np.load(folder / "processed_spp_py3.npy")
+    )
 
 
 def test_the_pth_input_is_the_sigver_preprocessed_scan_divided_by_255(signet_inputs):
@@ -188,7 +193,7 @@ def test_the_pth_input_is_the_sigver_preprocessed_scan_divided_by_255(signet_inp
     path = shared_fixture("signatures", name)
     style = spec("signet_pth").preprocessing.package_form()
     expected = sigver.preprocess_signature(sigver.load_signature(path), (952, 1360)) / np.float32(255)
-    x = torch_signet.signet_input(style.load(path), style)
+    x = torch_inputs.signet_input(style.load(path), style)
     np.testing.assert_array_equal(x, expected[None, None].astype(np.float32))
     assert not np.array_equal(x, wiwd_input / np.float32(255))  # the two styles do differ
 
@@ -238,7 +243,9 @@ def test_a_wrong_pyramid_bin_order_is_caught(signet_project: Path, scans):
     reference = lasagne_signet.reference(signet_project / "data" / "raw" / model, spec(model))
     names = [o.name for o in graph.get_outputs()]
     with pytest.raises(PipelineError, match="output 'fc1'"):
-        Validator(spec(model).validation, "NumPy oracle").add("scan", reference(inputs), dict(zip(names, graph.run(names, inputs))))
+        Validator(spec(model).validation, "NumPy oracle").add(
+            "scan", reference(inputs), dict(zip(names, graph.run(names, inputs)))
+        )
 
 
 def test_validate_stage_over_tolerance_fails_and_publishes_nothing(signet_project: Path, tmp_path: Path):
@@ -264,7 +271,11 @@ def test_rebuild_in_another_process_is_byte_identical(signet_project: Path, tmp_
     models = ["signet_f_lambda0_999", "signet_spp_600dpi", "signet_f_lambda0_95_pth"]
     build(again, models, STEPS[:3])
     for model in models:
-        for relative in (f"raw/{model}/{spec(model).files[0]}", f"interim/{model}/converted.onnx", f"interim/{model}/patched.onnx"):
+        for relative in (
+            f"raw/{model}/{spec(model).files[0]}",
+            f"interim/{model}/converted.onnx",
+            f"interim/{model}/patched.onnx",
+        ):
             assert file_digest(again / "data" / relative) == file_digest(signet_project / "data" / relative), relative
 
 
@@ -274,8 +285,17 @@ def test_rebuild_in_another_process_is_byte_identical(signet_project: Path, tmp_
 def test_parity_example_runs_with_onnx_runtime_only(signet_project: Path):
     images = shared_fixture("sigver_wiwd")
     result = subprocess.run(
-        [sys.executable, "examples/signet_parity.py", "--models-dir", str(signet_project / "models"), "--images", str(images)],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "examples/signet_parity.py",
+            "--models-dir",
+            str(signet_project / "models"),
+            "--images",
+            str(images),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -294,9 +314,15 @@ def test_parity_distances_are_the_oracles(signet_project: Path):
     got = parity.run(signet_project / "models", images, "signet", "signet_spp_300dpi")
     grays = {k: load_signature(images / f"{k}.png") for k in ("a1", "a2", "b1", "b2")}
     for key, model in (("signet", "signet"), ("spp", "signet_spp_300dpi")):
-        content, _ = load_checked(signet_project / "data" / "raw" / model / spec(model).files[0], spec(model).network.architecture)
+        content, _ = load_checked(
+            signet_project / "data" / "raw" / model / spec(model).files[0], spec(model).network.architecture
+        )
         oracle = LasagneOracle(spec(model).network.architecture, content.params)
-        prepare = (lambda g: lasagne_signet.signet_input(g)) if key == "signet" else (lambda g: lasagne_signet.spp_input(g, "signet_spp_300dpi"))
+        prepare = (
+            (lambda g: lasagne_signet.signet_input(g))
+            if key == "signet"
+            else (lambda g: lasagne_signet.spp_input(g, "signet_spp_300dpi"))
+        )
         features = {k: oracle(prepare(g))["fc2"][0] for k, g in grays.items()}
         expected = parity.distances(features)
         for group in expected:
@@ -319,8 +345,17 @@ def test_parity_example_refuses_a_too_small_image_clearly(signet_project: Path, 
     tiny[15, 20:180] = 0
     Image.fromarray(tiny).save(tmp_path / "b2.png")
     result = subprocess.run(
-        [sys.executable, "examples/signet_parity.py", "--models-dir", str(signet_project / "models"), "--images", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "examples/signet_parity.py",
+            "--models-dir",
+            str(signet_project / "models"),
+            "--images",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "b2.png: the image is 30x200, smaller than the 37x37 this SPP model accepts" in result.stderr
@@ -339,7 +374,9 @@ def load_benchmark():
     return load_script("bench_signet", REPO / "benchmarks" / "bench_signet.py")
 
 
-@pytest.mark.parametrize("variant, shape", [("signet", (150, 220)), ("signet_spp_300dpi", (211, 307)), ("signet_spp_600dpi", (157, 401))])
+@pytest.mark.parametrize(
+    "variant, shape", [("signet", (150, 220)), ("signet_spp_300dpi", (211, 307)), ("signet_spp_600dpi", (157, 401))]
+)
 def test_the_benchmarks_pytorch_twin_computes_what_the_oracle_computes(variant: str, shape):
     bench = load_benchmark()
     params = standin.synthetic_params(variant, 9)
@@ -351,13 +388,30 @@ def test_the_benchmarks_pytorch_twin_computes_what_the_oracle_computes(variant: 
         assert np.abs(twin[layer].numpy() - expected[layer]).max() <= 1e-4
 
 
+@pytest.mark.slow  # many seconds without a build: not in the quick tier
 def test_benchmark_prints_the_side_by_side_table():
     result = subprocess.run(
         [sys.executable, "benchmarks/bench_signet.py", "--quick", "--repeat", "1"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
     )
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if line.startswith("| case"))
-    assert [c.strip() for c in header.strip("|").split("|")] == ["case", "ORT ms/img", "oracle ms/img", "PyTorch ms/img", "oracle/ORT", "PyTorch/ORT"]
-    for case in ("signet batch 1", "signet batch 4", "signet_spp_300dpi 100x150", "signet_spp_300dpi 300x450", "signet_pth batch 1"):
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "case",
+        "ORT ms/img",
+        "oracle ms/img",
+        "PyTorch ms/img",
+        "oracle/ORT",
+        "PyTorch/ORT",
+    ]
+    for case in (
+        "signet batch 1",
+        "signet batch 4",
+        "signet_spp_300dpi 100x150",
+        "signet_spp_300dpi 300x450",
+        "signet_pth batch 1",
+    ):
         assert f"| {case} " in result.stdout

@@ -21,6 +21,7 @@ import torch
 from conftest import REPO
 
 from stages.core.errors import PipelineError
+from stages.core.family_facts import family_facts
 from stages.core.params import model_spec
 from stages.families import lasagne_signet
 from stages.families.lasagne_signet import standin
@@ -60,7 +61,13 @@ def test_builtin_pickle_is_a_python2_protocol2_pickle_in_the_upstream_layout(sig
     assert ops[0][0].name == "PROTO" and ops[0][1] == 2
     assert max(op.proto for op, _arg, _pos in ops) <= 2
     # Python 2 str opcodes only: no Python 3 bytes/unicode opcodes, no _codecs.encode.
-    assert not {op.name for op, _a, _p in ops} & {"BINBYTES", "SHORT_BINBYTES", "BINUNICODE", "SHORT_BINUNICODE", "STACK_GLOBAL"}
+    assert not {op.name for op, _a, _p in ops} & {
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "STACK_GLOBAL",
+    }
     globals_used = {arg for op, arg, _pos in ops if op.name == "GLOBAL"}
     assert globals_used == {"numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
     with pytest.raises(UnicodeDecodeError):  # Python 2 str holding binary data: needs latin1
@@ -77,7 +84,10 @@ def test_builtin_pickle_is_a_python2_protocol2_pickle_in_the_upstream_layout(sig
 def test_builtin_weights_have_realistic_scales_and_batch_norm_statistics():
     params = standin.synthetic_params("signet", spec("signet").source.seed)
     layout = param_layout("signet")
-    by_role = {role: [p for p, s in zip(params, layout) if s.role == role] for role in ("W", "beta", "gamma", "mean", "inv_std")}
+    by_role = {
+        role: [p for p, s in zip(params, layout) if s.role == role]
+        for role in ("W", "beta", "gamma", "mean", "inv_std")
+    }
     assert all(np.all(v > 0) and not np.allclose(v, 1) for v in by_role["inv_std"])
     assert all(np.std(v) > 0.1 for v in by_role["mean"]) and all(not np.allclose(v, 1) for v in by_role["gamma"])
     assert all(np.std(v) > 0.05 for v in by_role["beta"])
@@ -87,7 +97,10 @@ def test_builtin_weights_have_realistic_scales_and_batch_norm_statistics():
 
 
 def test_each_model_has_its_own_weights():
-    first = {name: standin.synthetic_params(spec(name).network.architecture, spec(name).source.seed)[0] for name in LASAGNE_MODELS}
+    first = {
+        name: standin.synthetic_params(spec(name).network.architecture, spec(name).source.seed)[0]
+        for name in LASAGNE_MODELS
+    }
     digests = {hashlib.sha256(w.tobytes()).hexdigest() for w in first.values()}
     assert len(digests) == len(LASAGNE_MODELS)
 
@@ -113,7 +126,11 @@ def test_builtin_bytes_are_identical_in_another_process(tmp_path: Path, model: s
     here = hashlib.sha256((tmp_path / model_spec.files[0]).read_bytes()).hexdigest()
     there = subprocess.run(
         [sys.executable, "-c", BUILD_IN_SUBPROCESS, model, str(REPO / "params.yaml")],
-        cwd=REPO, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "123"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
     ).stdout.strip()
     assert here == there
 
@@ -152,7 +169,11 @@ def payloads(marker: Path) -> dict[str, bytes]:
         "builtins.exec": pickle.dumps(Payload(exec, (f"open({str(marker)!r}, 'w').close()",)), protocol=2),
         "posix.system, protocol 0": f"cposix\nsystem\n(S'touch {marker}'\ntR.".encode(),
         "inside an upstream-looking dict": pickle.dumps(
-            {"input_size": (150, 220), "img_size": (170, 242), "params": [*arrays, Payload(os.system, (f"touch '{marker}'",))]},
+            {
+                "input_size": (150, 220),
+                "img_size": (170, 242),
+                "params": [*arrays, Payload(os.system, (f"touch '{marker}'",))],
+            },
             protocol=4,
         ),
     }
@@ -161,8 +182,11 @@ def payloads(marker: Path) -> dict[str, bytes]:
 PAYLOAD_NAMES = list(payloads(Path("x")))
 # The global each one names (protocol 2 writes Python 2 module names: commands, __builtin__).
 PAYLOAD_GLOBALS = {
-    "os.system": "posix.system", "builtins.open": "io.open", "subprocess.run": "commands.run",
-    "builtins.exec": "__builtin__.exec", "posix.system, protocol 0": "posix.system",
+    "os.system": "posix.system",
+    "builtins.open": "io.open",
+    "subprocess.run": "commands.run",
+    "builtins.exec": "__builtin__.exec",
+    "posix.system, protocol 0": "posix.system",
     "inside an upstream-looking dict": "posix.system",
 }
 
@@ -188,7 +212,9 @@ def test_a_malicious_pickle_is_refused_before_anything_runs(tmp_path: Path, kind
         lambda: lasagne_signet.convert(raw, model_spec, tmp_path / "out.onnx"),
         lambda: lasagne_signet.reference(raw, model_spec),
     ):
-        with pytest.raises(PipelineError, match=rf"refused to load: the pickle asks for the global '{PAYLOAD_GLOBALS[kind]}'"):
+        with pytest.raises(
+            PipelineError, match=rf"refused to load: the pickle asks for the global '{PAYLOAD_GLOBALS[kind]}'"
+        ):
             entry()
         assert not marker.exists()
     assert not (tmp_path / "out.onnx").exists()
@@ -203,7 +229,9 @@ def test_a_malicious_pth_is_refused_by_weights_only(tmp_path: Path):
     assert marker.exists()
     marker.unlink()
     raw = write_raw(tmp_path / "raw", "signet_pth", buffer.getvalue())
-    with pytest.raises(PipelineError, match=r"refused to load: the checkpoint asks for the global 'posix\.system'") as caught:
+    with pytest.raises(
+        PipelineError, match=r"refused to load: the checkpoint asks for the global 'posix\.system'"
+    ) as caught:
         torch_signet.check_loadable(raw, spec("signet_pth"))
     assert "weights_only" not in str(caught.value), "the refusal never suggests turning the protection off"
     assert not marker.exists()
@@ -213,7 +241,10 @@ def test_a_malicious_pth_is_refused_by_weights_only(tmp_path: Path):
     "content, message",
     [
         # numpy.ndarray called directly with a huge shape would allocate terabytes.
-        (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85U\x01b\x87R.", "unexpected numpy _reconstruct arguments"),
+        (
+            b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85U\x01b\x87R.",
+            "unexpected numpy _reconstruct arguments",
+        ),
         (pickle.dumps(np.array([1, "a"], dtype=object), protocol=4), "refused dtype 'O8'"),
         (b"\x80\x02cnumpy\ndtype\nU\x02V8K\x00K\x01\x87R.", "only plain numeric dtypes"),
         (b"\x80\x02ccopy_reg\n_reconstructor\n.", "copy_reg._reconstructor"),
@@ -242,7 +273,10 @@ def signet_params() -> list[np.ndarray]:
 
 def test_wrong_array_count_is_named(tmp_path: Path, signet_params):
     raw = write_raw(tmp_path, "signet", upstream_pickle(signet_params[:-1]))
-    with pytest.raises(PipelineError, match=r"'params' holds 34 arrays, expected 35 for signet \(7 layers x 5: W, beta, gamma, mean, inv_std"):
+    with pytest.raises(
+        PipelineError,
+        match=r"'params' holds 34 arrays, expected 35 for signet \(7 layers x 5: W, beta, gamma, mean, inv_std",
+    ):
         lasagne_signet.check_loadable(raw, spec("signet"))
 
 
@@ -260,21 +294,28 @@ def test_dense_weights_stored_as_torch_would_be_refused(tmp_path: Path, signet_p
     params = list(signet_params)
     params[25] = np.ascontiguousarray(params[25].T)  # fc1 W as (out, in): the layout fact enforced
     raw = write_raw(tmp_path, "signet", upstream_pickle(params))
-    with pytest.raises(PipelineError, match=r"params\[25\] \(fc1 W\) has shape \(2048, 3840\), expected \(3840, 2048\)"):
+    with pytest.raises(
+        PipelineError, match=r"params\[25\] \(fc1 W\) has shape \(2048, 3840\), expected \(3840, 2048\)"
+    ):
         lasagne_signet.check_loadable(raw, spec("signet"))
 
 
 def test_an_spp_pickle_under_a_signet_name_is_refused(tmp_path: Path):
     params = standin.synthetic_params("signet_spp_300dpi", 3)
     raw = write_raw(tmp_path, "signet", upstream_pickle(params))
-    with pytest.raises(PipelineError, match=r"params\[0\] \(conv1 W\) has shape \(32, 1, 11, 11\), expected \(96, 1, 11, 11\)"):
+    with pytest.raises(
+        PipelineError, match=r"params\[0\] \(conv1 W\) has shape \(32, 1, 11, 11\), expected \(96, 1, 11, 11\)"
+    ):
         lasagne_signet.check_loadable(raw, spec("signet"))
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda p: p.__setitem__(0, p[0].astype(np.float64)), r"params\[0\] \(conv1 W\) has dtype float64, expected float32"),
+        (
+            lambda p: p.__setitem__(0, p[0].astype(np.float64)),
+            r"params\[0\] \(conv1 W\) has dtype float64, expected float32",
+        ),
         (lambda p: p.__setitem__(4, -p[4]), r"params\[4\] \(conv1 inv_std\) has 96 values <= 0"),
         (lambda p: p.__setitem__(1, np.full(96, np.nan, np.float32)), r"params\[1\] \(conv1 beta\) contains NaN"),
         (lambda p: p.__setitem__(2, [1] * 96), r"params\[2\] \(conv1 gamma\) is a list, expected a numpy array"),
@@ -306,11 +347,17 @@ def test_pth_with_a_misshaped_tensor_names_the_key(tmp_path: Path):
     state, classification, forgery = torch.load(tmp_path / "signet.pth", weights_only=True)
     state["conv_layers.conv2.conv.weight"] = torch.zeros(256, 96, 3, 3)
     torch.save((state, classification, forgery), tmp_path / "signet.pth")
-    with pytest.raises(PipelineError, match=r"conv_layers\.conv2\.conv\.weight has shape \(256, 96, 3, 3\), expected \(256, 96, 5, 5\)"):
+    with pytest.raises(
+        PipelineError, match=r"conv_layers\.conv2\.conv\.weight has shape \(256, 96, 3, 3\), expected \(256, 96, 5, 5\)"
+    ):
         torch_signet.check_loadable(tmp_path, spec("signet_pth"))
     state["conv_layers.conv2.conv.weight"] = torch.zeros(256, 96, 5, 5)
-    torch.save((state, classification, {"weight": torch.zeros(2, 2048), "bias": torch.zeros(2)}), tmp_path / "signet.pth")
-    with pytest.raises(PipelineError, match=r"forg_layer weight \(2, 2048\) / bias \(2,\), expected weight \(1, 2048\)"):
+    torch.save(
+        (state, classification, {"weight": torch.zeros(2, 2048), "bias": torch.zeros(2)}), tmp_path / "signet.pth"
+    )
+    with pytest.raises(
+        PipelineError, match=r"forg_layer weight \(2, 2048\) / bias \(2,\), expected weight \(1, 2048\)"
+    ):
         torch_signet.check_loadable(tmp_path, spec("signet_pth"))
     torch.save({"state_dict": state}, tmp_path / "signet.pth")
     with pytest.raises(PipelineError, match=r"holds a dict, expected \(state_dict, classification_layer, forg_layer\)"):
@@ -356,6 +403,9 @@ def test_pyramid_bins_are_never_empty():
 
 def test_architectures_match_the_documented_variants():
     assert set(ARCHITECTURES) == {"signet", "signet_spp_300dpi", "signet_spp_600dpi"}
+    assert set(ARCHITECTURES) == set(
+        family_facts("lasagne_signet").ARCHITECTURES
+    )  # the layer tables cover the facts' list
     assert [len(param_layout(v)) for v in ARCHITECTURES] == [35, 35, 35]
 
 
@@ -367,5 +417,8 @@ def test_the_upstream_zip_archive_is_named_as_such(tmp_path: Path):
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("signet.pkl", b"\x80\x02.")
     raw = write_raw(tmp_path, "signet", archive.getvalue())
-    with pytest.raises(PipelineError, match=r"signet\.pkl: is a zip archive, not a pickle; .* \(\.\.\.zip#signet\.pkl\) or take the file out of the archive"):
+    with pytest.raises(
+        PipelineError,
+        match=r"signet\.pkl: is a zip archive, not a pickle; .* \(\.\.\.zip#signet\.pkl\) or take the file out of the archive",
+    ):
         lasagne_signet.check_loadable(raw, spec("signet"))

@@ -115,8 +115,18 @@ def compare(spp_fixture, shape: tuple[int, int], seed: int, batch: int = 1) -> f
 def sizes_for(variant: str) -> list[tuple[int, int]]:
     m = spp_min_input_size(variant)[0]
     return [
-        (m, m), (m + 1, m), (m, m + 1), (m + 2, m + 3), (m, 997), (1009, m),
-        (151, 223), (211, 307), (401, 613), (997, 1499), (1999, 2999), (2000, 3000),
+        (m, m),
+        (m + 1, m),
+        (m, m + 1),
+        (m + 2, m + 3),
+        (m, 997),
+        (1009, m),
+        (151, 223),
+        (211, 307),
+        (401, 613),
+        (997, 1499),
+        (1999, 2999),
+        (2000, 3000),
     ]
 
 
@@ -136,7 +146,10 @@ def test_our_code_refuses_a_too_small_image_with_a_clear_error(spp):
     for shape in ((m - 1, m), (m, m - 1), (10, 3000)):
         gray = np.full(shape, 255.0, np.float32)
         gray[shape[0] // 2, :] = 0.0  # a stroke, so the image itself is valid
-        with pytest.raises(PipelineError, match=rf"is {shape[0]}x{shape[1]} \(rows x cols\), smaller than the smallest input {variant} accepts, {m}x{m}"):
+        with pytest.raises(
+            PipelineError,
+            match=rf"is {shape[0]}x{shape[1]} \(rows x cols\), smaller than the smallest input {variant} accepts, {m}x{m}",
+        ):
             lasagne_signet.spp_input(gray, variant, source="tiny.png")
 
 

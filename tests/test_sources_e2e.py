@@ -33,8 +33,12 @@ MODELS = {
 }
 TARGETS = [f"validate@{name}" for name in MODELS]
 USER, MARKER = "e2e-user", "MARKER-5a0c2e9d-kaggle-key"
+
+
 def dvc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
+    result = subprocess.run(
+        ["dvc", *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=600
+    )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -73,7 +77,9 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
 def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_path: Path, reproduced) -> None:
     # The builtin run is the session's shared build: a clone of it, its outputs checked out.
     build = built_clone(reproduced)
-    assert (build / "sources.lock.yaml").read_bytes() == (REPO / "sources.lock.yaml").read_bytes(), "a builtin fetch writes no committed file"
+    assert (build / "sources.lock.yaml").read_bytes() == (REPO / "sources.lock.yaml").read_bytes(), (
+        "a builtin fetch writes no committed file"
+    )
     clone = clone_project(build, tmp_path / "clone", share_cache_of=build)
     dvc(clone, "checkout", *TARGETS, "--with-deps")
     builtin = {name: digest(clone / "models" / name / "model.onnx") for name in MODELS}
@@ -90,7 +96,11 @@ def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_p
     for name in MODELS:
         assert json.loads((clone / "models" / name / "lineage.json").read_text())["source"]["kind"] == "kaggle"
         published = metadata(clone / "models" / name / "model.onnx")
-        assert (published["source.kind"], published["source.kernel"], published["synthetic_weights"]) == ("kaggle", MODELS[name], "false")
+        assert (published["source.kind"], published["source.kernel"], published["synthetic_weights"]) == (
+            "kaggle",
+            MODELS[name],
+            "false",
+        )
     downloads = sorted(seen.path for seen in fake.requests_to("/kf/"))
     assert downloads == sorted(fake.file_path(MODELS[name], f) for name in MODELS for f in served[name])
     lock = LockFile.load(clone / "sources.lock.yaml")

@@ -51,7 +51,9 @@ def builtin_files(name: str, seed_offset: int = 0) -> dict[str, bytes]:
     spec = spec.model_copy(update={"source": spec.source.model_copy(update={"seed": spec.source.seed + seed_offset})})
     with tempfile.TemporaryDirectory() as folder:
         load_family(spec.family).write_builtin(Path(folder), spec)
-        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()
+        }
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +134,11 @@ def test_a_pin_mismatch_keeps_the_previous_artifact(fake, project, siamese, othe
     with pytest.raises(PipelineError) as caught:
         run_fetch("siamese")
     message = str(caught.value)
-    assert hashlib.sha256(other_siamese[CHECKPOINT]).hexdigest() in message and pinned.sha256 in message and "\n" not in message
+    assert (
+        hashlib.sha256(other_siamese[CHECKPOINT]).hexdigest() in message
+        and pinned.sha256 in message
+        and "\n" not in message
+    )
     assert raw_files(project, "siamese") == {CHECKPOINT: b"previous artifact"}
     assert (project / "sources.lock.yaml").read_bytes() == lock_bytes
     assert stale(project) == []
@@ -207,11 +213,16 @@ def test_url_source_through_the_stage_pins_the_address(project, siamese, monkeyp
 
 # As a process: exit codes, one-line errors, a killed run, secrets ---------------------------------
 
+
 def stage_process(project: Path, model: str, **env: str) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(REPO), **env}
     return subprocess.Popen(
-        [sys.executable, "-m", "stages.fetch", model], cwd=project, env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "stages.fetch", model],
+        cwd=project,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -275,4 +286,7 @@ def test_credentials_leak_nowhere(fake, project, siamese) -> None:
     for blob in [text.encode() for text in outputs] + [p.read_bytes() for p in files]:
         for secret in forms:
             assert secret.encode() not in blob
-    assert pins.LockFile.load(project / "sources.lock.yaml").pins_for("siamese")[CHECKPOINT].source == f"kaggle:{SIAMESE_KERNEL}"
+    assert (
+        pins.LockFile.load(project / "sources.lock.yaml").pins_for("siamese")[CHECKPOINT].source
+        == f"kaggle:{SIAMESE_KERNEL}"
+    )

@@ -134,8 +134,10 @@ def test_no_credentials_says_where_to_put_them(fake, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "content, complaint",
-    [("{not json", r"kaggle\.json: not valid JSON; download a new kaggle\.json"),
-     ('{"username": "alice"}', r"kaggle\.json lack a username or key; download a new kaggle\.json")],
+    [
+        ("{not json", r"kaggle\.json: not valid JSON; download a new kaggle\.json"),
+        ('{"username": "alice"}', r"kaggle\.json lack a username or key; download a new kaggle\.json"),
+    ],
 )
 def test_a_damaged_kaggle_json_is_named(fake, home, tmp_path, content, complaint) -> None:
     (home / ".kaggle").mkdir()
@@ -158,7 +160,9 @@ def test_a_world_readable_kaggle_json_gets_a_warning(fake, home, tmp_path, caplo
 def test_rejected_credentials_401(fake, monkeypatch, tmp_path, waits) -> None:
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     monkeypatch.setenv("KAGGLE_KEY", "wrong-key")
-    with pytest.raises(PipelineError, match=r"Kaggle rejected the credentials from KAGGLE_USERNAME/KAGGLE_KEY \(HTTP 401\)"):
+    with pytest.raises(
+        PipelineError, match=r"Kaggle rejected the credentials from KAGGLE_USERNAME/KAGGLE_KEY \(HTTP 401\)"
+    ):
         run(tmp_path / "raw")
     assert len(fake.requests_to(LIST_PATH)) == 1 and waits == []
     assert not (tmp_path / "raw").exists()
@@ -172,13 +176,19 @@ def test_forbidden_403_mentions_private_notebooks(fake, env_credentials, tmp_pat
 
 def test_unknown_kernel_404_names_the_param(fake, env_credentials, tmp_path) -> None:
     spec = kaggle_spec(kaggle={"kernel": "medali1992/no-such-notebook"})
-    with pytest.raises(PipelineError, match=r"no kernel medali1992/no-such-notebook \(HTTP 404\); check models\.siamese\.source\.kaggle\.kernel"):
+    with pytest.raises(
+        PipelineError,
+        match=r"no kernel medali1992/no-such-notebook \(HTTP 404\); check models\.siamese\.source\.kaggle\.kernel",
+    ):
         run(tmp_path / "raw", spec)
 
 
 def test_a_file_missing_from_the_output_lists_what_is_there(fake, env_credentials, tmp_path) -> None:
     fake.publish(KERNEL, {"submission.csv": b"x"})
-    with pytest.raises(PipelineError, match=r"models\.siamese\.files: .* has no \['convnet_best_loss\.pt'\] \(it has \['submission\.csv'\]\)"):
+    with pytest.raises(
+        PipelineError,
+        match=r"models\.siamese\.files: .* has no \['convnet_best_loss\.pt'\] \(it has \['submission\.csv'\]\)",
+    ):
         run(tmp_path / "raw")
     assert fake.requests_to("/kf/") == []
 
@@ -251,7 +261,9 @@ def test_credentials_are_not_forwarded_to_another_host(fake, env_credentials, tm
 
 
 def test_the_size_limit_from_params(fake, env_credentials, tmp_path) -> None:
-    with pytest.raises(download.TooLarge, match=r"over the limit of 1000 bytes; .* raise models\.siamese\.source\.max_bytes"):
+    with pytest.raises(
+        download.TooLarge, match=r"over the limit of 1000 bytes; .* raise models\.siamese\.source\.max_bytes"
+    ):
         run(tmp_path / "raw", kaggle_spec(max_bytes=1000))
     assert files_under(tmp_path) == []
 

@@ -45,7 +45,14 @@ def policy(sleeps: list[float]) -> RetryPolicy:
 
 
 def job(address: str, dest: Path, **extra) -> Job:
-    fields = {"model": "m", "file": "weights.bin", "url": address, "dest": dest, "max_bytes": 10_000_000, "source": scrub_url(address)}
+    fields = {
+        "model": "m",
+        "file": "weights.bin",
+        "url": address,
+        "dest": dest,
+        "max_bytes": 10_000_000,
+        "source": scrub_url(address),
+    }
     return Job(**{**fields, **extra})
 
 
@@ -180,7 +187,9 @@ def test_network_down_is_retried_then_explained(tmp_path, policy, sleeps) -> Non
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(PipelineError, match=rf"cannot reach 127\.0\.0\.1:{port}: connection refused; check the network"):
+    with pytest.raises(
+        PipelineError, match=rf"cannot reach 127\.0\.0\.1:{port}: connection refused; check the network"
+    ):
         fetch(f"http://127.0.0.1:{port}/w.bin", tmp_path / "w.bin", policy)
     assert sleeps == [1.0, 2.0]
 
@@ -210,6 +219,7 @@ def test_scrub_url_hides_userinfo_and_secret_query_values() -> None:
 
 # source: url --------------------------------------------------------------------------------------
 
+
 def url_spec(name: str, urls: dict[str, str], max_bytes: int = 2_000_000_000) -> ModelSpec:
     raw = read_params_file(REPO / "params.yaml")["models"][name]
     raw["source"] = {"kind": "url", "seed": raw["source"]["seed"], "urls": urls, "max_bytes": max_bytes}
@@ -235,7 +245,10 @@ def test_google_drive_confirmation_flows(server, tmp_path, no_wait, flow) -> Non
 
 def test_google_drive_quota_page_is_explained(server, tmp_path, no_wait) -> None:
     address = server.serve_drive("1AbC", DATA, flow="quota")
-    with pytest.raises(PipelineError, match=r"Google Drive refuses the download: Too many users .* point models\.siamese\.source\.urls at a mirror"):
+    with pytest.raises(
+        PipelineError,
+        match=r"Google Drive refuses the download: Too many users .* point models\.siamese\.source\.urls at a mirror",
+    ):
         url.fetch(tmp_path, "siamese", url_spec("siamese", {"convnet_best_loss.pt": address}), {}, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -260,15 +273,27 @@ def test_url_source_status_errors_name_the_param(server, tmp_path, no_wait, stat
 def test_url_source_respects_max_bytes_from_params(server, tmp_path, no_wait) -> None:
     address = server.serve("/w.bin", DATA)
     with pytest.raises(TooLarge, match=r"raise models\.siamese\.source\.max_bytes"):
-        url.fetch(tmp_path, "siamese", url_spec("siamese", {"convnet_best_loss.pt": address}, max_bytes=1000), {}, progress=False)
+        url.fetch(
+            tmp_path,
+            "siamese",
+            url_spec("siamese", {"convnet_best_loss.pt": address}, max_bytes=1000),
+            {},
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize(
     "share, direct",
     [
-        ("https://drive.google.com/file/d/1AbC_d-E/view?usp=sharing", "https://drive.google.com/uc?export=download&id=1AbC_d-E"),
+        (
+            "https://drive.google.com/file/d/1AbC_d-E/view?usp=sharing",
+            "https://drive.google.com/uc?export=download&id=1AbC_d-E",
+        ),
         ("https://drive.google.com/open?id=1AbC", "https://drive.google.com/uc?export=download&id=1AbC"),
-        ("https://drive.google.com/file/d/1AbC/view?resourcekey=0-xy", "https://drive.google.com/uc?export=download&id=1AbC&resourcekey=0-xy"),
+        (
+            "https://drive.google.com/file/d/1AbC/view?resourcekey=0-xy",
+            "https://drive.google.com/uc?export=download&id=1AbC&resourcekey=0-xy",
+        ),
         ("https://docs.google.com/uc?id=1AbC&export=download", "https://drive.google.com/uc?export=download&id=1AbC"),
         ("https://mirror.example/signet.pkl", "https://mirror.example/signet.pkl"),
     ],
@@ -278,6 +303,7 @@ def test_drive_share_links_become_download_addresses(share: str, direct: str) ->
 
 
 # `#member`: one file out of a zip archive (how the sigver_wiwd pickles are published) ------------
+
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     import io
@@ -290,8 +316,14 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def archive_fetch(server, folder: Path, member: str, pins: dict | None = None, max_bytes: int = 2_000_000_000,
-                  members: dict[str, bytes] | None = None):
+def archive_fetch(
+    server,
+    folder: Path,
+    member: str,
+    pins: dict | None = None,
+    max_bytes: int = 2_000_000_000,
+    members: dict[str, bytes] | None = None,
+):
     members = members or {"models/signet.pkl": DATA, "models/other.pkl": b"x"}
     address = server.serve("/signet_models.zip", zip_bytes(members))
     spec = url_spec("siamese", {"convnet_best_loss.pt": f"{address}#{member}"}, max_bytes=max_bytes)
@@ -312,7 +344,9 @@ def test_archive_member_is_extracted_alone_and_pinned_as_the_file(server, tmp_pa
 def test_archive_member_missing_pin_mismatch_and_bomb_are_refused(server, tmp_path, no_wait) -> None:
     folder = tmp_path / "staging"
     folder.mkdir()
-    with pytest.raises(PipelineError, match=r"has no member 'signet.pkl' \(it has: models/signet.pkl, models/other.pkl\)"):
+    with pytest.raises(
+        PipelineError, match=r"has no member 'signet.pkl' \(it has: models/signet.pkl, models/other.pkl\)"
+    ):
         archive_fetch(server, folder, "signet.pkl")
     with pytest.raises(PipelineError, match="differs from its pin"):
         archive_fetch(server, folder, "models/signet.pkl", pins={"convnet_best_loss.pt": Pin("0" * 64, len(DATA))})

@@ -82,7 +82,9 @@ def test_no_stage_imports_another_familys_code(reproduced):
     models = load_params(built / "params.yaml").models
     for stage, files in stage_imports(built).items():
         family = models[stage.split("@")[1]].family
-        others = [f for f in files if f.startswith("stages/families/") and f.count("/") > 2 and f.split("/")[2] != family]
+        others = [
+            f for f in files if f.startswith("stages/families/") and f.count("/") > 2 and f.split("/")[2] != family
+        ]
         assert others == [], (stage, others)
 
 
@@ -95,11 +97,16 @@ def test_validates_code_dependencies_are_the_lineage_code_digest(reproduced):
         assert sorted(code) == sorted(build_code(spec.family)), name
 
 
-@pytest.mark.parametrize(("edited", "family"), [
-    ("stages/families/keras_cleaning/oracle.py", "keras_cleaning"),
-    ("stages/families/lasagne_signet/layout.py", "lasagne_signet"),
-])
-def test_editing_one_familys_module_changes_only_that_familys_stages(reproduced, tmp_path: Path, edited: str, family: str):
+@pytest.mark.parametrize(
+    ("edited", "family"),
+    [
+        ("stages/families/keras_cleaning/oracle.py", "keras_cleaning"),
+        ("stages/families/lasagne_signet/layout.py", "lasagne_signet"),
+    ],
+)
+def test_editing_one_familys_module_changes_only_that_familys_stages(
+    reproduced, tmp_path: Path, edited: str, family: str
+):
     built, _ = reproduced
     machine = clone(built, tmp_path / "machine", share_cache_of=built)
     checked(dvc(machine, "checkout"))

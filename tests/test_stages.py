@@ -29,15 +29,22 @@ EXPECTED_IO = {
     ),
     "siamese": (
         [("input0", onnx.TensorProto.UINT8, [150, 220]), ("input1", onnx.TensorProto.UINT8, [150, 220])],
-        [("output0", onnx.TensorProto.FLOAT, [1, 2048]), ("output1", onnx.TensorProto.FLOAT, [1, 2048]),
-         ("output2", onnx.TensorProto.FLOAT, [1, 1])],
+        [
+            ("output0", onnx.TensorProto.FLOAT, [1, 2048]),
+            ("output1", onnx.TensorProto.FLOAT, [1, 2048]),
+            ("output2", onnx.TensorProto.FLOAT, [1, 1]),
+        ],
     ),
 }
 
 
 def io_of(values) -> list[tuple[str, int, list[int]]]:
     return [
-        (v.name, v.type.tensor_type.elem_type, [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim])
+        (
+            v.name,
+            v.type.tensor_type.elem_type,
+            [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim],
+        )
         for v in values
     ]
 
@@ -80,7 +87,9 @@ def test_cleaning_architecture_matches_the_upstream_keras_config(built_project: 
 
     upstream = json.loads(reference.read_text())["config"]["layers"]
     ours = json.loads(build_autoencoder().to_json())["config"]["layers"]
-    normalise = lambda s: json.loads(json.dumps(s).replace('{"class_name": "__tuple__", "items": ', "").replace("]}", "]"))
+    normalise = lambda s: json.loads(
+        json.dumps(s).replace('{"class_name": "__tuple__", "items": ', "").replace("]}", "]")
+    )
     assert normalise(summary(ours)) == normalise(summary(upstream))
     assert build_autoencoder().count_params() == 2_106_051
 
@@ -163,6 +172,10 @@ def test_canonical_names_leave_no_generated_counters(built_project: Path):
 
     for model in EXPECTED_IO:
         graph = onnx.load(str(built_project / "models" / model / "model.onnx")).graph
-        names = [n.name for n in graph.node] + [i.name for i in graph.initializer] + [o for n in graph.node for o in n.output]
+        names = (
+            [n.name for n in graph.node]
+            + [i.name for i in graph.initializer]
+            + [o for n in graph.node for o in n.output]
+        )
         assert not [n for n in names if re.search(r"__\d+$|onnx::|unk__", n)]
         assert all(not n.doc_string for n in graph.node)

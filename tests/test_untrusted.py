@@ -46,7 +46,7 @@ def test_shown_repr_is_bounded_for_self_repeating_and_deep_values() -> None:
     for _ in range(100_000):
         deep = [deep]
     big = {"k" * 10_000_000: [b"b" * 10_000_000] * 1_000_000}
-    for value in (loop, deep, big, 10 ** 5000, {(1, 2): frozenset(range(10**6))}):
+    for value in (loop, deep, big, 10**5000, {(1, 2): frozenset(range(10**6))}):
         result = shown_repr(value)
         assert len(result) < 300 and "\n" not in result
 
@@ -75,13 +75,16 @@ def run_reporter(error: BaseException, capsys) -> tuple[int, list[str]]:
     return code, capsys.readouterr().err.splitlines()
 
 
-@pytest.mark.parametrize("error", [
-    PipelineError("server said: x\nerror: forged\x1b[2J"),
-    RecursionError("maximum recursion depth exceeded"),
-    MemoryError(),
-    TypeError("'<' not supported between instances of 'int' and 'str'\n  a second line"),
-    OSError(28, "No space left on device", "data/raw/\nerror: x"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        PipelineError("server said: x\nerror: forged\x1b[2J"),
+        RecursionError("maximum recursion depth exceeded"),
+        MemoryError(),
+        TypeError("'<' not supported between instances of 'int' and 'str'\n  a second line"),
+        OSError(28, "No space left on device", "data/raw/\nerror: x"),
+    ],
+)
 def test_every_failure_is_one_error_line_and_exit_1(error, capsys, monkeypatch) -> None:
     monkeypatch.delenv("STAGES_TRACEBACK", raising=False)
     code, lines = run_reporter(error, capsys)
@@ -126,7 +129,11 @@ def test_python3_numpy_pickles_of_every_protocol_read_back(protocol: int) -> Non
         assert loaded[key].dtype == value[key].dtype.newbyteorder("=")
         assert loaded[key].flags.c_contiguous and loaded[key].flags.owndata
     assert loaded["scalar"] == value["scalar"] and loaded["nested"] == value["nested"]
-    assert loaded["ordered"] == dict(value["ordered"]) and loaded["set"] == value["set"] and loaded["frozen"] == value["frozen"]
+    assert (
+        loaded["ordered"] == dict(value["ordered"])
+        and loaded["set"] == value["set"]
+        and loaded["frozen"] == value["frozen"]
+    )
 
 
 def test_a_bool_array_holds_only_zeros_and_ones() -> None:

@@ -48,9 +48,9 @@ def project_with(built: Path, target: Path, model: str) -> Path:
 @pytest.mark.parametrize(
     ("model", "op_types", "position", "relative"),
     [
-        ("cleaning", ("Conv",), 0, 0.05),      # first conv layer: the error travels through 9 layers
-        ("cleaning", ("Conv",), -1, 0.01),     # the output layer
-        ("siamese", ("Conv",), 2, 0.05),       # conv3 of the shared SigNet
+        ("cleaning", ("Conv",), 0, 0.05),  # first conv layer: the error travels through 9 layers
+        ("cleaning", ("Conv",), -1, 0.01),  # the output layer
+        ("siamese", ("Conv",), 2, 0.05),  # conv3 of the shared SigNet
         ("siamese", ("Gemm", "MatMul"), -1, 0.01),  # probs: only the logit moves
     ],
 )
@@ -85,8 +85,14 @@ def test_unperturbed_copy_passes(built_project: Path, tmp_path: Path):
 
 
 def spec(**overrides) -> ValidationSpec:
-    values = {"samples": 2, "atol": 1e-4, "rtol": 0.0, "min_cosine": 0.9999,
-              "embedding_outputs": ["emb"], "decision_output": "logit"}
+    values = {
+        "samples": 2,
+        "atol": 1e-4,
+        "rtol": 0.0,
+        "min_cosine": 0.9999,
+        "embedding_outputs": ["emb"],
+        "decision_output": "logit",
+    }
     values.update(overrides)
     return ValidationSpec(**values)
 
@@ -105,7 +111,9 @@ def test_validator_passes_within_tolerance_and_reports_metrics():
     validator.check_rankings()
     metrics = validator.metrics()
     assert metrics["outputs"]["emb"]["max_abs_error"] == pytest.approx(3e-5, rel=0.01)
-    assert metrics["outputs"]["emb"]["ranking_triples"] + metrics["outputs"]["emb"]["ranking_near_ties_skipped"] == 4 * 3
+    assert (
+        metrics["outputs"]["emb"]["ranking_triples"] + metrics["outputs"]["emb"]["ranking_near_ties_skipped"] == 4 * 3
+    )
     assert metrics["outputs"]["logit"]["decisions"] == 4 and metrics["outputs"]["logit"]["decisions_near_zero"] == 0
     assert metrics["samples"] == 4
 
@@ -145,8 +153,11 @@ def test_validator_catches_reordered_distances():
     anchors = [rng.uniform(1, 2, size=(1, 8)).astype(np.float32) for _ in range(4)]
     for index, emb in enumerate(anchors):
         swapped = anchors[(index + 1) % 4] if index < 2 else emb
-        validator.add(f"s{index}", {"emb": emb, "logit": np.ones((1, 1), np.float32)},
-                      {"emb": swapped, "logit": np.ones((1, 1), np.float32)})
+        validator.add(
+            f"s{index}",
+            {"emb": emb, "logit": np.ones((1, 1), np.float32)},
+            {"emb": swapped, "logit": np.ones((1, 1), np.float32)},
+        )
     with pytest.raises(PipelineError, match="rankings agree on only"):
         validator.check_rankings()
 

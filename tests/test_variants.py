@@ -40,7 +40,11 @@ def with_variants(project: Path, name: str, variants: dict, model: str = MODEL) 
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +88,21 @@ def test_the_package_loads_a_variant_folder(variants_project: Path, tmp_path: Pa
     Image.fromarray(page_gray(drawn_page(7, 300, 520, False))).save(image)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
-        [sys.executable, "-m", "signature_onnx", "embed", str(image), "--model", str(variant), "--out", str(tmp_path / "f.npy")],
-        cwd=variants_project, capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "signature_onnx",
+            "embed",
+            str(image),
+            "--model",
+            str(variant),
+            "--out",
+            str(tmp_path / "f.npy"),
+        ],
+        cwd=variants_project,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "f.npy").shape == (1, 2048)
@@ -99,8 +116,14 @@ def test_the_package_loads_a_variant_folder(variants_project: Path, tmp_path: Pa
     shutil.copytree(variant, alone)
     assert ModelFolder.open(alone).source.startswith("built-in stand-in")
     lineage = json.loads((alone / "lineage.json").read_text())
-    assert lineage["variant"] == "int8_static" and lineage["onnx"]["sha256"] == hashlib.sha256((alone / "model.onnx").read_bytes()).hexdigest()
-    assert lineage["parent"]["sha256"] == hashlib.sha256((variants_project / "models" / MODEL / "model.onnx").read_bytes()).hexdigest()
+    assert (
+        lineage["variant"] == "int8_static"
+        and lineage["onnx"]["sha256"] == hashlib.sha256((alone / "model.onnx").read_bytes()).hexdigest()
+    )
+    assert (
+        lineage["parent"]["sha256"]
+        == hashlib.sha256((variants_project / "models" / MODEL / "model.onnx").read_bytes()).hexdigest()
+    )
     (alone / "model.onnx").write_bytes((alone / "model.onnx").read_bytes() + b"\0")
     with pytest.raises(IntegrityError):
         ModelFolder.open(alone).model_bytes()
@@ -116,12 +139,24 @@ def test_variant_bytes_do_not_depend_on_the_cpus_kernels(variants_project: Path,
     for package in ("stages", "signature_onnx"):
         shutil.copytree(REPO / package, capped / package, ignore=shutil.ignore_patterns("__pycache__"))
     (capped / "models" / MODEL).mkdir(parents=True, exist_ok=True)
-    for name in ("model.onnx", "preprocessing.json", "lineage.json", "test_vectors.json", "test_data_set_0", "test_data_set_1"):
+    for name in (
+        "model.onnx",
+        "preprocessing.json",
+        "lineage.json",
+        "test_vectors.json",
+        "test_data_set_0",
+        "test_data_set_1",
+    ):
         source = variants_project / "models" / MODEL / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, capped / "models" / MODEL / name)
     env = {**os.environ, "PYTHONPATH": str(capped), **CAPPED_KERNELS}
-    result = subprocess.run([sys.executable, "-m", "stages.variants", MODEL, "--params", "params_variants.yaml"],
-                            cwd=capped, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.variants", MODEL, "--params", "params_variants.yaml"],
+        cwd=capped,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     expected = digests(variants_project / "models" / MODEL / "variants")
     assert len(expected) == len(ALL_VARIANTS) * len(digests(variants_project / "models" / MODEL / "variants" / "fp16"))
@@ -129,10 +164,14 @@ def test_variant_bytes_do_not_depend_on_the_cpus_kernels(variants_project: Path,
 
 
 def test_a_variant_outside_its_tolerance_is_not_published(variants_project: Path):
-    tight = with_variants(variants_project, "params_tight.yaml", {
-        "fp16": {"min_cosine": 0.999, "max_abs_error": 1.0e-6},  # fp16 is off by ~1e-2: refused
-        "int8_dynamic": dict(LOOSE),
-    })
+    tight = with_variants(
+        variants_project,
+        "params_tight.yaml",
+        {
+            "fp16": {"min_cosine": 0.999, "max_abs_error": 1.0e-6},  # fp16 is off by ~1e-2: refused
+            "int8_dynamic": dict(LOOSE),
+        },
+    )
     result = run_step(variants_project, "variants", MODEL, "--params", tight)
     assert "fp16: NOT published" in result.stderr and "max_abs_error 1e-06" in result.stderr, result.stderr
     folder = variants_project / "models" / MODEL / "variants"
@@ -146,12 +185,18 @@ def test_a_variant_outside_its_tolerance_is_not_published(variants_project: Path
     run_step(variants_project, "variants", MODEL, "--params", "params_variants.yaml")
 
 
-@pytest.mark.parametrize("variants, words", [
-    ({"int8_statc": dict(LOOSE)}, ["models.signet_pth.variants.int8_statc", "Extra inputs are not permitted"]),
-    ({"int8_static": {**LOOSE, "range_bits": "4"}}, ["models.signet_pth.variants.int8_static.range_bits"]),
-    ({"fp16": {"min_cosine": 0.999}}, ["models.signet_pth.variants.fp16.max_abs_error", "Field required"]),
-    ({"fp16": {**LOOSE, "decision_agreement": 1.0}}, ["variants.fp16.decision_agreement", "no validation.decision_output"]),
-])
+@pytest.mark.parametrize(
+    "variants, words",
+    [
+        ({"int8_statc": dict(LOOSE)}, ["models.signet_pth.variants.int8_statc", "Extra inputs are not permitted"]),
+        ({"int8_static": {**LOOSE, "range_bits": "4"}}, ["models.signet_pth.variants.int8_static.range_bits"]),
+        ({"fp16": {"min_cosine": 0.999}}, ["models.signet_pth.variants.fp16.max_abs_error", "Field required"]),
+        (
+            {"fp16": {**LOOSE, "decision_agreement": 1.0}},
+            ["variants.fp16.decision_agreement", "no validation.decision_output"],
+        ),
+    ],
+)
 def test_bad_variant_params_fail_in_one_error_line(project: Path, variants: dict, words: list[str]):
     params = with_variants(project, "params_bad.yaml", variants)
     result = run_step(project, "variants", MODEL, "--params", params, check=False)
@@ -179,7 +224,9 @@ def test_the_optimized_variants_trace_catches_an_arithmetic_optimizer(variants_p
     fp32 = onnx.load(variants_project / "models" / MODEL / "model.onnx")
     assert check_optimized(build_optimized(fp32), fp32, "optimized")["constants"] > 0
     fused = build_optimized(fp32, [name for name in ARITHMETIC_OPTIMIZERS if name != "ConvBNFusion"])
-    assert sum(n.op_type == "BatchNormalization" for n in fused.graph.node) < sum(n.op_type == "BatchNormalization" for n in fp32.graph.node)
+    assert sum(n.op_type == "BatchNormalization" for n in fused.graph.node) < sum(
+        n.op_type == "BatchNormalization" for n in fp32.graph.node
+    )
     with pytest.raises(PipelineError, match="not an upstream tensor"):
         check_optimized(fused, fp32, "optimized")
 
@@ -188,10 +235,15 @@ def conv_transpose_model(channels: int = 3, outputs: int = 4, size: int = 5) -> 
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((channels, outputs, 3, 3)).astype(np.float32), "w")
     bias = numpy_helper.from_array(rng.standard_normal(outputs).astype(np.float32), "b")
-    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[2, 2], kernel_shape=[3, 3], pads=[0, 0, 1, 1])
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[2, 2], kernel_shape=[3, 3], pads=[0, 0, 1, 1]
+    )
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs, 2 * size, 2 * size])], [weight, bias],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs, 2 * size, 2 * size])],
+        [weight, bias],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
@@ -205,7 +257,9 @@ def test_the_conv_transpose_rewrite_computes_the_same_function():
     rewritten, replaced = exact_rewrites(model)
     assert replaced == ["up"] and [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
     x = np.random.default_rng(1).standard_normal((1, 3, 5, 5)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[
+        0
+    ]  # noqa: E731
     expected, got = run(model), run(rewritten)
     assert np.abs(got - expected).max() < 1e-5
     # a wrong tap (what a mistaken rewrite would do) is caught by the comparison above
@@ -240,7 +294,9 @@ def test_float32_ranges_equal_the_float64_rule_and_the_margin_is_proven(variants
     rewritten, _ = builders.exact_rewrites(onnx.load(variants_project / "models" / MODEL / "model.onnx"))
     calibration = checks.calibration_inputs(spec, 1)[:2]
     exact = builders.float64_ranges(rewritten, calibration)
-    by_float64 = {n: (builders.outward(lo, 4, up=False), builders.outward(hi, 4, up=True)) for n, (lo, hi) in exact.items()}
+    by_float64 = {
+        n: (builders.outward(lo, 4, up=False), builders.outward(hi, 4, up=True)) for n, (lo, hi) in exact.items()
+    }
     ranges, settling = builders.int8_static_ranges(rewritten, calibration, 4)
     assert ranges == by_float64 and settling["tensors"] == len(exact)
     extremes = builders.float32_extremes(rewritten, calibration)
@@ -253,8 +309,14 @@ def test_float32_ranges_equal_the_float64_rule_and_the_margin_is_proven(variants
 
     def noisy(model, feeds):
         # exact zeros (ReLU, pooling, padding) stay exact on every CPU
-        return {name: values + (values != 0) * rng.uniform(-0.5, 0.5, values.shape) * builders.FLOAT32_MARGIN * (np.abs(values).max() or 1.0)
-                for name, values in extremes.items()}
+        return {
+            name: values
+            + (values != 0)
+            * rng.uniform(-0.5, 0.5, values.shape)
+            * builders.FLOAT32_MARGIN
+            * (np.abs(values).max() or 1.0)
+            for name, values in extremes.items()
+        }
 
     with monkeypatch.context() as patch:
         patch.setattr(builders, "float32_extremes", noisy)
@@ -289,8 +351,12 @@ def test_nodes_are_put_in_dependency_order_and_an_unsortable_graph_is_refused():
 
     first = helper.make_node("Relu", ["x"], ["a"], name="first")
     second = helper.make_node("Neg", ["a"], ["y"], name="second")
-    graph = helper.make_graph([second, first], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph(
+        [second, first],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     with pytest.raises(onnx.checker.ValidationError, match="topologically sorted"):
         onnx.checker.check_model(model, full_check=True)
@@ -299,8 +365,12 @@ def test_nodes_are_put_in_dependency_order_and_an_unsortable_graph_is_refused():
     sort_topologically(model.graph)
     assert [n.name for n in model.graph.node] == ["first", "second"]
     onnx.checker.check_model(model, full_check=True)
-    cycle = helper.make_graph([helper.make_node("Neg", ["b"], ["a"]), helper.make_node("Neg", ["a"], ["b"])], "c",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])])
+    cycle = helper.make_graph(
+        [helper.make_node("Neg", ["b"], ["a"]), helper.make_node("Neg", ["a"], ["b"])],
+        "c",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2])],
+    )
     with pytest.raises(PipelineError, match="nothing produces or a cycle"):
         sort_topologically(cycle)
 

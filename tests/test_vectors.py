@@ -37,7 +37,9 @@ def vectors_project(published_project: Path) -> Path:
 
 def cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "signature_onnx", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "signature_onnx", *args], cwd=cwd, capture_output=True, text=True, env=env
+    )
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -129,7 +131,9 @@ def test_vector_bytes_do_not_depend_on_the_cpus_instruction_sets(vectors_project
             shutil.copytree(vectors_project / part, capped / part, dirs_exist_ok=True)
         for test_set in (capped / "models" / model).glob("test_data_set_*"):
             shutil.rmtree(test_set)
-        result = subprocess.run([sys.executable, "-m", "stages.vectors", model], cwd=capped, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "stages.vectors", model], cwd=capped, env=env, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert digests(capped / "models" / model) == digests(vectors_project / "models" / model)
 
@@ -158,7 +162,9 @@ def test_unpinned_blas_kernels_would_change_the_float64_bits(vectors_project: Pa
         env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_CORETYPE"}
         if kernel:
             env["OPENBLAS_CORETYPE"] = kernel
-        result = subprocess.run([sys.executable, "-c", UNPINNED, str(REPO)], cwd=vectors_project, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", UNPINNED, str(REPO)], cwd=vectors_project, env=env, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         runs[kernel] = result.stdout.strip()
     if not cpu_has_avx2():
@@ -191,8 +197,19 @@ def onnxruntime_node(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("node/npm not installed")
     folder = tmp_path_factory.mktemp("node")
     result = subprocess.run(
-        ["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(folder), ONNXRUNTIME_NODE, PNGJS],
-        capture_output=True, text=True,
+        [
+            "npm",
+            "install",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(folder),
+            ONNXRUNTIME_NODE,
+            PNGJS,
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         message = f"npm install {ONNXRUNTIME_NODE} failed: {result.stderr[-1500:]}"
@@ -235,7 +252,9 @@ def test_node_catches_a_tampered_vector(vectors_project: Path, onnxruntime_node:
 
 
 def node_pipeline(folder: Path, model_dir: Path, *images: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", str(PIPELINE_SCRIPT), str(model_dir), *map(str, images)], cwd=folder, capture_output=True, text=True)
+    return subprocess.run(
+        ["node", str(PIPELINE_SCRIPT), str(model_dir), *map(str, images)], cwd=folder, capture_output=True, text=True
+    )
 
 
 def test_the_example_package_json_pins_what_the_tests_install():
@@ -244,7 +263,9 @@ def test_the_example_package_json_pins_what_the_tests_install():
 
 
 @pytest.mark.parametrize("model", ["signet_pth", "signet", "signet_spp_300dpi"])
-def test_node_turns_a_png_into_the_features_embed_gives(vectors_project: Path, onnxruntime_node: Path, tmp_path: Path, model: str):
+def test_node_turns_a_png_into_the_features_embed_gives(
+    vectors_project: Path, onnxruntime_node: Path, tmp_path: Path, model: str
+):
     scan = shared_fixture("signatures", "001_01.png")
     folder = vectors_project / "models" / model
     result = node_pipeline(onnxruntime_node, folder, scan)
@@ -258,7 +279,9 @@ def test_node_turns_a_png_into_the_features_embed_gives(vectors_project: Path, o
     node = np.array(report["outputs"]["fc2"]["data"], dtype=np.float32)
     tolerance = json.loads((folder / "test_vectors.json").read_text())["tolerance"]
     assert node.shape == python.shape
-    assert np.all(np.abs(node - python) <= tolerance["atol"] + tolerance["rtol"] * np.abs(python)), np.abs(node - python).max()
+    assert np.all(np.abs(node - python) <= tolerance["atol"] + tolerance["rtol"] * np.abs(python)), np.abs(
+        node - python
+    ).max()
 
 
 def test_node_verifies_a_pair_as_the_package_does(vectors_project: Path, onnxruntime_node: Path):

@@ -32,7 +32,9 @@ MODEL = "signet"
 def run(cwd: Path, *command: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
-        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise AssertionError(
+            f"{command} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     return result
 
 
@@ -48,7 +50,15 @@ def set_seed(project: Path, seed: int) -> None:
 
 
 def verify(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run(project, sys.executable, "-m", "stages.verify", *args, env={"PYTHONPATH": str(project), **(env or {})}, check=False)
+    return run(
+        project,
+        sys.executable,
+        "-m",
+        "stages.verify",
+        *args,
+        env={"PYTHONPATH": str(project), **(env or {})},
+        check=False,
+    )
 
 
 def lines_of(result: subprocess.CompletedProcess) -> dict[str, str]:
@@ -59,7 +69,7 @@ def lines_of(result: subprocess.CompletedProcess) -> dict[str, str]:
         if line.startswith("  ") and parts and parts[0] in ("PASS", "FAIL", "SKIP"):
             status, rest = parts[0], line.strip()[4:].strip()
             link = "model card" if rest.startswith("model card") else rest.split()[0]
-            checks[link] = f"{status} {rest[len(link):].strip()}"
+            checks[link] = f"{status} {rest[len(link) :].strip()}"
     return checks
 
 
@@ -108,8 +118,12 @@ def make_key(folder: Path, name: str) -> tuple[Path, Path]:
     """A throwaway P-256 key pair as PEM files: (private, public)."""
     key = ec.generate_private_key(ec.SECP256R1())
     private, public = folder / f"{name}.pem", folder / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return private, public
 
 
@@ -119,7 +133,18 @@ def test_fresh_build_verifies_and_names_its_commit(audited: dict):
     assert result.returncode == 0, result.stdout + result.stderr
     checks = lines_of(result)
     assert failed_links(result) == []
-    for link in ("onnx", "lineage", "provenance", "model card", "dvc.lock", "history", "pins", "upstream", "params", "code"):
+    for link in (
+        "onnx",
+        "lineage",
+        "provenance",
+        "model card",
+        "dvc.lock",
+        "history",
+        "pins",
+        "upstream",
+        "params",
+        "code",
+    ):
         assert checks[link].startswith("PASS"), (link, checks[link])
     assert checks["signature"].startswith("SKIP") and "absent" in checks["signature"]
     assert audited["commits"]["B"][:10] in checks["history"] and audited["commits"]["A"][:10] not in checks["history"]
@@ -134,7 +159,13 @@ def test_the_onnx_file_alone_says_what_it_is(audited: dict):
     atol = read_params_file(REPO / "params.yaml")["models"][MODEL]["validation"]["atol"]
     assert meta["validation.verdict"] == "passed" and meta["validation.atol"] == json.dumps(atol)
     assert int(meta["validation.samples"]) >= 9  # drawn scans, stroke images and their batch
-    assert {"code_sha256", "params_sha256", "converter.name", "toolchain.onnxruntime", "upstream_sha256:signet.pkl"} <= set(meta)
+    assert {
+        "code_sha256",
+        "params_sha256",
+        "converter.name",
+        "toolchain.onnxruntime",
+        "upstream_sha256:signet.pkl",
+    } <= set(meta)
     measured = ("error", "cosine_measured", "seconds", "timestamp", "date", "host", "cpu")
     assert not [key for key in meta if any(word in key for word in measured)]  # nothing measured, dated or local
     assert model.model_version == 1 and "SYNTHETIC WEIGHTS" in model.doc_string
@@ -184,6 +215,7 @@ def lineage_names_other_bytes(folder: Path) -> None:
 def provenance_other_dependency(folder: Path) -> None:
     def edit(document: dict) -> None:
         document["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"]["sha256"] = "1" * 64
+
     edit_json(folder / "provenance.intoto.json", edit)
 
 
@@ -194,12 +226,28 @@ def card_without_warning(folder: Path) -> None:
 
 TAMPERING = {
     # The card names the sha256 of the bytes it describes, so it no longer matches a changed model.onnx.
-    "weight byte of model.onnx": (lambda f: flip_weight_byte(f / "model.onnx"), ["dvc.lock", "lineage", "model card"], "names sha256"),
-    "model.onnx metadata claims real weights": (lambda f: claim_real_weights(f / "model.onnx"), ["dvc.lock", "lineage", "model card"], "names sha256"),
+    "weight byte of model.onnx": (
+        lambda f: flip_weight_byte(f / "model.onnx"),
+        ["dvc.lock", "lineage", "model card"],
+        "names sha256",
+    ),
+    "model.onnx metadata claims real weights": (
+        lambda f: claim_real_weights(f / "model.onnx"),
+        ["dvc.lock", "lineage", "model card"],
+        "names sha256",
+    ),
     "lineage.json claims real weights": (lineage_claims_kaggle, ["dvc.lock", "lineage"], "synthetic_weights"),
     "lineage.json names other bytes": (lineage_names_other_bytes, ["dvc.lock", "lineage"], "0000000000"),
-    "provenance dependency": (provenance_other_dependency, ["dvc.lock", "provenance"], "resolvedDependencies[0].digest.sha256"),
-    "card loses the synthetic warning": (card_without_warning, ["dvc.lock", "model card"], "lacks the synthetic-weights warning"),
+    "provenance dependency": (
+        provenance_other_dependency,
+        ["dvc.lock", "provenance"],
+        "resolvedDependencies[0].digest.sha256",
+    ),
+    "card loses the synthetic warning": (
+        card_without_warning,
+        ["dvc.lock", "model card"],
+        "lacks the synthetic-weights warning",
+    ),
 }
 
 
@@ -221,7 +269,11 @@ def test_a_file_from_another_commit_fails_and_names_that_commit(audited: dict):
     assert failed_links(result) == ["dvc.lock", "params", "upstream"], result.stdout
     checks = lines_of(result)
     assert checks["lineage"].startswith("PASS") and checks["provenance"].startswith("PASS")
-    assert checks["history"].startswith("PASS") and commits["A"][:10] in checks["history"] and commits["B"][:10] not in checks["history"]
+    assert (
+        checks["history"].startswith("PASS")
+        and commits["A"][:10] in checks["history"]
+        and commits["B"][:10] not in checks["history"]
+    )
 
 
 def test_code_changed_after_the_build_fails_the_code_link(audited: dict, tmp_path: Path):
@@ -240,7 +292,11 @@ def test_another_familys_code_is_not_part_of_the_code_link(audited: dict, tmp_pa
     project = tmp_path / "edited"
     shutil.copytree(audited["project"], project, ignore=shutil.ignore_patterns("data", ".dvc"))
     family = json.loads((project / "models" / MODEL / "lineage.json").read_text())["family"]
-    other = next(p for p in sorted((project / "stages" / "families").iterdir()) if p.is_dir() and p.name not in (family, "__pycache__"))
+    other = next(
+        p
+        for p in sorted((project / "stages" / "families").iterdir())
+        if p.is_dir() and p.name not in (family, "__pycache__")
+    )
     module = other / "__init__.py"
     module.write_text(module.read_text() + "\n# edited\n")
     result = verify(project, f"models/{MODEL}/model.onnx")
@@ -296,8 +352,17 @@ def test_sign_refuses_a_folder_that_fails_verification(audited: dict, tmp_path: 
     shutil.copytree(audited["project"], project, ignore=shutil.ignore_patterns("data", ".dvc"))
     card_without_warning(project / "models" / MODEL)
     private, _ = make_key(tmp_path, "release")
-    result = run(project, sys.executable, "-m", "stages.sign", MODEL, "--key", str(private),
-                 env={"PYTHONPATH": str(project)}, check=False)
+    result = run(
+        project,
+        sys.executable,
+        "-m",
+        "stages.sign",
+        MODEL,
+        "--key",
+        str(private),
+        env={"PYTHONPATH": str(project)},
+        check=False,
+    )
     assert result.returncode == 1 and "fails verification, not signing anything" in result.stderr
     assert not (project / "models" / MODEL / "model.sig").exists()
 
@@ -329,8 +394,11 @@ def test_provenance_format_is_checked_with_the_in_toto_library(audited: dict):
     document = json.loads((audited["project"] / "models" / MODEL / "provenance.intoto.json").read_text())
     provenance.check_format(document)
     assert document["predicateType"] == "https://slsa.dev/provenance/v1"
-    for broken in ({**document, "predicateType": "https://example.com/other"}, {**document, "subject": []},
-                   {**document, "predicate": {**document["predicate"], "buildDefinitionTypo": {}}}):
+    for broken in (
+        {**document, "predicateType": "https://example.com/other"},
+        {**document, "subject": []},
+        {**document, "predicate": {**document["predicate"], "buildDefinitionTypo": {}}},
+    ):
         with pytest.raises(PipelineError, match="not an in-toto SLSA provenance statement"):
             provenance.check_format(broken)
 
@@ -368,9 +436,16 @@ def test_source_address_keeps_the_archive_member_and_drops_secrets():
 
     spec = model_spec(MODEL, REPO / "params.yaml")
     address = "https://user:pw@mirror.example.com/models/signet_models.zip?X-Amz-Signature=s3cr3t#signet.pkl"
-    url_spec = spec.model_copy(update={"source": spec.source.model_copy(update={"kind": "url", "urls": {"signet.pkl": address}})})
+    url_spec = spec.model_copy(
+        update={"source": spec.source.model_copy(update={"kind": "url", "urls": {"signet.pkl": address}})}
+    )
     source = lineage.source_record(url_spec)
-    assert source == {"kind": "url", "urls": {"signet.pkl": "https://mirror.example.com/models/signet_models.zip?X-Amz-Signature=REDACTED#signet.pkl"}}
+    assert source == {
+        "kind": "url",
+        "urls": {
+            "signet.pkl": "https://mirror.example.com/models/signet_models.zip?X-Amz-Signature=REDACTED#signet.pkl"
+        },
+    }
     assert lineage.source_record(spec) == {"kind": "builtin", "seed": 4001, "note": lineage.SYNTHETIC_NOTE}
 
 
@@ -379,5 +454,8 @@ def test_signature_mismatch_names_the_changed_files_whatever_the_digest_bytes(di
     """model-signing reports `Signature mismatch: [<str>, ...]`; a `"` in a digest's repr changes the quoting."""
     from signature_onnx.folder import signature_mismatch as _mismatch
 
-    diffs = [f"Hash mismatch for '{name}': Expected 'Digest(digest_value={digest!r})', Actual '...'" for name in ("README.md", "model.onnx")]
+    diffs = [
+        f"Hash mismatch for '{name}': Expected 'Digest(digest_value={digest!r})', Actual '...'"
+        for name in ("README.md", "model.onnx")
+    ]
     assert _mismatch(ValueError(f"Signature mismatch: {diffs}")) == "changed since signing: README.md, model.onnx"

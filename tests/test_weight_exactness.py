@@ -46,7 +46,9 @@ def double_one_weight(path: Path, pick: str = "median") -> str:
     """Multiply one element of the largest float initializer by 2 (the median-magnitude one, or
     the one of smallest magnitude); return the initializer's name."""
     model = onnx.load(str(path))
-    init = max((i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT), key=lambda i: np.prod(i.dims))
+    init = max(
+        (i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT), key=lambda i: np.prod(i.dims)
+    )
     values = numpy_helper.to_array(init).copy()
     flat = values.reshape(-1)
     order = np.argsort(np.abs(flat))
@@ -57,7 +59,9 @@ def double_one_weight(path: Path, pick: str = "median") -> str:
     return init.name
 
 
-def inactive_fractions(onnx_path: Path, samples: list[tuple[str, dict[str, np.ndarray]]], nodes: tuple[str, ...]) -> dict[str, float]:
+def inactive_fractions(
+    onnx_path: Path, samples: list[tuple[str, dict[str, np.ndarray]]], nodes: tuple[str, ...]
+) -> dict[str, float]:
     """Fraction of the units of each node's output that are <= 0 on every sample (ONNX Runtime)."""
     model = onnx.load(str(onnx_path))
     outputs = {n.output[0]: n.name for n in model.graph.node if n.op_type in nodes}
@@ -93,10 +97,21 @@ def test_tracer_accepts_copies_reshapes_transposes_folds_literals_and_names_the_
     changed = w.copy()
     changed.flat[5] = np.nextafter(changed.flat[5], np.float32(np.inf))  # one ulp
     shuffled = w.reshape(-1)[::-1].reshape(w.shape).copy()  # same values, not a transpose
-    for name, array in (("one_ulp", changed), ("shuffled", shuffled), ("other_literal", np.full((1,), 256.0, np.float32))):
+    bfloat16 = numpy_helper.to_array(onnx.helper.make_tensor("bf", onnx.TensorProto.BFLOAT16, [2], [1.0, 2.0]))
+    for name, array in (
+        ("one_ulp", changed),
+        ("shuffled", shuffled),
+        ("other_literal", np.full((1,), 256.0, np.float32)),
+        # number formats no family builds are not "structure" (numpy kinds V and c)
+        ("bfloat16", bfloat16),
+        ("complex", np.ones(2, np.complex64)),
+    ):
         assert tracer.trace(name, array) is None, name
-    model = onnx.helper.make_model(onnx.helper.make_graph(
-        [], "g", [], [], [numpy_helper.from_array(w, "ok"), numpy_helper.from_array(changed, "conv/W")]))
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [], "g", [], [], [numpy_helper.from_array(w, "ok"), numpy_helper.from_array(changed, "conv/W")]
+        )
+    )
     with pytest.raises(PipelineError, match=r"model.onnx: 1 constant\(s\) .*conv/W float32\[4, 3, 2, 2\]"):
         tracer.trace_model(model, "model.onnx")
 
@@ -110,8 +125,14 @@ def test_the_exporters_conv_batchnorm_fold_is_caught(built_project: Path):
     model = torch_siamese.load_model(raw, model_spec("siamese", REPO / "params.yaml"))
     buffer = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(model, tuple(torch.zeros((150, 220), dtype=torch.uint8) for _ in range(2)), buffer,
-                          opset_version=17, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            model,
+            tuple(torch.zeros((150, 220), dtype=torch.uint8) for _ in range(2)),
+            buffer,
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     fused = onnx.load_from_string(buffer.getvalue())
     ops = [n.op_type for n in fused.graph.node]
     assert ops.count("BatchNormalization") < ops.count("Conv"), "the default export folds the conv batch norms"
@@ -128,11 +149,20 @@ def test_every_constant_of_the_published_graph_is_traced(built_project: Path, mo
     assert set(metrics["weights"]) <= {"constants", "copy", "reshape", "transpose", "fold", "literal", "structure"}
 
 
-@pytest.mark.parametrize(("model", "pick"), [
-    ("cleaning", "median"), ("siamese", "median"), ("siamese", "smallest"),
-    ("signet", "median"), ("signet_spp_600dpi", "smallest"), ("signet_f_lambda0_95_pth", "median"),
-])
-def test_a_doubled_weight_fails_validate_naming_it(built_project: Path, signet_project: Path, tmp_path: Path, model: str, pick: str):
+@pytest.mark.parametrize(
+    ("model", "pick"),
+    [
+        ("cleaning", "median"),
+        ("siamese", "median"),
+        ("siamese", "smallest"),
+        ("signet", "median"),
+        ("signet_spp_600dpi", "smallest"),
+        ("signet_f_lambda0_95_pth", "median"),
+    ],
+)
+def test_a_doubled_weight_fails_validate_naming_it(
+    built_project: Path, signet_project: Path, tmp_path: Path, model: str, pick: str
+):
     project = project_with(built_project if model in ("cleaning", "siamese") else signet_project, tmp_path / "p", model)
     name = double_one_weight(project / "data" / "interim" / model / "patched.onnx", pick)
     result = run_step(project, "validate", model, check=False)
@@ -149,13 +179,18 @@ def test_a_doubled_weight_fails_validate_naming_it(built_project: Path, signet_p
 MODULE_MUTATIONS = {
     "dropped activation": ("return self.act(self.bn(self.fc(x)))", "return self.bn(self.fc(x))"),
     "wrong epsilon": ("BATCH_NORM_EPS = 1e-5", "BATCH_NORM_EPS = 1e-3"),
-    "(H, W, C) flatten": ("x = x.view(x.shape[0], FLAT_FEATURES)", "x = x.permute(0, 2, 3, 1).reshape(x.shape[0], FLAT_FEATURES)"),
+    "(H, W, C) flatten": (
+        "x = x.view(x.shape[0], FLAT_FEATURES)",
+        "x = x.permute(0, 2, 3, 1).reshape(x.shape[0], FLAT_FEATURES)",
+    ),
 }
 
 
 @pytest.mark.parametrize("mutation", sorted(MODULE_MUTATIONS))
 @pytest.mark.parametrize("model", ["siamese", "signet_pth"])
-def test_a_mutated_export_module_fails_validate(built_project: Path, signet_project: Path, tmp_path: Path, model: str, mutation: str):
+def test_a_mutated_export_module_fails_validate(
+    built_project: Path, signet_project: Path, tmp_path: Path, model: str, mutation: str
+):
     """PyTorch runs the mutated module too and agrees with the ONNX file; the oracle does not."""
     built = built_project if model == "siamese" else signet_project
     project = copy_project(tmp_path / "p")
@@ -186,11 +221,14 @@ def test_the_pipeline_validates_the_pth_model_against_both_references(signet_pro
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "ops", "feeding_dense"), [
-    ("signet", ("MaxPool", "Relu"), ("pool5/", "fc1/")),
-    ("signet_spp_300dpi", ("Flatten", "Relu"), ("large_pool5/", "fc1/")),
-    ("signet_pth", ("MaxPool", "Relu"), ("maxpool3/", "fc1/")),
-])
+@pytest.mark.parametrize(
+    ("model", "ops", "feeding_dense"),
+    [
+        ("signet", ("MaxPool", "Relu"), ("pool5/", "fc1/")),
+        ("signet_spp_300dpi", ("Flatten", "Relu"), ("large_pool5/", "fc1/")),
+        ("signet_pth", ("MaxPool", "Relu"), ("maxpool3/", "fc1/")),
+    ],
+)
 def test_no_unit_feeding_a_dense_layer_is_inactive_on_the_validation_inputs(
     signet_project: Path, monkeypatch, model: str, ops: tuple[str, ...], feeding_dense: tuple[str, ...]
 ):
@@ -224,17 +262,30 @@ print(digest.hexdigest())
 """
 
 
+@pytest.mark.slow  # many seconds without a build: not in the quick tier
 def test_calibration_gives_the_same_bits_under_other_kernels_and_thread_counts():
     """OpenBLAS forced to older kernels and one thread, ATen/oneDNN capped: identical statistics."""
     script = CALIBRATION_SCRIPT.format(repo=str(REPO))
     environments = [
         {},
-        {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-        {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "default", "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512_SKX"},
+        {
+            "OPENBLAS_CORETYPE": "Haswell",
+            "OPENBLAS_NUM_THREADS": "1",
+            "ATEN_CPU_CAPABILITY": "avx2",
+            "ONEDNN_MAX_CPU_ISA": "AVX2",
+        },
+        {
+            "OPENBLAS_CORETYPE": "Prescott",
+            "OPENBLAS_NUM_THREADS": "2",
+            "ATEN_CPU_CAPABILITY": "default",
+            "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512_SKX",
+        },
     ]
     digests = set()
     for extra in environments:
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **extra})
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **extra}
+        )
         assert result.returncode == 0, result.stderr[-1500:]
         digests.add(result.stdout.strip())
     assert len(digests) == 1

@@ -31,7 +31,10 @@ __all__ = ["STYLES", "SIGNATURE_STYLES", "IMAGE_SUFFIXES", "Preprocessing", "sty
 
 # Style name -> its module, imported when first used: scikit-image, SciPy and OpenCV cost a
 # command that never preprocesses (check-vectors, --help) a third of its start-up.
-SIGNATURE_STYLES: dict[str, str] = {"wiwd": "signature_onnx.preprocessing.wiwd", "sigver": "signature_onnx.preprocessing.sigver"}
+SIGNATURE_STYLES: dict[str, str] = {
+    "wiwd": "signature_onnx.preprocessing.wiwd",
+    "sigver": "signature_onnx.preprocessing.sigver",
+}
 STYLES = (*SIGNATURE_STYLES, "rgb")
 # Upper bound of every side of canvas, img_size and input_size. The largest size in the upstream
 # facts (docs/MODEL_FACTS.md) is the SigNet canvas (952, 1360); twice its long side leaves room
@@ -104,7 +107,11 @@ class Preprocessing:
             value = data.get(key)
             if value is None and not required:
                 return None
-            problem = size_problem(value) if isinstance(value, list) else f"must be [rows, cols], got {shown(repr(value), 60)}"
+            problem = (
+                size_problem(value)
+                if isinstance(value, list)
+                else f"must be [rows, cols], got {shown(repr(value), 60)}"
+            )
             if problem:
                 raise ModelFolderError(f"{where}: {key} {problem}")
             return (value[0], value[1])
@@ -127,7 +134,12 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (lists for sizes, absent keys for None)."""
-        data: dict[str, Any] = {"style": self.style, "input_size": list(self.input_size), "input_divisor": self.input_divisor, "spp": self.spp}
+        data: dict[str, Any] = {
+            "style": self.style,
+            "input_size": list(self.input_size),
+            "input_divisor": self.input_divisor,
+            "spp": self.spp,
+        }
         if self.canvas is not None:
             data["canvas"] = list(self.canvas)
         if self.img_size is not None:

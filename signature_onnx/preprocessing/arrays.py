@@ -48,10 +48,7 @@ def center_on_canvas(
     c_center = int(ink_cols.mean() - ink_cols.min())
     cropped = gray[ink_rows.min() : ink_rows.max(), ink_cols.min() : ink_cols.max()]
     if cropped.size == 0:
-        raise ImageError(
-            f"{name(source)}: the ink is a single row or column ({cropped.shape}); "
-            "expected a signature"
-        )
+        raise ImageError(f"{name(source)}: the ink is a single row or column ({cropped.shape}); expected a signature")
     if cropped.shape[0] > max_r or cropped.shape[1] > max_c:
         warnings.warn(
             f"{name(source)}: the signature ({cropped.shape[0]}x{cropped.shape[1]}) is larger "
@@ -93,9 +90,7 @@ def keep_middle(resized: np.ndarray, size: tuple[int, int], crop_axis: int, star
     return resized[start : start + height, :]
 
 
-def place_on_axis(
-    cropped: np.ndarray, axis: int, start: int, canvas_len: int
-) -> tuple[np.ndarray, int]:
+def place_on_axis(cropped: np.ndarray, axis: int, start: int, canvas_len: int) -> tuple[np.ndarray, int]:
     """Where the box starts on one canvas axis; a box longer than the canvas keeps its middle.
 
     Returns the (possibly cropped) box and its start index, so that it lies inside
@@ -131,10 +126,7 @@ def crop_center(img: np.ndarray, size: tuple[int, int], *, source: Source = None
     height, width = check_size(size, "size")
     image = np.asarray(img)
     if image.ndim != 2:
-        raise ImageError(
-            f"{name(source)}: expected a 2-D image (rows, cols), got an array of shape "
-            f"{image.shape}"
-        )
+        raise ImageError(f"{name(source)}: expected a 2-D image (rows, cols), got an array of shape {image.shape}")
     if height > image.shape[0] or width > image.shape[1]:
         raise ImageError(
             f"{name(source)}: cannot crop {height}x{width} from an image of "
@@ -143,8 +135,6 @@ def crop_center(img: np.ndarray, size: tuple[int, int], *, source: Source = None
     start_y = (image.shape[0] - height) // 2
     start_x = (image.shape[1] - width) // 2
     return image[start_y : start_y + height, start_x : start_x + width]
-
-
 
 
 def name(source: Source) -> str:
@@ -174,16 +164,14 @@ def as_2d_real(img: Any, source: Source) -> np.ndarray:
     image = np.asarray(img)
     if image.ndim != 2:
         raise ImageError(
-            f"{name(source)}: expected a 2-D grayscale image (rows, cols), got an array of "
-            f"shape {image.shape}"
+            f"{name(source)}: expected a 2-D grayscale image (rows, cols), got an array of shape {image.shape}"
         )
     if image.size == 0:
         raise ImageError(f"{name(source)}: the image is empty (shape {image.shape})")
     real = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
     if not (real or image.dtype == np.bool_):
         raise ImageError(
-            f"{name(source)}: pixel dtype {image.dtype} is not a real number type; "
-            "expected uint8 or float gray values"
+            f"{name(source)}: pixel dtype {image.dtype} is not a real number type; expected uint8 or float gray values"
         )
     if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
         raise ImageError(f"{name(source)}: contains NaN or infinite pixel values")
@@ -202,7 +190,6 @@ def as_uint8_image(img: Any, source: Source) -> np.ndarray:
     low, high = image.min(), image.max()
     if low < 0 or high > 255:
         raise ImageError(
-            f"{name(source)}: pixel values {low}..{high} are outside 0..255; "
-            "expected an 8-bit grayscale image"
+            f"{name(source)}: pixel values {low}..{high} are outside 0..255; expected an 8-bit grayscale image"
         )
     return image.astype(np.uint8)

@@ -91,13 +91,19 @@ def _open_image(file: Path) -> Image.Image:
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
-            f"{shown(file)}: not a recognised image file; expected a signature image "
-            "(PNG, JPEG, TIFF, BMP, ...)"
+            f"{shown(file)}: not a recognised image file; expected a signature image (PNG, JPEG, TIFF, BMP, ...)"
         ) from exc
     except OSError as exc:  # permission denied, I/O error, broken header
         raise ImageError(f"{shown(file)}: cannot be read as an image ({exc})") from exc
-    except (ValueError, SyntaxError, EOFError, MemoryError) as exc:  # a PNG text-chunk bomb ("Decompressed Data Too Large"), odd headers
-        raise ImageError(f"{shown(file)}: refused while reading its header ({exc}); expected a signature image with ordinary metadata") from exc
+    except (
+        ValueError,
+        SyntaxError,
+        EOFError,
+        MemoryError,
+    ) as exc:  # a PNG text-chunk bomb ("Decompressed Data Too Large"), odd headers
+        raise ImageError(
+            f"{shown(file)}: refused while reading its header ({exc}); expected a signature image with ordinary metadata"
+        ) from exc
 
 
 def _check_pixel_count(image: Image.Image, file: Path, max_pixels: int) -> None:
@@ -185,5 +191,3 @@ def _check_gray_range(gray: np.ndarray, file: Path) -> None:
             f"{shown(file)}: pixel values {gray.min():g}..{gray.max():g} are outside 0..255; "
             "expected an 8-bit range grayscale image"
         )
-
-

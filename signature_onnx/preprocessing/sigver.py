@@ -74,14 +74,20 @@ def load_signature(path: str | os.PathLike[str], *, max_pixels: int = 50_000_000
     with decoded_image(path, max_pixels) as (image, file):
         # What scikit-image's reader (imageio's Pillow plugin) returns for these formats and modes
         # is the decoded array itself: take it rather than decode the file a second time.
-        same = image.format in SAME_DECODE_FORMATS and image.mode in SAME_DECODE_MODES and not getattr(image, "is_animated", False)
+        same = (
+            image.format in SAME_DECODE_FORMATS
+            and image.mode in SAME_DECODE_MODES
+            and not getattr(image, "is_animated", False)
+        )
         pixels = np.array(image) if same else None  # a writable copy, as scikit-image's reader returns
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # img_as_ubyte's "lossy conversion" note
             gray = img_as_ubyte(io.imread(file, as_gray=True) if pixels is None else _as_gray(pixels))
     except (OSError, ValueError, TypeError, SyntaxError, MemoryError) as exc:
-        raise ImageError(f"{shown(file)}: scikit-image cannot read it as a gray image ({exc}); expected a signature image") from exc
+        raise ImageError(
+            f"{shown(file)}: scikit-image cannot read it as a gray image ({exc}); expected a signature image"
+        ) from exc
     if gray.ndim != 2:
         raise ImageError(f"{shown(file)}: decoded to shape {gray.shape}; expected a 2-D grayscale image")
     return gray

@@ -96,7 +96,6 @@ def gray_from_rgb(rgb: np.ndarray) -> np.ndarray:
     return np.array(Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").convert("F"), dtype=np.float32)
 
 
-
 # --------------------------------------------------------------------------------------------
 # Preprocessing (sigver_wiwd preprocess/normalize.py)
 # --------------------------------------------------------------------------------------------
@@ -137,9 +136,7 @@ def preprocess_signature(
     return crop_center(resized, input_size, source=source)
 
 
-def normalize_image(
-    img: np.ndarray, size: tuple[int, int] = (840, 1360), *, source: Source = None
-) -> np.ndarray:
+def normalize_image(img: np.ndarray, size: tuple[int, int] = (840, 1360), *, source: Source = None) -> np.ndarray:
     """Center the signature on a white canvas of `size` and remove background noise (Otsu).
 
     The ink is located on a Gaussian-blurred copy (sigma 2) binarized with Otsu's threshold;

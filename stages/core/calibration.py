@@ -45,8 +45,29 @@ EXACT_LIMIT = 2**53  # float64 represents every integer below this
 INT64_LIMIT = 2**62
 # Mish(x) * 1e4 at x = -6, -5.5, ..., 4 (rounded); Mish(x) ~ x above 4 and ~ 0 below -6.
 MISH_KNOTS_FROM, MISH_KNOT_STEP = -6.0, 0.5
-MISH_TABLE_1E4 = (-149, -224, -336, -497, -726, -1041, -1456, -1968, -2525, -2981, -3034, -2207,
-                  0, 3752, 8651, 14034, 19440, 24714, 29865, 34940, 39974)
+MISH_TABLE_1E4 = (
+    -149,
+    -224,
+    -336,
+    -497,
+    -726,
+    -1041,
+    -1456,
+    -1968,
+    -2525,
+    -2981,
+    -3034,
+    -2207,
+    0,
+    3752,
+    8651,
+    14034,
+    19440,
+    24714,
+    29865,
+    34940,
+    39974,
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +117,9 @@ class Statistics:
     var: np.ndarray
 
 
-def drawn_strokes(seed: int, count: int, sizes: Sequence[tuple[int, int]], extent: tuple[float, float]) -> list[np.ndarray]:
+def drawn_strokes(
+    seed: int, count: int, sizes: Sequence[tuple[int, int]], extent: tuple[float, float]
+) -> list[np.ndarray]:
     """`count` signature-like images per size, as the networks see them: ink bright, paper 0.
 
     Each image holds 2-4 zig-zag strokes of a 1-pixel pen (2 on large images) inside a box of
@@ -158,7 +181,9 @@ def _check_exact(x: np.ndarray, weight: np.ndarray, terms: int, where: str) -> N
         raise PipelineError(f"calibration: {where} could exceed 2^53 ({bound:.3g}); its sums would round")
 
 
-def _statistics(accumulators: list[np.ndarray], fraction_bits: int) -> tuple[list[Fraction], list[Fraction], Statistics]:
+def _statistics(
+    accumulators: list[np.ndarray], fraction_bits: int
+) -> tuple[list[Fraction], list[Fraction], Statistics]:
     """Exact per-channel mean (in accumulator units) and the statistics in real units.
 
     accumulators: int64 arrays (C, ...) per image; a real value is acc * 2^-fraction_bits.
@@ -173,7 +198,9 @@ def _statistics(accumulators: list[np.ndarray], fraction_bits: int) -> tuple[lis
     squares = [int(s) for s in (reduced * reduced).sum(axis=1)]
     unit = Fraction(1, 2**fraction_bits)
     mean_acc = [Fraction(s, count) for s in sums]
-    var_real = [Fraction(count * q - s * s, count * count) * (2**shift * unit) ** 2 for q, s in zip(squares, reduced_sums)]
+    var_real = [
+        Fraction(count * q - s * s, count * count) * (2**shift * unit) ** 2 for q, s in zip(squares, reduced_sums)
+    ]
     stats = Statistics(
         mean=np.array([float(m * unit) for m in mean_acc]),
         var=np.array([float(v) for v in var_real]),
@@ -195,26 +222,41 @@ def _mish_fixed(y: np.ndarray) -> np.ndarray:
     return np.where(y >= start + last * step, y, np.where(y < start, 0, interpolated))
 
 
-def _normalise(acc: np.ndarray, mean_acc: list[Fraction], var: list[Fraction], layer: Conv | Dense,
-               fraction_bits: int, eps: float, activation: str) -> np.ndarray:
+def _normalise(
+    acc: np.ndarray,
+    mean_acc: list[Fraction],
+    var: list[Fraction],
+    layer: Conv | Dense,
+    fraction_bits: int,
+    eps: float,
+    activation: str,
+) -> np.ndarray:
     """acc (int64, (C, ...)) -> activation(gamma * (x - mean) / sqrt(var + eps) + beta) on the 2^-8 grid."""
     shape = (-1,) + (1,) * (acc.ndim - 1)
-    multiplier = np.array([
-        round(float(g) / math.sqrt(float(v) + eps) * 2**MULTIPLIER_BITS) for g, v in zip(layer.gamma, var)
-    ], dtype=np.int64).reshape(shape)
+    multiplier = np.array(
+        [round(float(g) / math.sqrt(float(v) + eps) * 2**MULTIPLIER_BITS) for g, v in zip(layer.gamma, var)],
+        dtype=np.int64,
+    ).reshape(shape)
     centre = np.array([round(m) for m in mean_acc], dtype=np.int64).reshape(shape)
     out_shift = fraction_bits + MULTIPLIER_BITS - ACTIVATION_BITS
     if out_shift < 0:
         raise PipelineError("calibration: accumulator grid coarser than the activation grid")
-    offset = np.array([math.floor(float(b) * 2.0**(fraction_bits + MULTIPLIER_BITS)) for b in layer.beta], dtype=np.int64).reshape(shape)
-    if int(np.max(np.abs(acc - centre), initial=0)) * int(np.max(np.abs(multiplier), initial=0)) + int(np.max(np.abs(offset), initial=0)) >= INT64_LIMIT:
+    offset = np.array(
+        [math.floor(float(b) * 2.0 ** (fraction_bits + MULTIPLIER_BITS)) for b in layer.beta], dtype=np.int64
+    ).reshape(shape)
+    if (
+        int(np.max(np.abs(acc - centre), initial=0)) * int(np.max(np.abs(multiplier), initial=0))
+        + int(np.max(np.abs(offset), initial=0))
+        >= INT64_LIMIT
+    ):
         raise PipelineError("calibration: a batch-norm product would overflow int64")
     y = ((acc - centre) * multiplier + offset) >> out_shift
     return np.maximum(y, 0) if activation == "relu" else _mish_fixed(y)
 
 
-def calibrate(layers: Sequence[Layer], images: Sequence[np.ndarray], input_fraction_bits: int,
-              eps: float, activation: str) -> list[Statistics]:
+def calibrate(
+    layers: Sequence[Layer], images: Sequence[np.ndarray], input_fraction_bits: int, eps: float, activation: str
+) -> list[Statistics]:
     """Batch-norm input statistics of every Conv/Dense layer, in order, over `images`.
 
     images: integer arrays (H, W), the network input times 2^input_fraction_bits (e.g. uint8

@@ -97,7 +97,9 @@ class Validator:
         if name == self.spec.decision_output:
             self._check_decision(name, sample, ref, got)
 
-    def _check_embedding(self, name: str, sample: str, ref: np.ndarray, got: np.ndarray, stats: OutputErrors, row: dict) -> None:
+    def _check_embedding(
+        self, name: str, sample: str, ref: np.ndarray, got: np.ndarray, stats: OutputErrors, row: dict
+    ) -> None:
         ref_rows, got_rows = ref.reshape(ref.shape[0], -1), got.reshape(got.shape[0], -1)
         norms = np.linalg.norm(ref_rows, axis=1) * np.linalg.norm(got_rows, axis=1)
         cosine = float(np.min(np.sum(ref_rows * got_rows, axis=1) / np.maximum(norms, 1e-30)))

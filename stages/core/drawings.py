@@ -76,13 +76,24 @@ def draw_clutter(rng: np.random.Generator, sheet: np.ndarray) -> np.ndarray:
     for _ in range(int(rng.integers(1, 3))):
         text = words[int(rng.integers(0, len(words)))]
         origin = (int(rng.uniform(0, 0.6) * width), int(rng.uniform(0.1, 0.95) * height))
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (40, 40, 40), max(1, int(scale * 2)), cv2.LINE_AA)
+        cv2.putText(
+            canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (40, 40, 40), max(1, int(scale * 2)), cv2.LINE_AA
+        )
     center = (int(rng.uniform(0.2, 0.8) * width), int(rng.uniform(0.2, 0.8) * height))
     radius = int(rng.uniform(0.1, 0.2) * min(height, width))
     stamp: Color = (200, 40, 50) if rng.random() < 0.5 else (40, 60, 190)
     cv2.circle(canvas, center, radius, stamp, max(1, radius // 12), cv2.LINE_AA)
     cv2.circle(canvas, center, int(radius * 0.75), stamp, max(1, radius // 20), cv2.LINE_AA)
-    cv2.putText(canvas, "PAID", (center[0] - radius // 2, center[1] + radius // 6), cv2.FONT_HERSHEY_DUPLEX, radius / 60, stamp, max(1, radius // 15), cv2.LINE_AA)
+    cv2.putText(
+        canvas,
+        "PAID",
+        (center[0] - radius // 2, center[1] + radius // 6),
+        cv2.FONT_HERSHEY_DUPLEX,
+        radius / 60,
+        stamp,
+        max(1, radius // 15),
+        cv2.LINE_AA,
+    )
     return canvas
 
 
@@ -112,7 +123,10 @@ def stroke_samples(
     from stages.core.calibration import signature_field_images
 
     images = signature_field_images(seed * 1000 + 500, count, [size])
-    return [(f"strokes_{size[0]}x{size[1]}_{index:03d}", {input_name: to_input(image)}) for index, image in enumerate(images)]
+    return [
+        (f"strokes_{size[0]}x{size[1]}_{index:03d}", {input_name: to_input(image)})
+        for index, image in enumerate(images)
+    ]
 
 
 def batched_signature_samples(
@@ -157,7 +171,9 @@ def drawn_page(seed: int, height: int, width: int, clutter: bool) -> np.ndarray:
     if clutter:
         for y in range(int(rng.integers(4, 20)), height, max(8, height // 8)):
             cv2.line(page, (0, y), (width - 1, y), (150, 170, 210), 1, cv2.LINE_AA)
-        cv2.putText(page, "Signature", (width // 10, height // 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (40, 40, 40), 1, cv2.LINE_AA)
+        cv2.putText(
+            page, "Signature", (width // 10, height // 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (40, 40, 40), 1, cv2.LINE_AA
+        )
         center = (int(rng.integers(width // 4, 3 * width // 4)), int(rng.integers(height // 4, 3 * height // 4)))
         cv2.circle(page, center, min(height, width) // 6, (200, 40, 50), 2, cv2.LINE_AA)
     for _ in range(int(rng.integers(2, 4))):

@@ -1,9 +1,9 @@
 """Float64 layer primitives (convolution, max pooling, spatial pyramid pooling) in NumPy.
 
-Shared by the independent oracles (`stages.families.lasagne_signet.oracle`,
-`stages.families.torch_sigver.oracle`) and the exact batch-norm calibration of the stand-ins
-(`stages.core.calibration`). Written from the layer definitions (docs/MODEL_FACTS.md), never
-from an exported graph, so they are as independent of the converters as the oracles using them.
+Shared by the families' oracles (their independent float64 NumPy forward passes), the exact
+batch-norm calibration of the stand-ins (`stages.core.calibration`) and the float64 ranges of
+the int8 variants (`stages.speedups.builders`). Written from the layer definitions
+(docs/MODEL_FACTS.md), never from an exported graph, so they are as independent of the converters as the oracles using them.
 Shapes: x (C, H, W) float64, weights (O, C, k, k); outputs (O, Ho, Wo) or (C, bins).
 """
 
@@ -59,7 +59,9 @@ def max_pool(x: np.ndarray, size: int, stride: int, network: str = "") -> np.nda
     out = np.full((x.shape[0], out_h, out_w), -np.inf)
     for i in range(size):
         for j in range(size):
-            np.maximum(out, x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride], out=out)
+            np.maximum(
+                out, x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride], out=out
+            )
     return out
 
 

@@ -1,6 +1,6 @@
 """A small onnx.helper graph builder shared by every graph the pipeline writes itself.
 
-Used by the Lasagne SigNet converter (stages/families/lasagne_signet/onnx_builder.py) and the
+Used by a family's own converter (one that writes its graph node by node) and the
 preprocessing graphs (stages/preprocess_graph/). Names are given by the caller, scoped like
 "blur/row/Add", so a graph reads like the code that built it and its bytes do not depend on
 the order in which helper objects were created.

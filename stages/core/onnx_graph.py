@@ -18,10 +18,15 @@ from stages.core.params import TensorSpec
 from stages.core.versions import package_version
 
 DTYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
-PRODUCER_PACKAGES = {"tf2onnx": "tf2onnx", "pytorch": "torch", "onnx": "onnx"}  # "onnx": graphs built with onnx.helper (stages/families/lasagne_signet/onnx_builder.py)
+PRODUCER_PACKAGES = {
+    "tf2onnx": "tf2onnx",
+    "pytorch": "torch",
+    "onnx": "onnx",
+}  # "onnx": graphs built with onnx.helper (stages.core.graph_builder)
 
 
-def _rename_everywhere(graph: onnx.GraphProto, old: str, new: str) -> None:
+def rename_everywhere(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename tensor `old` to `new` in every node, graph input, output and value_info."""
     for node in graph.node:
         node.input[:] = [new if name == old else name for name in node.input]
         node.output[:] = [new if name == old else name for name in node.output]
@@ -47,7 +52,7 @@ def rename_io(model: onnx.ModelProto, specs: Iterable[TensorSpec], kind: str) ->
             raise PipelineError(
                 f"onnx.{kind}s: {spec.source_name!r} is {TensorProto.DataType.Name(elem_type)}, params say {spec.dtype}"
             )
-        _rename_everywhere(graph, spec.source_name, spec.name)
+        rename_everywhere(graph, spec.source_name, spec.name)
 
 
 def set_shapes(model: onnx.ModelProto, specs: Iterable[TensorSpec], kind: str) -> None:
@@ -105,7 +110,9 @@ def pin_producer(model: onnx.ModelProto) -> None:
     """Set producer_version from the installed (pinned) converter, never from a build string."""
     package = PRODUCER_PACKAGES.get(model.producer_name)
     if package is None:
-        raise PipelineError(f"unexpected ONNX producer {model.producer_name!r}; expected one of {sorted(PRODUCER_PACKAGES)}")
+        raise PipelineError(
+            f"unexpected ONNX producer {model.producer_name!r}; expected one of {sorted(PRODUCER_PACKAGES)}"
+        )
     version = package_version(package)
     if version is None:
         raise PipelineError(f"the converter package {package!r} is not installed; pip install -r requirements.txt")

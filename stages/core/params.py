@@ -1,7 +1,8 @@
 """`params.yaml`: one declarative entry per upstream model, checked on load.
 
 Each entry says where the upstream bytes come from (`source`), which family module knows the
-framework (`family`), which files make up the upstream layout (`files`), how the ONNX graph is
+framework (`family`, a folder of stages/families/ whose `facts.py` the entry is checked against;
+stages.core.family_facts), which files make up the upstream layout (`files`), how the ONNX graph is
 named and shaped (`onnx`) and how strictly it must agree with its source (`validation`).
 An unknown key, a missing key or a wrong type fails with a message naming the key path.
 """
@@ -18,33 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from signature_onnx.preprocessing import Preprocessing
 from stages.core.errors import PipelineError
+from stages.core.family_facts import MB, Architecture, family_facts, known_families
 from stages.core.untrusted import is_secret_query_name
 
 PARAMS_FILE = Path("params.yaml")
 # No dots: DVC reads `models.<name>.source` in dvc.yaml as a path split on dots, so a name like
 # "signet_f_lambda0.95" would break per-model parameter tracking; write it signet_f_lambda0_95.
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-# family -> the architectures its package builds (params `network.architecture`; docs/MODEL_FACTS.md).
-ARCHITECTURES = {
-    "keras_cleaning": ("autoencoder",),
-    "lasagne_signet": ("signet", "signet_spp_300dpi", "signet_spp_600dpi"),
-    "torch_sigver": ("signet", "siamese"),
-}
-FAMILIES = tuple(ARCHITECTURES)
-MB = 1024 * 1024
-# Default size limit of one downloaded file, per kind of model file, when params give none: the
-# largest real upstream file of that kind (docs/MODEL_FACTS.md, "Upstream file sizes and download limits"; the stand-ins' weight files have the same sizes) with
+# The default size limit of one downloaded file, when params give none, is the family's
+# (`MAX_BYTES` of its facts.py): the largest real upstream file of its kind (docs/MODEL_FACTS.md,
+# "Upstream file sizes and download limits"; the stand-ins' weight files have the same sizes) with
 # room to spare, so that a hostile server cannot fill the disk or the memory of a loader.
-DEFAULT_MAX_BYTES = {
-    "keras_cleaning": 64 * MB,  # SavedModel: variables.data 8.4 MB, saved_model.pb 0.3 MB
-    "lasagne_signet": 128 * MB,  # signet*.pkl: 63 MB (signet_spp_*.pkl: 41 MB)
-    "torch_sigver": 128 * MB,  # signet*.pth: 68 MB, convnet_best_loss.pt: 63 MB
-}
 # A `#member` address downloads a whole zip first (signet_models.zip holds three 63 MB pickles).
 DEFAULT_MAX_ARCHIVE_BYTES = 512 * MB
 DEFAULT_MAX_SECONDS = 1800
-# What a published model does, for the `signature_onnx` package (its `preprocessing.json`).
-TASKS = {"autoencoder": "clean", "siamese": "verify", "signet": "embed", "signet_spp_300dpi": "embed", "signet_spp_600dpi": "embed"}
 
 
 class _Strict(BaseModel):
@@ -92,7 +80,7 @@ class SourceSpec(_Strict):
     seed: Annotated[int, Field(ge=0)]
     kaggle: KaggleSource | None = None
     urls: dict[str, str] = {}
-    # Per downloaded file; None: DEFAULT_MAX_BYTES of the model's family (ModelSpec fills it in).
+    # Per downloaded file; None: MAX_BYTES of the model's family facts (ModelSpec fills it in).
     max_bytes: Annotated[int, Field(ge=1)] | None = None
     # A `#member` address's whole archive.
     max_archive_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_ARCHIVE_BYTES
@@ -111,10 +99,14 @@ class SourceSpec(_Strict):
                 raise ValueError(f"urls.{file}: {url!r} is not an http(s) address")
             # params.yaml values are copied into dvc.lock: a secret here would be published.
             if parts.username or parts.password:
-                raise ValueError(f"urls.{file}: the address carries a user name or password; params must hold no credentials")
+                raise ValueError(
+                    f"urls.{file}: the address carries a user name or password; params must hold no credentials"
+                )
             secret = [k for k, _v in parse_qsl(parts.query) if is_secret_query_name(k)]
             if secret:
-                raise ValueError(f"urls.{file}: query parameter(s) {secret} look like credentials; params must hold none")
+                raise ValueError(
+                    f"urls.{file}: query parameter(s) {secret} look like credentials; params must hold none"
+                )
         return self
 
 
@@ -179,16 +171,22 @@ class PreprocessingSpec(_Strict):
 
 
 class NetworkSpec(_Strict):
-    """What the upstream file holds (docs/MODEL_FACTS.md): declared, never guessed from a file name."""
+    """What the upstream file holds (docs/MODEL_FACTS.md): declared, never guessed from a file name.
 
-    # One of ARCHITECTURES[family].
+    The boolean fields are options of one architecture: each applies only where the family's
+    facts list it (`Architecture.options`), beside what it means for that upstream file.
+    """
+
+    # One of the family's facts' ARCHITECTURES.
     architecture: str
-    # torch_sigver signet: the checkpoint's forg_layer_state is nn.Linear(2048, 1) (SigNet-F),
-    # not the empty state of SigNet's stub.
+    # The checkpoint holds a trained forgery head (SigNet-F), not the empty stub's.
     forgery_head: bool = False
-    # torch_sigver siamese: the notebook copy whose outputs are the 2-d projections
-    # (projection2d Linear(2048, 2), probs Linear(4, 1)), not the 2048-d embeddings (probs Linear(4096, 1)).
+    # The outputs are 2-d projections, not the embeddings.
     projection2d: bool = False
+
+    def options(self) -> list[str]:
+        """The boolean fields set to true."""
+        return [name for name, value in self if value is True]
 
 
 class VariantTolerance(_Strict):
@@ -233,7 +231,7 @@ class ModelSpec(_Strict):
     description: str
     # The ONNX file's model_version: raise it when a rebuild is meant to replace what users have.
     version: Annotated[int, Field(ge=1)] = 1
-    family: Literal[FAMILIES]  # type: ignore[valid-type]
+    family: str  # a folder of stages/families/ (known_families)
     network: NetworkSpec
     files: Annotated[list[str], Field(min_length=1)]
     source: SourceSpec
@@ -241,6 +239,16 @@ class ModelSpec(_Strict):
     validation: ValidationSpec
     preprocessing: PreprocessingSpec
     variants: VariantsSpec = VariantsSpec()
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, family: str) -> str:
+        known = known_families()
+        if family not in known:
+            raise ValueError(
+                f"{family!r} is not a model family; known (the folders of stages/families/): {', '.join(known)}"
+            )
+        return family
 
     @field_validator("files")
     @classmethod
@@ -254,27 +262,39 @@ class ModelSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_size_limit(cls, data: object) -> object:
-        """A source without `max_bytes` gets its family's default (DEFAULT_MAX_BYTES)."""
-        if isinstance(data, dict) and isinstance(data.get("source"), dict) and data.get("family") in DEFAULT_MAX_BYTES:
+        """A source without `max_bytes` gets its family's default (`MAX_BYTES` of its facts).
+
+        Runs before the fields are checked: an unknown family is left to the `family` check."""
+        if isinstance(data, dict) and isinstance(data.get("source"), dict) and data.get("family") in known_families():
             source = data["source"]
             if source.get("max_bytes") is None:
-                data = {**data, "source": {**source, "max_bytes": DEFAULT_MAX_BYTES[data["family"]]}}
+                data = {**data, "source": {**source, "max_bytes": family_facts(data["family"]).MAX_BYTES}}
         return data
+
+    @property
+    def architecture_facts(self) -> Architecture:
+        """What the family's facts say of this entry's architecture (task, upstream, options)."""
+        return family_facts(self.family).ARCHITECTURES[self.network.architecture]
 
     @property
     def task(self) -> str:
         """What the published model does for the `signature_onnx` package: clean, verify or embed."""
-        return TASKS[self.network.architecture]
+        return self.architecture_facts.task
 
     @model_validator(mode="after")
     def _architecture_of_family(self) -> "ModelSpec":
-        known, network = ARCHITECTURES[self.family], self.network
+        known, network = family_facts(self.family).ARCHITECTURES, self.network
         if network.architecture not in known:
-            raise ValueError(f"network.architecture {network.architecture!r} is not one of family {self.family}'s: {list(known)}")
-        if network.forgery_head and (self.family, network.architecture) != ("torch_sigver", "signet"):
-            raise ValueError("network.forgery_head applies only to family torch_sigver, architecture signet")
-        if network.projection2d and (self.family, network.architecture) != ("torch_sigver", "siamese"):
-            raise ValueError("network.projection2d applies only to family torch_sigver, architecture siamese")
+            raise ValueError(
+                f"network.architecture {network.architecture!r} is not one of family {self.family}'s: {list(known)}"
+            )
+        allowed = known[network.architecture].options
+        for option in network.options():
+            if option not in allowed:
+                raise ValueError(
+                    f"network.{option} does not apply to family {self.family}'s architecture {network.architecture} "
+                    f"(its options: {list(allowed)})"
+                )
         return self
 
     @model_validator(mode="after")
@@ -290,7 +310,9 @@ class ModelSpec(_Strict):
         first = self.onnx.inputs[0].shape
         fixed = first[1:3] if self.preprocessing.style == "rgb" else first[-2:]
         if not self.preprocessing.spp and all(isinstance(d, int) for d in fixed) and list(fixed) != list(size):
-            raise ValueError(f"preprocessing.input_size {size} differs from the input {self.onnx.inputs[0].name}'s size {list(fixed)}")
+            raise ValueError(
+                f"preprocessing.input_size {size} differs from the input {self.onnx.inputs[0].name}'s size {list(fixed)}"
+            )
         for variant in self.variants.enabled():
             if getattr(self.variants, variant).decision_agreement is not None and not self.validation.decision_output:
                 raise ValueError(f"variants.{variant}.decision_agreement: the model has no validation.decision_output")
@@ -375,20 +397,33 @@ def read_params_file(path: Path = PARAMS_FILE) -> dict:
     return raw
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and check the whole params file; raise PipelineError naming the bad key."""
-    path = Path(path)
-    raw = read_params_file(path)
+def _checked(raw: dict, path: Path) -> Params:
+    """`raw` checked against the schema; PipelineError naming every bad key."""
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise PipelineError(_describe(exc, path)) from None
 
 
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and check the whole params file (every model, with each one's family facts); raise
+    PipelineError naming the bad key."""
+    path = Path(path)
+    return _checked(read_params_file(path), path)
+
+
 def model_spec(name: str, path: Path = PARAMS_FILE) -> ModelSpec:
-    """The checked entry of one model; an unknown name lists the known ones."""
-    params = load_params(path)
-    if name not in params.models:
-        known = ", ".join(sorted(params.models))
-        raise PipelineError(f"{path}: no model {name!r} under 'models' (known: {known})")
-    return params.models[name]
+    """The checked entry of one model; an unknown name lists the known ones.
+
+    Only this entry is checked, so only its family's facts are loaded: a stage depends on its own
+    params entry and its own family folder (dvc.yaml), never on another model's.
+    """
+    path = Path(path)
+    raw = read_params_file(path)
+    models = raw.get("models")
+    if isinstance(models, dict):
+        if name not in models:
+            known = ", ".join(sorted(str(key) for key in models))
+            raise PipelineError(f"{path}: no model {name!r} under 'models' (known: {known})")
+        raw = {**raw, "models": {name: models[name]}}
+    return _checked(raw, path).models[name]

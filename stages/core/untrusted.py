@@ -63,7 +63,9 @@ class _BoundedRepr(reprlib.Repr):
     def __init__(self) -> None:
         super().__init__()
         self.maxlevel = 3
-        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = self.maxset = self.maxfrozenset = self.maxdeque = 6
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = self.maxset = self.maxfrozenset = (
+            self.maxdeque
+        ) = 6
         self.maxstring = 80
         self.maxlong = 40
         self.maxother = 80

@@ -16,15 +16,15 @@ Every float constant of the graph (initializers and Constant nodes) must be, bit
 - `literal`: a constant of the family's own code (`GRAPH_LITERALS`, e.g. the 255 that scales
   uint8 input), every element equal to it.
 Integer and boolean constants (shapes, axes, indices) are graph structure: integer arithmetic
-does not round, so they are accepted as such and counted.
+does not round, so they are accepted as such and counted. Any other number format (complex,
+bfloat16, float8) is untraceable: no family builds one.
 
-Matching uses a permutation-invariant fingerprint (the sorted bit patterns), so a candidate is
+Matching uses a permutation-invariant fingerprint (sum and XOR of the bit patterns), so a candidate is
 found whatever the layout; the transform is then confirmed element by element.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -36,7 +36,10 @@ from onnx import numpy_helper
 
 from stages.core.errors import PipelineError
 
-FLOAT_KINDS = "f"  # numpy dtype kinds that carry rounding; "iub" are structure
+FLOAT_KINDS = "f"  # numpy dtype kinds that carry rounding and are traced
+# integers and booleans (shapes, axes, indices) are graph structure; any other kind (complex,
+# and bfloat16 / float8, which onnx returns as numpy void) is neither and is refused
+STRUCTURE_KINDS = "iub"
 
 
 @dataclass(frozen=True)
@@ -65,17 +68,30 @@ def graph_constants(model: onnx.ModelProto) -> Iterator[tuple[str, np.ndarray]]:
                 values = [attribute.i] if attribute.name == "value_int" else list(attribute.ints)
                 yield node.output[0], np.array(values, dtype=np.int64)
             else:  # sparse_value, strings: nothing a network here uses; refuse rather than guess
-                raise PipelineError(f"weight check: Constant {node.output[0]!r} has a {attribute.name} value, not a traceable tensor")
+                raise PipelineError(
+                    f"weight check: Constant {node.output[0]!r} has a {attribute.name} value, not a traceable tensor"
+                )
 
 
 def _fingerprint(array: np.ndarray) -> str:
-    """Invariant under any rearrangement of the elements, sensitive to every bit of every one."""
+    """Invariant under any rearrangement of the elements; any one changed element changes it.
+
+    The sum (wrapping at 2**64) and the XOR of the elements' bit patterns: linear time (sorting
+    the bits, as a content hash of the multiset needs, cost a second per model). It only groups
+    candidates: `_rearrangement` confirms each match element by element, so two different
+    tensors that happen to share a fingerprint are told apart there."""
     bits = np.ascontiguousarray(array).view(f"u{array.dtype.itemsize}").ravel()
-    return f"{array.dtype.str}:{array.size}:" + hashlib.sha256(np.sort(bits).tobytes()).hexdigest()
+    total = int(bits.sum(dtype=np.uint64))
+    folded = int(np.bitwise_xor.reduce(bits)) if bits.size else 0
+    return f"{array.dtype.str}:{array.size}:{total:x}:{folded:x}"
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.size == b.size and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+    return (
+        a.dtype == b.dtype
+        and a.size == b.size
+        and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+    )
 
 
 def _rearrangement(source: np.ndarray, target: np.ndarray) -> str | None:
@@ -106,8 +122,10 @@ class WeightTracer:
                     self._pool.setdefault(_fingerprint(array), []).append((rule, name, array))
 
     def trace(self, name: str, array: np.ndarray) -> Trace | None:
-        if array.dtype.kind not in FLOAT_KINDS:
+        if array.dtype.kind in STRUCTURE_KINDS:
             return Trace(name, "structure", "")
+        if array.dtype.kind not in FLOAT_KINDS:
+            return None  # complex, bfloat16, float8: a number format nothing here builds
         for rule, source, candidate in self._pool.get(_fingerprint(array), []):
             how = _rearrangement(candidate, array)
             if how is not None:

@@ -1,7 +1,7 @@
 """Model families: the only code that knows a framework.
 
 A family is a package `stages/families/<family>/` (named by `family:` in params.yaml) whose
-`__init__` provides six functions; the generic stages call nothing else, so a model's whole path
+`__init__` provides seven functions; the generic stages call nothing else, so a model's whole path
 is: its params entry, then its family's folder.
 
 - `write_builtin(dest, spec)`: write the deterministic stand-in in the exact upstream layout.
@@ -14,9 +14,16 @@ is: its params entry, then its family's folder.
 - `weight_tracer(raw, spec)`: a `stages.core.weight_trace.WeightTracer` holding the upstream tensors
   as stored (plus the converter's declared exact folds and literals), against which every
   constant of the ONNX graph must be traced bit for bit.
+- `float64_reference(raw, spec)`: inputs -> outputs computed in float64 NumPy from the upstream
+  bytes and rounded to float32 once (the test vectors' expected outputs; the vectors stage runs
+  it under pinned kernels, so it must not call the framework's own kernels).
 and a constant `REFERENCE` naming what `reference` runs. A family whose reference runs the
 module that is exported (PyTorch) also provides `independent_reference(raw, spec)`, a float64
 NumPy forward pass sharing no code with that module, named by `INDEPENDENT_REFERENCE`.
+
+Beside it, the family's `facts.py` declares what the shared stages know of it (architectures
+with their task and model-card upstream, the default download limit, the card's preprocessing
+lines; stages.core.family_facts), so no shared module names a family.
 
 Families load lazily, so a PyTorch model never imports TensorFlow and the reverse.
 """
@@ -56,6 +63,8 @@ class Family(Protocol):
 
     def weight_tracer(self, raw: Path, spec: ModelSpec) -> "WeightTracer": ...
 
+    def float64_reference(self, raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]: ...
+
 
 def references(family: Family, raw: Path, spec: ModelSpec) -> list[tuple[str, Callable[[Arrays], Arrays]]]:
     """(name, forward) of the family's reference, then of its independent one when it has one."""
@@ -66,6 +75,7 @@ def references(family: Family, raw: Path, spec: ModelSpec) -> list[tuple[str, Ca
 
 
 def load_family(name: str) -> Family:
-    """Import `stages.families.<name>`; the name was already checked against params.FAMILIES."""
+    """Import `stages.families.<name>`; params already checked that the name is a family folder
+    (stages.core.family_facts.known_families)."""
     module: ModuleType = importlib.import_module(f"stages.families.{name}")
     return module  # type: ignore[return-value]

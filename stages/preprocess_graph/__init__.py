@@ -31,6 +31,7 @@ from onnx import TensorProto, compose, helper
 from signature_onnx.folder import PIXELS_SUFFIX, VALID_SUFFIX
 from signature_onnx.preprocessing import Preprocessing
 from stages.core.graph_builder import GraphBuilder
+from stages.core.onnx_graph import rename_everywhere
 from stages.core.params import TensorSpec
 
 # Style name -> the module whose `image_graph` builds it (imported when used).
@@ -67,12 +68,16 @@ def network_input(g: GraphBuilder, image: str, pre: Preprocessing, spec: TensorS
         return g.op("Identity", [image], "network_input/Identity", output=output)
     scaled = g.op("Cast", [image], "network_input/Cast", to=TensorProto.FLOAT)
     if pre.input_divisor != 1:
-        scaled = g.op("Div", [scaled, g.scalar("network_input/divisor", pre.input_divisor, np.float32)], "network_input/Div")
+        scaled = g.op(
+            "Div", [scaled, g.scalar("network_input/divisor", pre.input_divisor, np.float32)], "network_input/Div"
+        )
     axes = [0] if pre.style == "rgb" else [0, 1]
     return g.op("Unsqueeze", [scaled, g.ints("network_input/axes", axes)], "network_input/Unsqueeze", output=output)
 
 
-def _scoped(nodes: Sequence[onnx.NodeProto], initializers: Sequence[onnx.TensorProto], scope: str, keep: set[str]) -> tuple[list, list]:
+def _scoped(
+    nodes: Sequence[onnx.NodeProto], initializers: Sequence[onnx.TensorProto], scope: str, keep: set[str]
+) -> tuple[list, list]:
     """Copies with every node, tensor and initializer name prefixed by `scope` (but the names in `keep`)."""
 
     def rename(name: str) -> str:
@@ -113,7 +118,9 @@ def preprocess_model(pre: Preprocessing, inputs: Sequence[TensorSpec], opset: in
         pixels, valid = pixels_name(spec), valid_name(spec)
         nodes.append(helper.make_node("Identity", [pixels], [scope + "pixels"], name=scope + "pixels/Identity"))
         nodes.extend(scoped_nodes)
-        nodes.append(helper.make_node("Identity", [scope + "network_input"], [spec.name], name=scope + "output/Identity"))
+        nodes.append(
+            helper.make_node("Identity", [scope + "network_input"], [spec.name], name=scope + "output/Identity")
+        )
         nodes.append(helper.make_node("Identity", [scope + "valid"], [valid], name=scope + "valid/output/Identity"))
         initializers.extend(scoped_inits)
         # Each image its own symbolic sides: ONNX Runtime takes equal dim_params for equal sizes.
@@ -122,11 +129,15 @@ def preprocess_model(pre: Preprocessing, inputs: Sequence[TensorSpec], opset: in
         graph_outputs.append(helper.make_tensor_value_info(spec.name, ONNX_DTYPES[spec.dtype], output_shape(pre, spec)))
         graph_outputs.append(helper.make_tensor_value_info(valid, TensorProto.BOOL, []))
     graph = helper.make_graph(nodes, "preprocess", graph_inputs, graph_outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnx", ir_version=ir_version)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="onnx", ir_version=ir_version
+    )
     return model
 
 
-def pipeline_model(preprocess: onnx.ModelProto, network: onnx.ModelProto, inputs: Sequence[TensorSpec]) -> onnx.ModelProto:
+def pipeline_model(
+    preprocess: onnx.ModelProto, network: onnx.ModelProto, inputs: Sequence[TensorSpec]
+) -> onnx.ModelProto:
     """pipeline.onnx: preprocess.onnx feeding the network (ONNX's own `onnx.compose.merge_models`).
 
     Inputs "X_pixels"; outputs the network's outputs and "X_valid". The preprocessing's tensors
@@ -136,19 +147,10 @@ def pipeline_model(preprocess: onnx.ModelProto, network: onnx.ModelProto, inputs
     outputs = [o.name for o in network.graph.output] + [f"preprocess/{valid_name(spec)}" for spec in inputs]
     merged = compose.merge_models(prefixed, network, io_map=io_map, outputs=outputs)
     for spec in inputs:  # the flags keep their preprocess.onnx names
-        _rename_output(merged.graph, f"preprocess/{valid_name(spec)}", valid_name(spec))
+        rename_everywhere(merged.graph, f"preprocess/{valid_name(spec)}", valid_name(spec))
     order = [o.name for o in network.graph.output] + [valid_name(spec) for spec in inputs]
     ranked = sorted(merged.graph.output, key=lambda value: order.index(value.name))
     copies = [onnx.ValueInfoProto.FromString(value.SerializeToString()) for value in ranked]
     del merged.graph.output[:]
     merged.graph.output.extend(copies)  # the network's outputs first, as in model.onnx
     return merged
-
-
-def _rename_output(graph: onnx.GraphProto, old: str, new: str) -> None:
-    for node in graph.node:
-        node.output[:] = [new if name == old else name for name in node.output]
-        node.input[:] = [new if name == old else name for name in node.input]
-    for value in graph.output:
-        if value.name == old:
-            value.name = new

@@ -86,13 +86,20 @@ def axis_extent(g: GraphBuilder, ink: str, axis: int, name: str) -> AxisExtent:
     as_int = g.op("Cast", [ink], f"{name}/AsInt", to=TensorProto.INT32)
     per_line32 = g.op("ReduceSum", [as_int, g.ints(f"{name}/other_axis", [1 - axis])], f"{name}/PerLine", keepdims=0)
     per_line = g.op("Cast", [per_line32], f"{name}/PerLine64", to=TensorProto.INT64)  # [n]
-    present = g.op("Cast", [g.op("Greater", [per_line, g.scalar(f"{name}/zero", 0, np.int64)], f"{name}/HasInk")], f"{name}/HasInkInt", to=TensorProto.INT32)
+    present = g.op(
+        "Cast",
+        [g.op("Greater", [per_line, g.scalar(f"{name}/zero", 0, np.int64)], f"{name}/HasInk")],
+        f"{name}/HasInkInt",
+        to=TensorProto.INT32,
+    )
     # ArgMax returns the first (select_last_index=0) or last (=1) index of the max, 1 = "has ink".
     first = g.op("ArgMax", [present], f"{name}/First", axis=0, keepdims=0, select_last_index=0)
     last = g.op("ArgMax", [present], f"{name}/Last", axis=0, keepdims=0, select_last_index=1)
     # On a mask without ink both ArgMax see only zeros (first 0, last n - 1): the span is
     # multiplied by "any ink" (0 or 1) so an empty mask has length 0.
-    any_ink = g.op("Cast", [g.reduce_max(present, [0], f"{name}/AnyInk")], f"{name}/AnyInk64", to=TensorProto.INT64)  # [1]
+    any_ink = g.op(
+        "Cast", [g.reduce_max(present, [0], f"{name}/AnyInk")], f"{name}/AnyInk64", to=TensorProto.INT64
+    )  # [1]
     span = g.op("Sub", [last, first], f"{name}/Span")
     length = g.op("Mul", [span, g.op("Squeeze", [any_ink], f"{name}/AnyInkScalar")], f"{name}/Length")
     size = g.op("Squeeze", [g.op("Shape", [per_line], f"{name}/Shape")], f"{name}/Size")
@@ -104,7 +111,11 @@ def _center_of_mass(g: GraphBuilder, per_line: str, first: str, size: str, name:
     """(sum_i i * per_line[i] - first * count) // count, int64; the count is floored at 1 so an
     empty mask divides by 1, not 0 (integer division by zero would abort the runtime)."""
     # Range needs 0-d start and step (a [1] constant is refused by ONNX's reference runtime).
-    index = g.op("Range", [g.scalar(f"{name}/range_start", 0, np.int64), size, g.scalar(f"{name}/range_step", 1, np.int64)], f"{name}/Index")
+    index = g.op(
+        "Range",
+        [g.scalar(f"{name}/range_start", 0, np.int64), size, g.scalar(f"{name}/range_step", 1, np.int64)],
+        f"{name}/Index",
+    )
     weighted = g.op("ReduceSum", [g.op("Mul", [per_line, index], f"{name}/Weighted")], f"{name}/IndexSum", keepdims=0)
     count = g.op("ReduceSum", [per_line], f"{name}/Count", keepdims=0)
     offset = g.op("Sub", [weighted, g.op("Mul", [first, count], f"{name}/FirstTimesCount")], f"{name}/Offset")
@@ -123,15 +134,31 @@ def place_axis(g: GraphBuilder, extent: AxisExtent, canvas_len: int, name: str) 
     c = canvas_len
     wanted = g.op("Sub", [g.scalar(f"{name}/half", c // 2, np.int64), extent.center], f"{name}/Wanted")
     room = g.op("Sub", [g.scalar(f"{name}/canvas_len", c, np.int64), extent.length], f"{name}/Room")  # C - L
-    start = g.op("Max", [g.op("Min", [wanted, room], f"{name}/NoOverflow"), g.scalar(f"{name}/zero", 0, np.int64)], f"{name}/Start")
+    start = g.op(
+        "Max",
+        [g.op("Min", [wanted, room], f"{name}/NoOverflow"), g.scalar(f"{name}/zero", 0, np.int64)],
+        f"{name}/Start",
+    )
     kept = g.op("Min", [extent.length, g.scalar(f"{name}/canvas_len_keep", c, np.int64)], f"{name}/Kept")
     kept = g.op("Max", [kept, g.scalar(f"{name}/one_line", 1, np.int64)], f"{name}/KeptSafe")
-    start = g.op("Min", [start, g.op("Sub", [g.scalar(f"{name}/canvas_len_start", c, np.int64), kept], f"{name}/LastStart")], f"{name}/StartSafe")
-    excess = g.op("Max", [g.op("Neg", [room], f"{name}/Excess"), g.scalar(f"{name}/zero_excess", 0, np.int64)], f"{name}/ExcessPos")
+    start = g.op(
+        "Min",
+        [start, g.op("Sub", [g.scalar(f"{name}/canvas_len_start", c, np.int64), kept], f"{name}/LastStart")],
+        f"{name}/StartSafe",
+    )
+    excess = g.op(
+        "Max",
+        [g.op("Neg", [room], f"{name}/Excess"), g.scalar(f"{name}/zero_excess", 0, np.int64)],
+        f"{name}/ExcessPos",
+    )
     skip = g.op("Div", [excess, g.scalar(f"{name}/two", 2, np.int64)], f"{name}/Skip")  # (L - C) // 2, >= 0
     begin = g.op("Add", [extent.first, skip], f"{name}/Begin")
     end = g.op("Add", [begin, kept], f"{name}/End")
-    after = g.op("Sub", [g.op("Sub", [g.scalar(f"{name}/canvas_len_after", c, np.int64), start], f"{name}/AfterStart"), kept], f"{name}/After")
+    after = g.op(
+        "Sub",
+        [g.op("Sub", [g.scalar(f"{name}/canvas_len_after", c, np.int64), start], f"{name}/AfterStart"), kept],
+        f"{name}/After",
+    )
     nonempty = g.op("Greater", [extent.length, g.scalar(f"{name}/zero_length", 0, np.int64)], f"{name}/NonEmpty")
     return AxisPlacement(
         begin=as_1d(g, begin, f"{name}/begin"),
@@ -190,7 +217,14 @@ def paper_above(g: GraphBuilder, image: str, threshold: str, name: str) -> str:
     """
     floor = g.op("Floor", [threshold], f"{name}/Floor")
     below_zero = g.op("Less", [floor, g.scalar(f"{name}/zero", 0.0, np.float64)], f"{name}/BelowZero")
-    clipped = g.op("Min", [g.op("Max", [floor, g.scalar(f"{name}/low", 0.0, np.float64)], f"{name}/ClipLow"), g.scalar(f"{name}/high", 255.0, np.float64)], f"{name}/Clip")
+    clipped = g.op(
+        "Min",
+        [
+            g.op("Max", [floor, g.scalar(f"{name}/low", 0.0, np.float64)], f"{name}/ClipLow"),
+            g.scalar(f"{name}/high", 255.0, np.float64),
+        ],
+        f"{name}/Clip",
+    )
     cut = g.op("Cast", [clipped], f"{name}/Cut", to=TensorProto.UINT8)
     brighter = g.op("Or", [g.op("Greater", [image, cut], f"{name}/Greater"), below_zero], f"{name}/Brighter")
     return g.op("Where", [brighter, g.scalar(f"{name}/paper", PAPER, np.uint8), image], f"{name}/Where")

@@ -68,10 +68,16 @@ def adversarial_pages(pre: Preprocessing, seed: int) -> list[Page]:
         ("faint_ink", faint),
         ("gradient_paper", gradient),
         ("tiny_1x1", white(1, 1)),
-        ("tiny_3x3", np.array([[[255] * 3, [255] * 3, [255] * 3], [[255] * 3, [0] * 3, [255] * 3], [[255] * 3] * 3], np.uint8)),
+        (
+            "tiny_3x3",
+            np.array([[[255] * 3, [255] * 3, [255] * 3], [[255] * 3, [0] * 3, [255] * 3], [[255] * 3] * 3], np.uint8),
+        ),
         ("thin_3x500", drawn_page(seed * 1000 + 804, 3, 500, False)),
         # a 600 x 800 drawing scaled 4x (drawing 7.7 M pixels of paper grain costs a second)
-        ("large_2400x3200", drawn_page(seed * 1000 + 805, 600, 800, pre.style == "rgb").repeat(4, axis=0).repeat(4, axis=1)),
+        (
+            "large_2400x3200",
+            drawn_page(seed * 1000 + 805, 600, 800, pre.style == "rgb").repeat(4, axis=0).repeat(4, axis=1),
+        ),
     ]
     if pre.spp:  # just below and at the smallest accepted size
         min_h, min_w = pre.input_size
@@ -114,9 +120,13 @@ class PreprocessFigures:
     def failures(self, targets: PreprocessGraphSpec) -> list[str]:
         problems = []
         if self.valid_disagreements:
-            problems.append(f"the valid flag disagrees with the Python preprocessing on {', '.join(self.valid_disagreements[:5])}")
+            problems.append(
+                f"the valid flag disagrees with the Python preprocessing on {', '.join(self.valid_disagreements[:5])}"
+            )
         if self.exact_fraction < targets.min_exact_fraction:
-            problems.append(f"{self.exact}/{self.compared} network inputs exactly equal, below {targets.min_exact_fraction:.0%}")
+            problems.append(
+                f"{self.exact}/{self.compared} network inputs exactly equal, below {targets.min_exact_fraction:.0%}"
+            )
         if self.max_gray_levels > targets.max_gray_levels:
             problems.append(f"{self.max_gray_levels} gray levels off on {self.worst}, above {targets.max_gray_levels}")
         if self.min_cosine < targets.min_cosine:
@@ -125,7 +135,12 @@ class PreprocessFigures:
 
     def record(self) -> dict[str, float | int]:
         """Machine-independent figures (integers and their ratio) for the verdict."""
-        return {"images": self.images, "exactly_equal": self.exact, "accepted": self.compared, "max_gray_levels": self.max_gray_levels}
+        return {
+            "images": self.images,
+            "exactly_equal": self.exact,
+            "accepted": self.compared,
+            "max_gray_levels": self.max_gray_levels,
+        }
 
 
 def gray_levels(graph: np.ndarray, python: np.ndarray, pre: Preprocessing) -> int:
@@ -187,4 +202,6 @@ def compare(
 def check(figures: PreprocessFigures, targets: PreprocessGraphSpec, where: str) -> None:
     problems = figures.failures(targets)
     if problems:
-        raise PipelineError(f"{where}: the preprocessing graph drifts from the Python preprocessing: " + "; ".join(problems))
+        raise PipelineError(
+            f"{where}: the preprocessing graph drifts from the Python preprocessing: " + "; ".join(problems)
+        )

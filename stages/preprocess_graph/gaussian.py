@@ -100,7 +100,11 @@ def gaussian_blur(
     result = x
     for axis, axis_sigma in enumerate(sigmas):
         scope = f"{name}/{'row' if axis == 0 else 'col'}"
-        wanted = positions[axis] if positions[axis] is None or isinstance(positions[axis], str) else np.asarray(positions[axis], dtype=np.int64)
+        wanted = (
+            positions[axis]
+            if positions[axis] is None or isinstance(positions[axis], str)
+            else np.asarray(positions[axis], dtype=np.int64)
+        )
         if axis_sigma <= SKIP_SIGMA:
             if wanted is not None:
                 index = wanted if isinstance(wanted, str) else g.const(f"{scope}/positions", wanted)
@@ -123,7 +127,13 @@ def gaussian_blur(
 
 
 def correlate_symmetric(
-    g: GraphBuilder, x: str, axis: int, weights: np.ndarray, mode: str, name: str, positions: np.ndarray | str | None = None
+    g: GraphBuilder,
+    x: str,
+    axis: int,
+    weights: np.ndarray,
+    mode: str,
+    name: str,
+    positions: np.ndarray | str | None = None,
 ) -> str:
     """SciPy's `correlate1d` of a float64 [H, W] tensor with a symmetric float64 kernel along `axis`.
 
@@ -141,7 +151,11 @@ def correlate_symmetric(
         if positions is None:
             return tap(g, padded, axis, offset, radius, name)
         if isinstance(positions, str):  # padded index of line i - r + offset
-            index = g.op("Add", [positions, g.scalar(f"{name}/tap{offset}/offset", offset, np.int64)], f"{name}/tap{offset}/index")
+            index = g.op(
+                "Add",
+                [positions, g.scalar(f"{name}/tap{offset}/offset", offset, np.int64)],
+                f"{name}/tap{offset}/index",
+            )
         else:
             index = g.const(f"{name}/tap{offset}/index", positions + offset)
         return g.op("Gather", [padded, index], f"{name}/tap{offset}/Gather", axis=axis)
@@ -186,7 +200,11 @@ def pad_axis(g: GraphBuilder, x: str, axis: int, radius: int, mode: str, name: s
     length = g.op("Shape", [x], f"{name}/Shape", start=axis, end=axis + 1)  # [n], int64
     n = g.op("Squeeze", [length, g.ints(f"{name}/squeeze_axes", [0])], f"{name}/n")
     end = g.op("Add", [n, g.scalar(f"{name}/radius", radius, np.int64)], f"{name}/end")
-    index = g.op("Range", [g.scalar(f"{name}/start", -radius, np.int64), end, g.scalar(f"{name}/step", 1, np.int64)], f"{name}/Range")
+    index = g.op(
+        "Range",
+        [g.scalar(f"{name}/start", -radius, np.int64), end, g.scalar(f"{name}/step", 1, np.int64)],
+        f"{name}/Range",
+    )
     if mode == "nearest":
         last = g.op("Sub", [n, g.scalar(f"{name}/one", 1, np.int64)], f"{name}/last")
         source = g.op("Clip", [index, g.scalar(f"{name}/zero", 0, np.int64), last], f"{name}/Clip")
@@ -203,6 +221,10 @@ def reflect_index(g: GraphBuilder, index: str, n: str, name: str) -> str:
     """
     period = g.op("Mul", [n, g.scalar(f"{name}/two", 2, np.int64)], f"{name}/period")
     m = g.op("Mod", [index, period], f"{name}/Mod", fmod=0)
-    back = g.op("Sub", [g.op("Sub", [period, g.scalar(f"{name}/one", 1, np.int64)], f"{name}/period_minus_one"), m], f"{name}/back")
+    back = g.op(
+        "Sub",
+        [g.op("Sub", [period, g.scalar(f"{name}/one", 1, np.int64)], f"{name}/period_minus_one"), m],
+        f"{name}/back",
+    )
     forward = g.op("Less", [m, n], f"{name}/forward")
     return g.op("Where", [forward, m, back], f"{name}/Where")

@@ -38,5 +38,7 @@ def pillow_gray_uint8(g: GraphBuilder, rgb: str, name: str) -> str:
     weights = g.const(f"{name}/weights", np.array(WEIGHTS, dtype=np.int32).reshape(3, 1, 1))
     weighted = g.op("Mul", [wide, weights], f"{name}/Weigh")
     total = g.op("ReduceSum", [weighted, g.ints(f"{name}/channel_axis", [0])], f"{name}/Sum", keepdims=0)  # 0..255000
-    gray = g.op("Div", [total, g.const(f"{name}/divisor", np.array(DIVISOR, dtype=np.int32))], f"{name}/Div")  # floor: total >= 0
+    gray = g.op(
+        "Div", [total, g.const(f"{name}/divisor", np.array(DIVISOR, dtype=np.int32))], f"{name}/Div"
+    )  # floor: total >= 0
     return g.op("Cast", [gray], f"{name}/ToUint8", to=TensorProto.UINT8)

@@ -49,10 +49,21 @@ def plain_gray_nodes(g: GraphBuilder, rgb: str, name: str) -> str:
     terms = []
     for i, channel in enumerate(channels):
         plane = g.op("Squeeze", [channel, g.ints(f"{name}/c{i}/axis", [2])], f"{name}/c{i}/Squeeze")  # uint8 [H, W]
-        f = g.op("Mul", [g.op("Cast", [plane], f"{name}/c{i}/AsDouble", to=TensorProto.DOUBLE), g.scalar(f"{name}/c{i}/inv255", 1.0 / 255, np.float64)], f"{name}/c{i}/AsFloat")
+        f = g.op(
+            "Mul",
+            [
+                g.op("Cast", [plane], f"{name}/c{i}/AsDouble", to=TensorProto.DOUBLE),
+                g.scalar(f"{name}/c{i}/inv255", 1.0 / 255, np.float64),
+            ],
+            f"{name}/c{i}/AsFloat",
+        )
         terms.append(g.op("Mul", [f, g.scalar(f"{name}/c{i}/weight", LUMINANCE[i], np.float64)], f"{name}/c{i}/Term"))
     gray = g.op("Add", [g.op("Add", [terms[0], terms[1]], f"{name}/rg"), terms[2]], f"{name}/rgb")
     scaled = g.op("Mul", [gray, g.scalar(f"{name}/255", 255.0, np.float64)], f"{name}/Scale")
     rounded = g.op("Round", [scaled], f"{name}/Round")  # half to even, as np.rint
-    clipped = g.op("Clip", [rounded, g.scalar(f"{name}/lo", 0.0, np.float64), g.scalar(f"{name}/hi", 255.0, np.float64)], f"{name}/Clip")
+    clipped = g.op(
+        "Clip",
+        [rounded, g.scalar(f"{name}/lo", 0.0, np.float64), g.scalar(f"{name}/hi", 255.0, np.float64)],
+        f"{name}/Clip",
+    )
     return g.op("Cast", [clipped], f"{name}/AsUint8", to=TensorProto.UINT8)

@@ -65,9 +65,13 @@ def otsu_from_histogram(g: GraphBuilder, hist: str, name: str) -> str:
     """OpenCV's Otsu loop (module docstring) on an int64 [256] histogram -> float64 scalar (0-d)."""
     counts = g.op("Cast", [hist], f"{name}/Counts", to=TensorProto.DOUBLE)
     total = g.op("ReduceSum", [counts], f"{name}/N", keepdims=0)  # 0-d
-    scale = g.op("Div", [g.scalar(f"{name}/one", 1.0, np.float64), total], f"{name}/Scale")
+    # 1. / total as a Reciprocal: onnxruntime fuses a Div(1, x) whose one consumer is a Mul into
+    # another division, which rounds differently.
+    scale = g.op("Reciprocal", [total], f"{name}/Scale")
     levels = g.const(f"{name}/levels", np.arange(BINS, dtype=np.float64))
-    level_sum = g.op("ReduceSum", [g.op("Mul", [levels, counts], f"{name}/LevelCounts")], f"{name}/LevelSum", keepdims=0)
+    level_sum = g.op(
+        "ReduceSum", [g.op("Mul", [levels, counts], f"{name}/LevelCounts")], f"{name}/LevelSum", keepdims=0
+    )
     mu = g.op("Mul", [level_sum, scale], f"{name}/Mu")
     p = g.op("Mul", [counts, scale], f"{name}/P")  # p_i = h[i] * scale
     ip = g.op("Mul", [levels, p], f"{name}/IP")  # i * p_i
@@ -75,10 +79,14 @@ def otsu_from_histogram(g: GraphBuilder, hist: str, name: str) -> str:
     q2 = g.op("Sub", [g.scalar(f"{name}/one_q2", 1.0, np.float64), q1], f"{name}/q2")
     skipped = _skipped(g, q1, q2, name)
     mu1 = _mu1_recurrence(g, q1, ip, skipped, f"{name}/mu1")
-    mu2 = g.op("Div", [g.op("Sub", [mu, g.op("Mul", [q1, mu1], f"{name}/q1_mu1")], f"{name}/mu2_sum"), q2], f"{name}/mu2")
+    mu2 = g.op(
+        "Div", [g.op("Sub", [mu, g.op("Mul", [q1, mu1], f"{name}/q1_mu1")], f"{name}/mu2_sum"), q2], f"{name}/mu2"
+    )
     diff = g.op("Sub", [mu1, mu2], f"{name}/diff")
     # q1 * q2 * d * d, evaluated left to right as C does.
-    sigma = g.op("Mul", [g.op("Mul", [g.op("Mul", [q1, q2], f"{name}/q1q2"), diff], f"{name}/q1q2d"), diff], f"{name}/sigma")
+    sigma = g.op(
+        "Mul", [g.op("Mul", [g.op("Mul", [q1, q2], f"{name}/q1q2"), diff], f"{name}/q1q2d"), diff], f"{name}/sigma"
+    )
     zero = g.scalar(f"{name}/zero", 0.0, np.float64)
     counted = g.op("Where", [skipped, zero, sigma], f"{name}/Counted")  # skipped bins (inf/NaN there) never win
     best = g.op("ArgMax", [counted], f"{name}/ArgMax", axis=0, keepdims=0, select_last_index=0)
@@ -110,6 +118,14 @@ def _mu1_recurrence(g: GraphBuilder, q1: str, ip: str, skipped: str, name: str) 
 
 def _skipped(g: GraphBuilder, q1: str, q2: str, name: str) -> str:
     """bool, elementwise: min(q1, q2) < FLT_EPSILON || max(q1, q2) > 1. - FLT_EPSILON (the C `continue`)."""
-    low = g.op("Less", [g.op("Min", [q1, q2], f"{name}/qmin"), g.scalar(f"{name}/eps", FLT_EPSILON, np.float64)], f"{name}/too_small")
-    high = g.op("Greater", [g.op("Max", [q1, q2], f"{name}/qmax"), g.scalar(f"{name}/one_minus_eps", 1.0 - FLT_EPSILON, np.float64)], f"{name}/too_large")
+    low = g.op(
+        "Less",
+        [g.op("Min", [q1, q2], f"{name}/qmin"), g.scalar(f"{name}/eps", FLT_EPSILON, np.float64)],
+        f"{name}/too_small",
+    )
+    high = g.op(
+        "Greater",
+        [g.op("Max", [q1, q2], f"{name}/qmax"), g.scalar(f"{name}/one_minus_eps", 1.0 - FLT_EPSILON, np.float64)],
+        f"{name}/too_large",
+    )
     return g.op("Or", [low, high], f"{name}/skip")

@@ -52,8 +52,17 @@ def otsu_from_counts(g: GraphBuilder, counts: str, name: str) -> str:
     centers = g.const(f"{name}/centers", np.arange(BINS, dtype=np.float64))
     weight1 = g.op("CumSum", [counts32, g.scalar(f"{name}/axis", 0, np.int64)], f"{name}/Weight1")
     weight2 = g.op("CumSum", [counts32, g.scalar(f"{name}/axis_rev", 0, np.int64)], f"{name}/Weight2", reverse=1)
-    moments = g.op("Mul", [g.op("Cast", [counts32], f"{name}/Counts64", to=TensorProto.DOUBLE), centers], f"{name}/Moments")
-    mean1 = g.op("Div", [g.op("CumSum", [moments, g.scalar(f"{name}/axis_m1", 0, np.int64)], f"{name}/Moment1"), _denominator(g, weight1, f"{name}/W1d")], f"{name}/Mean1")
+    moments = g.op(
+        "Mul", [g.op("Cast", [counts32], f"{name}/Counts64", to=TensorProto.DOUBLE), centers], f"{name}/Moments"
+    )
+    mean1 = g.op(
+        "Div",
+        [
+            g.op("CumSum", [moments, g.scalar(f"{name}/axis_m1", 0, np.int64)], f"{name}/Moment1"),
+            _denominator(g, weight1, f"{name}/W1d"),
+        ],
+        f"{name}/Mean1",
+    )
     moment2 = g.op("CumSum", [moments, g.scalar(f"{name}/axis_m2", 0, np.int64)], f"{name}/Moment2", reverse=1)
     mean2 = g.op("Div", [moment2, _denominator(g, weight2, f"{name}/W2d")], f"{name}/Mean2")
     # Candidate i pairs class 1 = bins 0..i with class 2 = bins i+1..255.
@@ -74,7 +83,12 @@ def _candidate_mask(g: GraphBuilder, counts: str, name: str) -> str:
 
     min = first non-empty bin, max = last non-empty bin (ArgMax of "count > 0", first / last).
     """
-    present = g.op("Cast", [g.op("Greater", [counts, g.scalar(f"{name}/zero", 0, np.int64)], f"{name}/Present")], f"{name}/PresentInt", to=TensorProto.INT32)
+    present = g.op(
+        "Cast",
+        [g.op("Greater", [counts, g.scalar(f"{name}/zero", 0, np.int64)], f"{name}/Present")],
+        f"{name}/PresentInt",
+        to=TensorProto.INT32,
+    )
     low = g.op("ArgMax", [present], f"{name}/Min", axis=0, keepdims=0, select_last_index=0)
     high = g.op("ArgMax", [present], f"{name}/Max", axis=0, keepdims=0, select_last_index=1)
     index = g.const(f"{name}/candidates", np.arange(BINS - 1, dtype=np.int64))

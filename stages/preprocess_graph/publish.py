@@ -55,8 +55,11 @@ def graphs(name: str, spec: ModelSpec, network_bytes: bytes) -> tuple[dict[str, 
     preprocess_bytes = onnx_graph.serialize(preprocess)
     onnx_graph.set_metadata(
         pipeline,
-        {**onnx_graph.metadata_of(network), "pipeline.model_sha256": network_sha256,
-         "pipeline.preprocess_sha256": hashlib.sha256(preprocess_bytes).hexdigest()},
+        {
+            **onnx_graph.metadata_of(network),
+            "pipeline.model_sha256": network_sha256,
+            "pipeline.preprocess_sha256": hashlib.sha256(preprocess_bytes).hexdigest(),
+        },
         spec.version,
         f"PIPELINE: preprocess.onnx (sha256 {hashlib.sha256(preprocess_bytes).hexdigest()}) then model.onnx "
         f"(sha256 {network_sha256}) of {name}, composed with onnx.compose: decoded pixels in, the model's outputs out.\n\n"
@@ -74,14 +77,20 @@ def graphs(name: str, spec: ModelSpec, network_bytes: bytes) -> tuple[dict[str, 
         *adversarial_pages(pre, spec.source.seed),
     ]
     figures = compare(
-        pre, spec.onnx.inputs, pages,
+        pre,
+        spec.onnx.inputs,
+        pages,
         _session_runner(preprocess_bytes, PREPROCESS_FILE),
         _session_runner(pipeline_bytes, PIPELINE_FILE),
         _network_runner(network_bytes, spec),
     )
     log.info(
         "preprocess.onnx vs Python: %d/%d network inputs exactly equal, max %d gray levels, end-to-end min cosine %.7f (%d pages)",
-        figures.exact, figures.compared, figures.max_gray_levels, figures.min_cosine, figures.images,
+        figures.exact,
+        figures.compared,
+        figures.max_gray_levels,
+        figures.min_cosine,
+        figures.images,
     )
     check(figures, spec.validation.preprocess_graph, f"models.{name}")
     return {PREPROCESS_FILE: preprocess_bytes, PIPELINE_FILE: pipeline_bytes}, figures

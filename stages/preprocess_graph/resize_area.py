@@ -40,8 +40,8 @@ names, which a renaming of the graph's tensors, as `preprocess_model` does, woul
 Cost, for a page of N = H x W x 3 bytes: the area path gathers (source rows) x (taps x cols)
 x 3 uint8 values, about N, then float sums of (source rows) x cols x 3; the linear path does
 its horizontal pass on all rows when H <= rows, else on the 2 x rows picked rows (at most
-2 N values). An unused area path runs on a single source row, an unused linear path costs
-at most 2 N. Everything else is output-sized times the taps. Peak RSS for a 4000 x 3000 page: about 250 MB above the runtime's own.
+2 N values). An unused area path runs on a single source row, an unused linear path on the
+image's 1 x 1 corner. Everything else is output-sized times the taps. Peak RSS for a 4000 x 3000 page: about 250 MB above the runtime's own.
 """
 
 from __future__ import annotations
@@ -94,10 +94,26 @@ def resize_area(g: GraphBuilder, image: str, rows: int, cols: int, scope: str) -
     """uint8 [H, W, C] (H, W >= 1, C static or not) -> uint8 [rows, cols, C], equal to
     `cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA)`."""
     y, x = _axes(g, image, rows, cols, scope)
-    downscale = g.op("And", [_at_least_one(g, y, f"{scope}/rows"), _at_least_one(g, x, f"{scope}/cols")], f"{scope}/downscale/And")
+    downscale = g.op(
+        "And", [_at_least_one(g, y, f"{scope}/rows"), _at_least_one(g, x, f"{scope}/cols")], f"{scope}/downscale/And"
+    )
     area = area_path(g, image, y, x, downscale, f"{scope}/area")
-    linear = linear_path(g, image, y, x, f"{scope}/linear")
+    # The linear path's values are discarded when the area path is used: it then runs on the
+    # image's 1 x 1 corner (its own sizes and tables), not on the page (saves about 2 N).
+    corner = corner_unless(g, image, downscale, f"{scope}/linear/corner")
+    linear_y, linear_x = _axes(g, corner, rows, cols, f"{scope}/linear/source")
+    linear = linear_path(g, corner, linear_y, linear_x, f"{scope}/linear")
     return g.op("Where", [downscale, area, linear], f"{scope}/Where")
+
+
+def corner_unless(g: GraphBuilder, image: str, discarded: str, scope: str) -> str:
+    """uint8 [H, W, C] -> the image itself, or its [1, 1, C] top-left corner where bool scalar
+    `discarded` (a path whose output is thrown away then costs output-sized work only)."""
+    sides = g.op("Shape", [image], f"{scope}/Shape", start=0, end=2)
+    ends = g.op("Where", [discarded, g.ints(f"{scope}/corner", [1, 1]), sides], f"{scope}/Where")
+    return g.op(
+        "Slice", [image, g.ints(f"{scope}/starts", [0, 0]), ends, g.ints(f"{scope}/axes", [0, 1])], f"{scope}/Slice"
+    )
 
 
 # ---- sizes and scales ------------------------------------------------------------------------
@@ -114,13 +130,19 @@ def _axis(g: GraphBuilder, shape: str, dim: int, dst: int, scope: str) -> Axis:
     src_i = g.op("Gather", [shape, g.scalar(f"{scope}/dim", dim, np.int64)], f"{scope}/src/Gather", axis=0)
     src_d = g.op("Cast", [src_i], f"{scope}/src/Cast", to=TensorProto.DOUBLE)
     inv_scale = g.op("Div", [g.scalar(f"{scope}/dst", dst, np.float64), src_d], f"{scope}/inv_scale/Div")
-    scale = g.op("Div", [g.scalar(f"{scope}/one", 1.0, np.float64), inv_scale], f"{scope}/scale/Div")
+    # Reciprocal, not Div(1, x): onnxruntime's DivMulFusion rewrites Div(1, x) -> Mul(y, .) into
+    # Div(y, x) when the Div has one consumer, which rounds differently (y * (1 / x) != y / x).
+    scale = g.op("Reciprocal", [inv_scale], f"{scope}/scale/Reciprocal")
     return Axis(src_i, src_d, dst, inv_scale, scale)
 
 
 def _at_least_one(g: GraphBuilder, axis: Axis, scope: str) -> str:
     """bool scalar: scale >= 1 (this axis shrinks or keeps its length)."""
-    return g.op("GreaterOrEqual", [axis.scale, g.scalar(f"{scope}/scale_one", 1.0, np.float64)], f"{scope}/shrinks/GreaterOrEqual")
+    return g.op(
+        "GreaterOrEqual",
+        [axis.scale, g.scalar(f"{scope}/scale_one", 1.0, np.float64)],
+        f"{scope}/shrinks/GreaterOrEqual",
+    )
 
 
 def _integer_factor(g: GraphBuilder, axis: Axis, scope: str) -> tuple[str, str]:
@@ -158,15 +180,29 @@ def area_path(g: GraphBuilder, image: str, y: Axis, x: Axis, used: str, scope: s
     picked = g.op("Gather", [image, col_taps.index], f"{scope}/cols/Gather", axis=1)  # [H, T, cols, C]
     # Taps first: the reference runtime scans axis 0 only (moves blocks of cols * C bytes).
     picked = g.op("Transpose", [picked], f"{scope}/cols/Transpose", perm=[1, 0, 2, 3])
-    row_sums = weighted_scan(g, picked, TensorProto.UINT8, col_taps.weight, weight_shape=(-1, 1), dense_from=1, scope=f"{scope}/cols/scan")
+    row_sums = weighted_scan(
+        g, picked, TensorProto.UINT8, col_taps.weight, weight_shape=(-1, 1), dense_from=1, scope=f"{scope}/cols/scan"
+    )
     stacked = g.op("Gather", [row_sums, row_taps.index], f"{scope}/rows/Gather", axis=0)  # [T, rows, cols, C]
-    sums = weighted_scan(g, stacked, TensorProto.FLOAT, row_taps.weight, weight_shape=(-1, 1, 1), dense_from=0, scope=f"{scope}/rows/scan")
+    sums = weighted_scan(
+        g,
+        stacked,
+        TensorProto.FLOAT,
+        row_taps.weight,
+        weight_shape=(-1, 1, 1),
+        dense_from=0,
+        scope=f"{scope}/rows/scan",
+    )
     return _area_to_uint8(g, sums, fast, iscale_y, iscale_x, scope)
 
 
 def _narrowed(g: GraphBuilder, table: TapTable, used: str, dst: int, scope: str) -> TapTable:
     """The table's first `dst` output indices where `used`, else its first one only."""
-    count = g.op("Where", [used, g.scalar(f"{scope}/narrow/all", dst, np.int64), g.scalar(f"{scope}/narrow/one", 1, np.int64)], f"{scope}/narrow/Where")
+    count = g.op(
+        "Where",
+        [used, g.scalar(f"{scope}/narrow/all", dst, np.int64), g.scalar(f"{scope}/narrow/one", 1, np.int64)],
+        f"{scope}/narrow/Where",
+    )
     ends = g.op("Reshape", [count, g.ints(f"{scope}/narrow/shape", [1])], f"{scope}/narrow/Reshape")
     starts, axes = g.ints(f"{scope}/narrow/starts", [0]), g.ints(f"{scope}/narrow/axes", [1])
     index = g.op("Slice", [table.index, starts, ends, axes], f"{scope}/narrow/index")
@@ -202,7 +238,9 @@ def area_taps(g: GraphBuilder, axis: Axis, fast: str, scope: str) -> TapTable:
     return _tap_table(g, axis, counts, weights, scope)
 
 
-def area_weights(g: GraphBuilder, cell: str, lead_gap: str, trail_gap: str, fast: str, scope: str) -> tuple[str, str, str]:
+def area_weights(
+    g: GraphBuilder, cell: str, lead_gap: str, trail_gap: str, fast: str, scope: str
+) -> tuple[str, str, str]:
     """float32 [dst] x 3: (lead, full, trail) weights, computed in double and cast as OpenCV does.
 
     lead = (float)(lead_gap / cell), full = float(1.0 / cell),
@@ -210,13 +248,16 @@ def area_weights(g: GraphBuilder, cell: str, lead_gap: str, trail_gap: str, fast
     f64, f32 = np.float64, TensorProto.FLOAT
     one = g.scalar(f"{scope}/weights/one", 1.0, f64)
     lead = g.op("Cast", [g.op("Div", [lead_gap, cell], f"{scope}/lead/Div")], f"{scope}/lead/Cast", to=f32)
-    full = g.op("Cast", [g.op("Div", [one, cell], f"{scope}/full/Div")], f"{scope}/full/Cast", to=f32)
+    full = g.op("Cast", [g.op("Reciprocal", [cell], f"{scope}/full/Reciprocal")], f"{scope}/full/Cast", to=f32)
     clipped = g.op("Min", [trail_gap, one, cell], f"{scope}/trail/Min")
     trail = g.op("Cast", [g.op("Div", [clipped, cell], f"{scope}/trail/Div")], f"{scope}/trail/Cast", to=f32)
     # Integer factor k: no lead tap, k full taps, except the last output index whose last tap
     # (sx2 clipped to src - 1) is a "trail" of a whole pixel; the fast path weighs every tap 1.
     unit = g.scalar(f"{scope}/weights/fast", 1.0, np.float32)
-    return tuple(g.op("Where", [fast, unit, w], f"{scope}/{part}/fast") for part, w in (("lead", lead), ("full", full), ("trail", trail)))
+    return tuple(
+        g.op("Where", [fast, unit, w], f"{scope}/{part}/fast")
+        for part, w in (("lead", lead), ("full", full), ("trail", trail))
+    )
 
 
 @dataclass(frozen=True)
@@ -246,16 +287,26 @@ def _tap_counts(g: GraphBuilder, has_lead: str, has_trail: str, sx1: str, sx2: s
 def _tap_table(g: GraphBuilder, axis: Axis, counts: _Counts, weights: tuple[str, str, str], scope: str) -> TapTable:
     """[T, dst] source indices (start + t, clipped into the image) and weights (0 past the count)."""
     i64 = np.int64
-    t = g.op("Range", [g.scalar(f"{scope}/t/start", 0, i64), counts.taps, g.scalar(f"{scope}/t/step", 1, i64)], f"{scope}/t/Range")
+    t = g.op(
+        "Range",
+        [g.scalar(f"{scope}/t/start", 0, i64), counts.taps, g.scalar(f"{scope}/t/step", 1, i64)],
+        f"{scope}/t/Range",
+    )
     t = g.op("Unsqueeze", [t, g.ints(f"{scope}/t/axes", [1])], f"{scope}/t/Unsqueeze")  # [T, 1]
     last = g.op("Sub", [axis.src_i, g.scalar(f"{scope}/index/one", 1, i64)], f"{scope}/index/last")
     raw = g.op("Add", [counts.start, t], f"{scope}/index/Add")
     index = g.op("Clip", [raw, g.scalar(f"{scope}/index/zero", 0, i64), last], f"{scope}/index/Clip")
     lead, full, trail = weights
     zero = g.scalar(f"{scope}/weight/zero", 0.0, np.float32)
-    tail = g.op("Where", [g.op("Less", [t, counts.total], f"{scope}/weight/in_total"), trail, zero], f"{scope}/weight/trail")
-    body = g.op("Where", [g.op("Less", [t, counts.lead_full], f"{scope}/weight/in_full"), full, tail], f"{scope}/weight/full")
-    weight = g.op("Where", [g.op("Less", [t, counts.lead], f"{scope}/weight/in_lead"), lead, body], f"{scope}/weight/lead")
+    tail = g.op(
+        "Where", [g.op("Less", [t, counts.total], f"{scope}/weight/in_total"), trail, zero], f"{scope}/weight/trail"
+    )
+    body = g.op(
+        "Where", [g.op("Less", [t, counts.lead_full], f"{scope}/weight/in_full"), full, tail], f"{scope}/weight/full"
+    )
+    weight = g.op(
+        "Where", [g.op("Less", [t, counts.lead], f"{scope}/weight/in_lead"), lead, body], f"{scope}/weight/lead"
+    )
     return TapTable(index, weight)
 
 
@@ -265,15 +316,25 @@ def _area_to_uint8(g: GraphBuilder, sums: str, fast: str, iscale_y: str, iscale_
     Area tables: saturate_cast<uchar>(sum) (half to even). Fast, 2 x 2: (sum + 2) >> 2 (halves
     up; sum + 2 is an exact small integer, times 0.25 exact, then floor). Fast, other factors:
     cvRound(sum * (1.f / area)) with area = kx * ky and a float32 division and product."""
-    f32 = np.float32
     # max(.., 1): an enlargement (its values discarded) rounds a factor to 0; avoid 1 / 0.
-    product = g.op("Max", [g.op("Mul", [iscale_y, iscale_x], f"{scope}/area/Mul"), g.scalar(f"{scope}/area/min", 1.0, np.float64)], f"{scope}/area/Max")
+    product = g.op(
+        "Max",
+        [g.op("Mul", [iscale_y, iscale_x], f"{scope}/area/Mul"), g.scalar(f"{scope}/area/min", 1.0, np.float64)],
+        f"{scope}/area/Max",
+    )
     area = g.op("Cast", [product], f"{scope}/area/Cast", to=TensorProto.FLOAT)
-    inverse = g.op("Div", [g.scalar(f"{scope}/area/one", 1.0, f32), area], f"{scope}/area/Div")
+    inverse = g.op("Reciprocal", [area], f"{scope}/area/Reciprocal")  # 1.f / area (see _axis: no Div(1, x))
     scaled = g.op("Round", [g.op("Mul", [sums, inverse], f"{scope}/fast/Mul")], f"{scope}/fast/Round")
     half_up = quarter_half_up(g, sums, f"{scope}/half_up")
     two = g.scalar(f"{scope}/two", 2.0, np.float64)
-    is_two = g.op("And", [g.op("Equal", [iscale_y, two], f"{scope}/two_rows/Equal"), g.op("Equal", [iscale_x, two], f"{scope}/two_cols/Equal")], f"{scope}/two/And")
+    is_two = g.op(
+        "And",
+        [
+            g.op("Equal", [iscale_y, two], f"{scope}/two_rows/Equal"),
+            g.op("Equal", [iscale_x, two], f"{scope}/two_cols/Equal"),
+        ],
+        f"{scope}/two/And",
+    )
     two_by_two = g.op("And", [fast, is_two], f"{scope}/two_by_two/And")
     fast_value = g.op("Where", [two_by_two, half_up, scaled], f"{scope}/fast/Where")
     table_value = g.op("Round", [sums], f"{scope}/table/Round")
@@ -287,17 +348,25 @@ def quarter_half_up(g: GraphBuilder, sums: str, scope: str) -> str:
     Exact: sum + 2 is a small integer, times 0.25 is exact, Floor is the shift."""
     f32 = np.float32
     shifted = g.op("Add", [sums, g.scalar(f"{scope}/two", 2.0, f32)], f"{scope}/Add")
-    return g.op("Floor", [g.op("Mul", [shifted, g.scalar(f"{scope}/quarter", 0.25, f32)], f"{scope}/Mul")], f"{scope}/Floor")
+    return g.op(
+        "Floor", [g.op("Mul", [shifted, g.scalar(f"{scope}/quarter", 0.25, f32)], f"{scope}/Mul")], f"{scope}/Floor"
+    )
 
 
 def _saturate_uint8(g: GraphBuilder, value: str, scope: str) -> str:
     """float32 integral values -> uint8, clamped to 0..255 (saturate_cast)."""
     f32 = np.float32
-    clipped = g.op("Clip", [value, g.scalar(f"{scope}/u8/lo", 0.0, f32), g.scalar(f"{scope}/u8/hi", 255.0, f32)], f"{scope}/u8/Clip")
+    clipped = g.op(
+        "Clip",
+        [value, g.scalar(f"{scope}/u8/lo", 0.0, f32), g.scalar(f"{scope}/u8/hi", 255.0, f32)],
+        f"{scope}/u8/Clip",
+    )
     return g.op("Cast", [clipped], f"{scope}/u8/Cast", to=TensorProto.UINT8)
 
 
-def weighted_scan(g: GraphBuilder, stacked: str, dtype: int, weight: str, weight_shape: tuple[int, ...], dense_from: int, scope: str) -> str:
+def weighted_scan(
+    g: GraphBuilder, stacked: str, dtype: int, weight: str, weight_shape: tuple[int, ...], dense_from: int, scope: str
+) -> str:
     """float32 sum over taps, in tap order: acc = acc + float(stacked[t]) * weight[t] for t = 0..T-1.
 
     stacked: [T, *slice] of `dtype` (TensorProto.UINT8 or FLOAT); weight: float32 [T, n],
@@ -315,7 +384,12 @@ def weighted_scan(g: GraphBuilder, stacked: str, dtype: int, weight: str, weight
     dense = g.op("Expand", [shaped, target], f"{scope}/weight/Expand")
     # The accumulator has one slice's shape; a zero-tap table cannot occur (T >= 1: the last
     # output index always has a tap).
-    zeros = g.op("ConstantOfShape", [slice_shape], f"{scope}/zeros/ConstantOfShape", value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    zeros = g.op(
+        "ConstantOfShape",
+        [slice_shape],
+        f"{scope}/zeros/ConstantOfShape",
+        value=numpy_helper.from_array(np.zeros(1, np.float32)),
+    )
     body = _scan_body(g.opset, dtype, f"{scope}/body")
     return g.op("Scan", [zeros, stacked, dense], f"{scope}/Scan", body=body, num_scan_inputs=2)
 
@@ -362,7 +436,12 @@ def linear_taps(g: GraphBuilder, axis: Axis, clamp_last: bool, scope: str) -> Li
     one = g.scalar(f"{scope}/one", 1.0, f64)
     s = g.op("Floor", [g.op("Mul", [positions, axis.scale], f"{scope}/s/Mul")], f"{scope}/s/Floor")
     reach = g.op("Mul", [g.op("Add", [s, one], f"{scope}/f/s_plus_one"), axis.inv_scale], f"{scope}/f/Mul")
-    f = g.op("Cast", [g.op("Sub", [g.op("Add", [positions, one], f"{scope}/f/d_plus_one"), reach], f"{scope}/f/Sub")], f"{scope}/f/Cast", to=TensorProto.FLOAT)
+    f = g.op(
+        "Cast",
+        [g.op("Sub", [g.op("Add", [positions, one], f"{scope}/f/d_plus_one"), reach], f"{scope}/f/Sub")],
+        f"{scope}/f/Cast",
+        to=TensorProto.FLOAT,
+    )
     zero = g.scalar(f"{scope}/f/zero", 0.0, f32)
     frac = g.op("Sub", [f, g.op("Floor", [f], f"{scope}/f/Floor")], f"{scope}/f/frac")
     f = g.op("Where", [g.op("LessOrEqual", [f, zero], f"{scope}/f/LessOrEqual"), zero, frac], f"{scope}/f/Where")
@@ -400,7 +479,9 @@ def linear_path(g: GraphBuilder, image: str, y: Axis, x: Axis, scope: str) -> st
     ty = linear_taps(g, y, clamp_last=False, scope=f"{scope}/rows")
     tx = linear_taps(g, x, clamp_last=True, scope=f"{scope}/cols")
     few_rows = g.op("LessOrEqual", [y.src_i, g.scalar(f"{scope}/rows/count", y.dst, np.int64)], f"{scope}/few_rows")
-    first_top, first_bottom = _columns_first(g, first_rows(g, image, few_rows, y, f"{scope}/all_rows"), ty, tx, f"{scope}/columns_first")
+    first_top, first_bottom = _columns_first(
+        g, first_rows(g, image, few_rows, y, f"{scope}/all_rows"), ty, tx, f"{scope}/columns_first"
+    )
     picked_top, picked_bottom = _rows_first(g, image, few_rows, y.dst, ty, tx, f"{scope}/rows_first")
     top = g.op("Where", [few_rows, first_top, picked_top], f"{scope}/top/Where")
     bottom = g.op("Where", [few_rows, first_bottom, picked_bottom], f"{scope}/bottom/Where")
@@ -418,16 +499,28 @@ def _columns_first(g: GraphBuilder, image: str, ty: LinearTaps, tx: LinearTaps, 
     """uint8 [K, W, C] -> int32 [rows, cols, C] x 2: horizontal pass on every row, then the
     top / bottom rows picked (indices clipped to K - 1: K is 1 when this order is unused)."""
     sums = _linear_row_pass(g, image, tx, f"{scope}/horizontal")
-    last = g.op("Sub", [g.op("Shape", [image], f"{scope}/Shape", start=0, end=1), g.scalar(f"{scope}/one", 1, np.int64)], f"{scope}/last")
+    last = g.op(
+        "Sub",
+        [g.op("Shape", [image], f"{scope}/Shape", start=0, end=1), g.scalar(f"{scope}/one", 1, np.int64)],
+        f"{scope}/last",
+    )
     top = g.op("Gather", [sums, g.op("Min", [ty.index0, last], f"{scope}/top/Min")], f"{scope}/top/Gather", axis=0)
-    bottom = g.op("Gather", [sums, g.op("Min", [ty.index1, last], f"{scope}/bottom/Min")], f"{scope}/bottom/Gather", axis=0)
+    bottom = g.op(
+        "Gather", [sums, g.op("Min", [ty.index1, last], f"{scope}/bottom/Min")], f"{scope}/bottom/Gather", axis=0
+    )
     return top, bottom
 
 
-def _rows_first(g: GraphBuilder, image: str, few_rows: str, len_rows: int, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
+def _rows_first(
+    g: GraphBuilder, image: str, few_rows: str, len_rows: int, ty: LinearTaps, tx: LinearTaps, scope: str
+) -> tuple[str, str]:
     """uint8 [H, W, C] -> int32 [n, cols, C] x 2: the top / bottom rows picked, then the
     horizontal pass; n = len_rows, or 1 when this order is unused (`few_rows`; broadcasts)."""
-    count = g.op("Where", [few_rows, g.scalar(f"{scope}/one", 1, np.int64), g.scalar(f"{scope}/rows", len_rows, np.int64)], f"{scope}/count")
+    count = g.op(
+        "Where",
+        [few_rows, g.scalar(f"{scope}/one", 1, np.int64), g.scalar(f"{scope}/rows", len_rows, np.int64)],
+        f"{scope}/count",
+    )
     ends = g.op("Reshape", [count, g.ints(f"{scope}/shape", [1])], f"{scope}/Reshape")
     starts, axes = g.ints(f"{scope}/starts", [0]), g.ints(f"{scope}/axes", [0])
     outputs = []
@@ -442,11 +535,19 @@ def _linear_row_pass(g: GraphBuilder, rows: str, tx: LinearTaps, scope: str) -> 
     """uint8 [rows, W, C] -> int32 [rows, cols, C]: S[s] * a0 + S[s + 1] * a1 (exact, <= 255 * 2048 * 2)."""
     i32 = TensorProto.INT32
     shape = g.ints(f"{scope}/weight_shape", [1, -1, 1])
-    left = g.op("Cast", [g.op("Gather", [rows, tx.index0], f"{scope}/left/Gather", axis=1)], f"{scope}/left/Cast", to=i32)
-    right = g.op("Cast", [g.op("Gather", [rows, tx.index1], f"{scope}/right/Gather", axis=1)], f"{scope}/right/Cast", to=i32)
+    left = g.op(
+        "Cast", [g.op("Gather", [rows, tx.index0], f"{scope}/left/Gather", axis=1)], f"{scope}/left/Cast", to=i32
+    )
+    right = g.op(
+        "Cast", [g.op("Gather", [rows, tx.index1], f"{scope}/right/Gather", axis=1)], f"{scope}/right/Cast", to=i32
+    )
     a0 = g.op("Reshape", [tx.weight0, shape], f"{scope}/a0/Reshape")
     a1 = g.op("Reshape", [tx.weight1, shape], f"{scope}/a1/Reshape")
-    return g.op("Add", [g.op("Mul", [left, a0], f"{scope}/left/Mul"), g.op("Mul", [right, a1], f"{scope}/right/Mul")], f"{scope}/Add")
+    return g.op(
+        "Add",
+        [g.op("Mul", [left, a0], f"{scope}/left/Mul"), g.op("Mul", [right, a1], f"{scope}/right/Mul")],
+        f"{scope}/Add",
+    )
 
 
 def _linear_column_pass(g: GraphBuilder, top: str, bottom: str, ty: LinearTaps, scope: str) -> str:
@@ -457,7 +558,9 @@ def _linear_column_pass(g: GraphBuilder, top: str, bottom: str, ty: LinearTaps, 
     b0 = g.op("Reshape", [ty.weight0, shape], f"{scope}/b0/Reshape")
     b1 = g.op("Reshape", [ty.weight1, shape], f"{scope}/b1/Reshape")
     terms = [_shifted_product(g, top, b0, f"{scope}/top"), _shifted_product(g, bottom, b1, f"{scope}/bottom")]
-    total = g.op("Add", [g.op("Add", terms, f"{scope}/terms/Add"), g.scalar(f"{scope}/round", 2, np.int32)], f"{scope}/round/Add")
+    total = g.op(
+        "Add", [g.op("Add", terms, f"{scope}/terms/Add"), g.scalar(f"{scope}/round", 2, np.int32)], f"{scope}/round/Add"
+    )
     value = g.op("Div", [total, g.scalar(f"{scope}/shift2", 4, np.int32)], f"{scope}/shift2/Div")
     return g.op("Cast", [value], f"{scope}/u8/Cast", to=TensorProto.UINT8)
 
@@ -466,4 +569,8 @@ def _shifted_product(g: GraphBuilder, row: str, beta: str, scope: str) -> str:
     """int32: (beta * (row >> 4)) >> 16, as VResizeLinear (and v_mul_hi of its SIMD twin) does."""
     i32 = np.int32
     high = g.op("Div", [row, g.scalar(f"{scope}/shift4", 16, i32)], f"{scope}/shift4/Div")
-    return g.op("Div", [g.op("Mul", [beta, high], f"{scope}/Mul"), g.scalar(f"{scope}/shift16", 65536, i32)], f"{scope}/shift16/Div")
+    return g.op(
+        "Div",
+        [g.op("Mul", [beta, high], f"{scope}/Mul"), g.scalar(f"{scope}/shift16", 65536, i32)],
+        f"{scope}/shift16/Div",
+    )

@@ -117,11 +117,19 @@ def resize_rows(g: GraphBuilder, x: str, in_size: int, out_size: int, name: str)
     wide = g.op("Cast", [gathered], f"{name}/Cast", to=TensorProto.INT32)
     products = g.op("Mul", [wide, g.const(f"{name}/weights", fixed[:, :, None])], f"{name}/Mul")
     summed = g.op("ReduceSum", [products, g.ints(f"{name}/tap_axis", [1])], f"{name}/Sum", keepdims=0)
-    rounded = g.op("Add", [summed, g.const(f"{name}/half", np.array(1 << (PRECISION_BITS - 1), dtype=np.int32))], f"{name}/Round")
+    rounded = g.op(
+        "Add", [summed, g.const(f"{name}/half", np.array(1 << (PRECISION_BITS - 1), dtype=np.int32))], f"{name}/Round"
+    )
     # Max/Min rather than Clip: Clip wants 0-d bounds and the builder's constants are [1].
     low = g.op("Max", [rounded, g.const(f"{name}/low", np.array(0, dtype=np.int32))], f"{name}/ClipLow")
-    clipped = g.op("Min", [low, g.const(f"{name}/high", np.array((1 << (PRECISION_BITS + 8)) - 1, dtype=np.int32))], f"{name}/Clip8")
-    shifted = g.op("Div", [clipped, g.const(f"{name}/unit", np.array(1 << PRECISION_BITS, dtype=np.int32))], f"{name}/Shift")  # >= 0: == >> 22
+    clipped = g.op(
+        "Min",
+        [low, g.const(f"{name}/high", np.array((1 << (PRECISION_BITS + 8)) - 1, dtype=np.int32))],
+        f"{name}/Clip8",
+    )
+    shifted = g.op(
+        "Div", [clipped, g.const(f"{name}/unit", np.array(1 << PRECISION_BITS, dtype=np.int32))], f"{name}/Shift"
+    )  # >= 0: == >> 22
     return g.op("Cast", [shifted], f"{name}/ToUint8", to=TensorProto.UINT8)
 
 

@@ -76,7 +76,9 @@ def axis_sampling(length_in: int, length_out: int) -> AxisSampling:
     return AxisSampling(first=first, second=second, w0=w0, w1=w1)
 
 
-def antialiased_resize(g: GraphBuilder, image: str, in_shape: Sequence[int], out_shape: Sequence[int], name: str) -> str:
+def antialiased_resize(
+    g: GraphBuilder, image: str, in_shape: Sequence[int], out_shape: Sequence[int], name: str
+) -> str:
     """scikit-image's anti-aliased resize of a uint8 [rows, cols] tensor of constant `in_shape`.
 
     The blur is computed only where it can differ from 0 and the zoom reads it (`blur_ink_window`):
@@ -98,7 +100,13 @@ def antialiased_resize(g: GraphBuilder, image: str, in_shape: Sequence[int], out
 
 
 def blur_ink_window(
-    g: GraphBuilder, image: str, in_shape: Sequence[int], sigma: Sequence[float], row_lines: np.ndarray, col_lines: np.ndarray, name: str
+    g: GraphBuilder,
+    image: str,
+    in_shape: Sequence[int],
+    sigma: Sequence[float],
+    row_lines: np.ndarray,
+    col_lines: np.ndarray,
+    name: str,
 ) -> str:
     """`gaussian_filter(image as float64, sigma, mode="constant")[row_lines][:, col_lines]`, cheaply.
 
@@ -119,17 +127,69 @@ def blur_ink_window(
     radius = kernel_radius(sigma[0]) if sigma[0] > SKIP_SIGMA else 0
     first, end, sampled = reached_rows(g, image, row_lines, radius, f"{name}/reached")
     # The image rows [low, high) the row pass reads at `sampled`, clipped to the image.
-    low = g.op("Max", [g.op("Sub", [g.op("Slice", [sampled, g.ints(f"{name}/first_start", [0]), g.ints(f"{name}/first_end", [1])], f"{name}/FirstLine"), g.ints(f"{name}/radius_low", [radius])], f"{name}/ReadFrom"), g.ints(f"{name}/zero_low", [0])], f"{name}/Low")
-    high = g.op("Min", [g.op("Add", [g.op("Slice", [sampled, g.ints(f"{name}/last_start", [-1]), g.ints(f"{name}/last_end", [np.iinfo(np.int64).max])], f"{name}/LastLine"), g.ints(f"{name}/radius_high", [radius + 1])], f"{name}/ReadTo"), g.ints(f"{name}/height", [in_shape[0]])], f"{name}/High")
+    low = g.op(
+        "Max",
+        [
+            g.op(
+                "Sub",
+                [
+                    g.op(
+                        "Slice",
+                        [sampled, g.ints(f"{name}/first_start", [0]), g.ints(f"{name}/first_end", [1])],
+                        f"{name}/FirstLine",
+                    ),
+                    g.ints(f"{name}/radius_low", [radius]),
+                ],
+                f"{name}/ReadFrom",
+            ),
+            g.ints(f"{name}/zero_low", [0]),
+        ],
+        f"{name}/Low",
+    )
+    high = g.op(
+        "Min",
+        [
+            g.op(
+                "Add",
+                [
+                    g.op(
+                        "Slice",
+                        [
+                            sampled,
+                            g.ints(f"{name}/last_start", [-1]),
+                            g.ints(f"{name}/last_end", [np.iinfo(np.int64).max]),
+                        ],
+                        f"{name}/LastLine",
+                    ),
+                    g.ints(f"{name}/radius_high", [radius + 1]),
+                ],
+                f"{name}/ReadTo",
+            ),
+            g.ints(f"{name}/height", [in_shape[0]]),
+        ],
+        f"{name}/High",
+    )
     col_begin, col_end = ink_span(g, image, 1, f"{name}/ink_cols")
-    window = g.op("Slice", [image, g.op("Concat", [low, col_begin], f"{name}/Starts", axis=0), g.op("Concat", [high, col_end], f"{name}/Ends", axis=0)], f"{name}/Window")
+    window = g.op(
+        "Slice",
+        [
+            image,
+            g.op("Concat", [low, col_begin], f"{name}/Starts", axis=0),
+            g.op("Concat", [high, col_end], f"{name}/Ends", axis=0),
+        ],
+        f"{name}/Window",
+    )
     source = g.op("Cast", [window], f"{name}/AsDouble", to=TensorProto.DOUBLE)  # preserve_range: float64
     in_window = g.op("Sub", [sampled, low], f"{name}/InWindow")  # the sampled rows' indices in the window
-    row_pass = gaussian_blur(g, source, (sigma[0], 0.0), "constant", np.float64, f"{name}/row_pass", positions=(in_window, None))
+    row_pass = gaussian_blur(
+        g, source, (sigma[0], 0.0), "constant", np.float64, f"{name}/row_pass", positions=(in_window, None)
+    )
     zero = g.ints(f"{name}/zero", [0])
     width_after = g.op("Sub", [g.ints(f"{name}/width", [in_shape[1]]), col_end], f"{name}/WidthAfter")
     full_width = pad_2d(g, row_pass, [zero, col_begin, zero, width_after], f"{name}/full_width")  # [end - first, cols]
-    col_pass = gaussian_blur(g, full_width, (0.0, sigma[1]), "constant", np.float64, f"{name}/col_pass", positions=(None, col_lines))
+    col_pass = gaussian_blur(
+        g, full_width, (0.0, sigma[1]), "constant", np.float64, f"{name}/col_pass", positions=(None, col_lines)
+    )
     lines_after = g.op("Sub", [g.ints(f"{name}/line_count", [len(row_lines)]), end], f"{name}/LinesAfter")
     return pad_2d(g, col_pass, [first, zero, lines_after, zero], f"{name}/all_rows")
 
@@ -143,7 +203,9 @@ def reached_rows(g: GraphBuilder, image: str, row_lines: np.ndarray, radius: int
     """
     ink_begin, ink_end = ink_span(g, image, 0, f"{name}/ink_rows")
     lines = g.const(f"{name}/row_lines", row_lines)
-    first = _count(g, lines, g.op("Sub", [ink_begin, g.ints(f"{name}/radius_low", [radius])], f"{name}/From"), f"{name}/first")
+    first = _count(
+        g, lines, g.op("Sub", [ink_begin, g.ints(f"{name}/radius_low", [radius])], f"{name}/From"), f"{name}/first"
+    )
     end = _count(g, lines, g.op("Add", [ink_end, g.ints(f"{name}/radius_high", [radius])], f"{name}/To"), f"{name}/end")
     first = g.op("Min", [first, g.ints(f"{name}/last_line", [len(row_lines) - 1])], f"{name}/First")
     end = g.op("Max", [end, g.op("Add", [first, g.ints(f"{name}/one", [1])], f"{name}/FirstPlusOne")], f"{name}/End")
@@ -158,7 +220,12 @@ def ink_span(g: GraphBuilder, image: str, axis: int, name: str) -> tuple[str, st
     (ArgMax of all zeros: first 0, last n - 1).
     """
     line_max = g.reduce_max(image, [1 - axis], f"{name}/LineMax")  # keepdims: [H, 1] or [1, W]
-    present = g.op("Cast", [g.op("Greater", [line_max, g.scalar(f"{name}/zero", 0, np.uint8)], f"{name}/Present")], f"{name}/PresentInt", to=TensorProto.INT32)
+    present = g.op(
+        "Cast",
+        [g.op("Greater", [line_max, g.scalar(f"{name}/zero", 0, np.uint8)], f"{name}/Present")],
+        f"{name}/PresentInt",
+        to=TensorProto.INT32,
+    )
     flat = g.op("Reshape", [present, g.ints(f"{name}/flat", [-1])], f"{name}/Flat")
     begin = g.op("ArgMax", [flat], f"{name}/Begin", axis=0, keepdims=1, select_last_index=0)
     last = g.op("ArgMax", [flat], f"{name}/Last", axis=0, keepdims=1, select_last_index=1)
@@ -188,7 +255,9 @@ def read_lines(sampling: AxisSampling, length: int) -> tuple[np.ndarray, AxisSam
     remap = np.zeros(length + 2, dtype=np.int64)  # padded image index -> padded reduced index
     remap[lines + 1] = np.arange(1, len(lines) + 1)
     remap[length + 1] = len(lines) + 1
-    return lines, AxisSampling(first=remap[sampling.first], second=remap[sampling.second], w0=sampling.w0, w1=sampling.w1)
+    return lines, AxisSampling(
+        first=remap[sampling.first], second=remap[sampling.second], w0=sampling.w0, w1=sampling.w1
+    )
 
 
 def zoom_linear(g: GraphBuilder, x: str, rows: AxisSampling, cols: AxisSampling, name: str) -> str:
@@ -199,7 +268,10 @@ def zoom_linear(g: GraphBuilder, x: str, rows: AxisSampling, cols: AxisSampling,
     padded = g.op("Pad", [x, g.ints(f"{name}/pads", [1, 1, 1, 1])], f"{name}/Pad", mode="constant")
     wr = [g.const(f"{name}/wr{i}", w[:, None]) for i, w in enumerate((rows.w0, rows.w1))]
     wc = [g.const(f"{name}/wc{i}", w[None, :]) for i, w in enumerate((cols.w0, cols.w1))]
-    row_lines = [g.op("Gather", [padded, g.const(f"{name}/rows{i}", idx)], f"{name}/rows{i}/Gather", axis=0) for i, idx in enumerate((rows.first, rows.second))]
+    row_lines = [
+        g.op("Gather", [padded, g.const(f"{name}/rows{i}", idx)], f"{name}/rows{i}/Gather", axis=0)
+        for i, idx in enumerate((rows.first, rows.second))
+    ]
     col_index = [g.const(f"{name}/cols{i}", idx) for i, idx in enumerate((cols.first, cols.second))]
     total = g.scalar(f"{name}/zero", 0.0, np.float64)
     for a in range(2):
@@ -217,13 +289,27 @@ def clip_warp_output(g: GraphBuilder, source: str, out: str, name: str) -> str:
     lo, hi = source.min(), source.max(); when 0 < lo and out.min() <= 0 <= out.max(), lo = 0.
     """
     # The range of the uint8 image, then as float64: the same values as its float64 copy's.
-    lo = g.op("Cast", [g.op("ReduceMin", [source], f"{name}/ImageMinUint8", keepdims=0)], f"{name}/ImageMin", to=TensorProto.DOUBLE)
-    hi = g.op("Cast", [g.op("ReduceMax", [source], f"{name}/ImageMaxUint8", keepdims=0)], f"{name}/ImageMax", to=TensorProto.DOUBLE)
+    lo = g.op(
+        "Cast",
+        [g.op("ReduceMin", [source], f"{name}/ImageMinUint8", keepdims=0)],
+        f"{name}/ImageMin",
+        to=TensorProto.DOUBLE,
+    )
+    hi = g.op(
+        "Cast",
+        [g.op("ReduceMax", [source], f"{name}/ImageMaxUint8", keepdims=0)],
+        f"{name}/ImageMax",
+        to=TensorProto.DOUBLE,
+    )
     zero = g.scalar(f"{name}/cval", 0.0, np.float64)
     cval_outside = g.op("Less", [zero, lo], f"{name}/CvalOutside")
     out_lo = g.op("ReduceMin", [out], f"{name}/OutMin", keepdims=0)
     out_hi = g.op("ReduceMax", [out], f"{name}/OutMax", keepdims=0)
-    cval_inside_out = g.op("And", [g.op("LessOrEqual", [out_lo, zero], f"{name}/OutLow"), g.op("LessOrEqual", [zero, out_hi], f"{name}/OutHigh")], f"{name}/CvalInOut")
+    cval_inside_out = g.op(
+        "And",
+        [g.op("LessOrEqual", [out_lo, zero], f"{name}/OutLow"), g.op("LessOrEqual", [zero, out_hi], f"{name}/OutHigh")],
+        f"{name}/CvalInOut",
+    )
     preserve = g.op("And", [cval_outside, cval_inside_out], f"{name}/PreserveCval")
     low = g.op("Where", [preserve, zero, lo], f"{name}/Low")
     return g.op("Clip", [out, low, hi], f"{name}/Clip")

@@ -25,7 +25,11 @@ def image_graph(g: GraphBuilder, rgb: str, pre: Preprocessing) -> tuple[str, str
     if pre.style != "rgb":
         raise ValueError(f"rgb.image_graph builds style 'rgb', not {pre.style!r}")
     rows, cols = pre.input_size
-    sides = g.op("Slice", [g.op("Shape", [rgb], "rgb/Shape"), g.ints("rgb/sides/starts", [0]), g.ints("rgb/sides/ends", [2])], "rgb/sides/Slice")
+    sides = g.op(
+        "Slice",
+        [g.op("Shape", [rgb], "rgb/Shape"), g.ints("rgb/sides/starts", [0]), g.ints("rgb/sides/ends", [2])],
+        "rgb/sides/Slice",
+    )
     valid = _has_pixels(g, sides, "rgb/valid")
     page = _at_least_one_pixel(g, rgb, sides, "rgb/nonempty")
     resized = resize_area(g, page, rows, cols, "rgb/resize")
@@ -44,6 +48,16 @@ def _at_least_one_pixel(g: GraphBuilder, rgb: str, sides: str, scope: str) -> st
     """uint8 [max(H, 1), max(W, 1), 3]: the image itself, or a black row/column where a side is 0.
 
     A Pad by (side == 0) at the end of each spatial axis: no padding at all for a real page."""
-    missing = g.op("Cast", [g.op("Equal", [sides, g.scalar(f"{scope}/zero", 0, np.int64)], f"{scope}/Equal")], f"{scope}/Cast", to=TensorProto.INT64)
-    pads = g.op("Concat", [g.ints(f"{scope}/pads/begin", [0, 0, 0]), missing, g.ints(f"{scope}/pads/channels", [0])], f"{scope}/pads/Concat", axis=0)
+    missing = g.op(
+        "Cast",
+        [g.op("Equal", [sides, g.scalar(f"{scope}/zero", 0, np.int64)], f"{scope}/Equal")],
+        f"{scope}/Cast",
+        to=TensorProto.INT64,
+    )
+    pads = g.op(
+        "Concat",
+        [g.ints(f"{scope}/pads/begin", [0, 0, 0]), missing, g.ints(f"{scope}/pads/channels", [0])],
+        f"{scope}/pads/Concat",
+        axis=0,
+    )
     return g.op("Pad", [rgb, pads], f"{scope}/Pad", mode="constant")

@@ -68,7 +68,9 @@ def image_graph(g: GraphBuilder, rgb: str, pre: Preprocessing, blur_sigma: float
     return image, flag
 
 
-def normalize_image(g: GraphBuilder, gray: str, canvas_size: tuple[int, int], blur_sigma: float, name: str) -> tuple[str, str]:
+def normalize_image(
+    g: GraphBuilder, gray: str, canvas_size: tuple[int, int], blur_sigma: float, name: str
+) -> tuple[str, str]:
     """`sigver.normalize_image(gray, canvas_size)`: uint8 [H, W] -> (uint8 [canvas], bool scalar).
 
     valid is False for a uniform image (min == max), no ink after the blur, or ink on a single

@@ -84,7 +84,14 @@ def centered_graph(g: GraphBuilder, gray: str, pre: Preprocessing, blur_sigma: f
     image = crop_center(g, resized, img_size, input_size, f"{name}/crop")
     valid = g.op(
         "And",
-        [g.op("And", [not_uniform(g, gray, f"{name}/uniform"), not_all(g, ink, f"{name}/all_ink")], f"{name}/valid/Ink"), placed.valid],
+        [
+            g.op(
+                "And",
+                [not_uniform(g, gray, f"{name}/uniform"), not_all(g, ink, f"{name}/all_ink")],
+                f"{name}/valid/Ink",
+            ),
+            placed.valid,
+        ],
         f"{name}/valid/And",
     )
     valid = scalar_bool(g, valid, f"{name}/valid")
@@ -95,10 +102,19 @@ def spp_graph(g: GraphBuilder, gray: str, input_size: tuple[int, int], name: str
     """`255 - remove_background(gray)` of a uint8 [H, W] tensor; valid iff H, W >= input_size."""
     threshold = otsu_threshold(g, gray, f"{name}/otsu")
     cleaned = paper_above(g, gray, threshold, f"{name}/paper")
-    inverted = g.op("Sub", [g.scalar(f"{name}/white", 255, np.uint8), cleaned], f"{name}/Invert")  # uint8, never below 0
+    inverted = g.op(
+        "Sub", [g.scalar(f"{name}/white", 255, np.uint8), cleaned], f"{name}/Invert"
+    )  # uint8, never below 0
     shape = g.op("Shape", [gray], f"{name}/Shape")
-    large_enough = g.op("GreaterOrEqual", [shape, g.ints(f"{name}/input_size", input_size)], f"{name}/LargeEnough")  # [2]
-    valid = g.op("ReduceMin", [g.op("Cast", [large_enough], f"{name}/LargeEnoughInt", to=TensorProto.INT32)], f"{name}/BothSides", keepdims=0)
+    large_enough = g.op(
+        "GreaterOrEqual", [shape, g.ints(f"{name}/input_size", input_size)], f"{name}/LargeEnough"
+    )  # [2]
+    valid = g.op(
+        "ReduceMin",
+        [g.op("Cast", [large_enough], f"{name}/LargeEnoughInt", to=TensorProto.INT32)],
+        f"{name}/BothSides",
+        keepdims=0,
+    )
     valid = scalar_bool(g, g.op("Cast", [valid], f"{name}/ValidBool", to=TensorProto.BOOL), f"{name}/valid")
     return blank_unless(g, inverted, valid, f"{name}/blank"), valid
 
@@ -113,7 +129,11 @@ def not_uniform(g: GraphBuilder, gray: str, name: str) -> str:
 def not_all(g: GraphBuilder, mask: str, name: str) -> str:
     """bool: some element of the bool mask is False (the package refuses an all-ink image)."""
     as_int = g.op("Cast", [mask], f"{name}/AsInt", to=TensorProto.INT32)
-    return g.op("Equal", [g.op("ReduceMin", [as_int], f"{name}/Min", keepdims=0), g.scalar(f"{name}/zero", 0, np.int32)], f"{name}/Equal")
+    return g.op(
+        "Equal",
+        [g.op("ReduceMin", [as_int], f"{name}/Min", keepdims=0), g.scalar(f"{name}/zero", 0, np.int32)],
+        f"{name}/Equal",
+    )
 
 
 def scalar_bool(g: GraphBuilder, x: str, name: str) -> str:
@@ -141,7 +161,11 @@ def bytescale(g: GraphBuilder, data: str, name: str) -> str:
     cmax = g.op("ReduceMax", [data], f"{name}/Max", keepdims=0)
     span = g.op("Sub", [cmax, cmin], f"{name}/Span")
     one = g.scalar(f"{name}/one", 1.0, np.float32)
-    cscale = g.op("Where", [g.op("Equal", [span, g.scalar(f"{name}/zero", 0.0, np.float32)], f"{name}/Flat"), one, span], f"{name}/CScale")
+    cscale = g.op(
+        "Where",
+        [g.op("Equal", [span, g.scalar(f"{name}/zero", 0.0, np.float32)], f"{name}/Flat"), one, span],
+        f"{name}/CScale",
+    )
     scale = g.op("Div", [g.scalar(f"{name}/top", 255.0, np.float32), cscale], f"{name}/Scale")
     scaled = g.op("Mul", [g.op("Sub", [data, cmin], f"{name}/Shift"), scale], f"{name}/Mul")
     low = g.op("Max", [scaled, g.scalar(f"{name}/low", 0.0, np.float32)], f"{name}/ClipLow")

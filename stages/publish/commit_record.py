@@ -47,7 +47,9 @@ def record(root: Path, model: str, family: str, model_sha256: str) -> bytes:
     """The bytes of commit.json for `model`, built at HEAD of the checkout `root`."""
     head = _git(root, "rev-parse", "HEAD")
     if head.returncode != 0:
-        raise PipelineError(f"{root}: not a git checkout with a commit ({first_line(head.stderr)}); commit the build (dvc.lock) before signing")
+        raise PipelineError(
+            f"{root}: not a git checkout with a commit ({first_line(head.stderr)}); commit the build (dvc.lock) before signing"
+        )
     origin = _git(root, "remote", "get-url", "origin")
     paths = [*BUILD_FILES, *lineage.build_code(family)]
     changed = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *paths)

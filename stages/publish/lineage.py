@@ -40,8 +40,16 @@ def build_code(family: str) -> list[str]:
     that they agree and that they hold every module the stages import). A change to another
     family's folder neither reruns this model's stages nor changes this digest."""
     return [
-        "signature_onnx", "stages/__init__.py", "stages/convert.py", "stages/core", "stages/families/__init__.py",
-        f"stages/families/{family}", "stages/fetch.py", "stages/patch.py", "stages/preprocess_graph", "stages/publish",
+        "signature_onnx",
+        "stages/__init__.py",
+        "stages/convert.py",
+        "stages/core",
+        "stages/families/__init__.py",
+        f"stages/families/{family}",
+        "stages/fetch.py",
+        "stages/patch.py",
+        "stages/preprocess_graph",
+        "stages/publish",
         "stages/validate.py",
     ]
 
@@ -145,7 +153,8 @@ def build_record(
         "source": source_record(spec),
         "synthetic_weights": spec.source.kind == "builtin",
         "upstream_files": {
-            file: {"sha256": sha256_file(raw / file), "size": (raw / file).stat().st_size} for file in sorted(spec.files)
+            file: {"sha256": sha256_file(raw / file), "size": (raw / file).stat().st_size}
+            for file in sorted(spec.files)
         },
         "params_sha256": params_digest(spec),
         "code_sha256": code_digest(code, spec.family),
@@ -155,7 +164,9 @@ def build_record(
     }
 
 
-def lineage_document(record: dict[str, Any], onnx_sha256: str, opset: int, graphs: dict[str, str] | None = None) -> dict[str, Any]:
+def lineage_document(
+    record: dict[str, Any], onnx_sha256: str, opset: int, graphs: dict[str, str] | None = None
+) -> dict[str, Any]:
     """lineage.json: the record plus the published files' digests (`graphs`: preprocess.onnx and
     pipeline.onnx -> sha256, built from model.onnx and the preprocessing params)."""
     onnx_entry: dict[str, Any] = {"file": "model.onnx", "sha256": onnx_sha256, "opset": opset}

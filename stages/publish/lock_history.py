@@ -40,11 +40,7 @@ def lock_md5s(lock_text: bytes | str, stage: str) -> dict[str, str]:
     entry = lock.get("stages", {}).get(stage) if isinstance(lock, dict) else None
     if not isinstance(entry, dict):
         return {}
-    return {
-        str(out.get("path")): str(out.get("md5"))
-        for out in entry.get("outs", []) or []
-        if isinstance(out, dict)
-    }
+    return {str(out.get("path")): str(out.get("md5")) for out in entry.get("outs", []) or [] if isinstance(out, dict)}
 
 
 def head(root: Path) -> str | None:
@@ -82,7 +78,7 @@ def commits_holding(root: Path, stage: str, out_path: str, md5: str) -> list[Com
             continue
         blob, size = header[0], int(header[2])
         if blob not in verdict_by_blob:
-            verdict_by_blob[blob] = lock_md5s(batch[position:position + size], stage).get(out_path) == md5
+            verdict_by_blob[blob] = lock_md5s(batch[position : position + size], stage).get(out_path) == md5
         position += size + 1
         if verdict_by_blob[blob]:
             holding.append(commit)

@@ -46,10 +46,20 @@ def statement(record: dict[str, Any], onnx_sha256: str) -> dict[str, Any]:
             dependency["uri"] = uri
         dependency["annotations"] = {"synthetic_weights": record["synthetic_weights"], "size": facts["size"]}
         dependencies.append(dependency)
-    dependencies.append({"name": f"stages/families/{record['family']} + shared code", "digest": {"sha256": record["code_sha256"]},
-                         "annotations": {"role": "the pipeline code that builds this model (stages.publish.lineage.build_code)"}})
-    dependencies.append({"name": f"params.yaml#models.{name}", "digest": {"sha256": record["params_sha256"]},
-                         "annotations": {"role": "the model's params entry (stages.publish.lineage.params_digest)"}})
+    dependencies.append(
+        {
+            "name": f"stages/families/{record['family']} + shared code",
+            "digest": {"sha256": record["code_sha256"]},
+            "annotations": {"role": "the pipeline code that builds this model (stages.publish.lineage.build_code)"},
+        }
+    )
+    dependencies.append(
+        {
+            "name": f"params.yaml#models.{name}",
+            "digest": {"sha256": record["params_sha256"]},
+            "annotations": {"role": "the model's params entry (stages.publish.lineage.params_digest)"},
+        }
+    )
     for package, version in sorted(record["toolchain"].items()):
         if version is not None and package != "python":
             dependencies.append({"uri": f"pkg:pypi/{package}@{version}"})
@@ -76,7 +86,10 @@ def statement(record: dict[str, Any], onnx_sha256: str) -> dict[str, Any]:
             "runDetails": {
                 "builder": {
                     "id": BUILDER_ID,
-                    "version": {"dvc": str(record["toolchain"].get("dvc")), "python": str(record["toolchain"].get("python"))},
+                    "version": {
+                        "dvc": str(record["toolchain"].get("dvc")),
+                        "python": str(record["toolchain"].get("python")),
+                    },
                 },
             },
         },

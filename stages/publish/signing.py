@@ -65,8 +65,10 @@ def sign_folder(folder: Path, private_key: Path, password: str | None = None) ->
     except PipelineError:
         raise
     except (ValueError, TypeError) as exc:  # cryptography's messages for a wrong key or password
-        raise PipelineError(f"signing key {private_key}: cannot sign with it ({_reason(exc)}); "
-                            f"it must be an EC P-256/384/521 private key PEM ({KEY_PASSWORD_ENV} if encrypted)") from None
+        raise PipelineError(
+            f"signing key {private_key}: cannot sign with it ({_reason(exc)}); "
+            f"it must be an EC P-256/384/521 private key PEM ({KEY_PASSWORD_ENV} if encrypted)"
+        ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

@@ -31,7 +31,9 @@ from stages.core.params import ValidationSpec
 VERDICT_FILE = "verdict.json"
 
 
-def certified_record(spec: ValidationSpec, references: list[str], samples: int, preprocess_pages: int | None = None) -> dict:
+def certified_record(
+    spec: ValidationSpec, references: list[str], samples: int, preprocess_pages: int | None = None
+) -> dict:
     """The record of a passed validation: what the check certified, in a few flat fields.
 
     `references`: what the outputs were compared with, each within the tolerance (the source

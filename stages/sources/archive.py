@@ -41,7 +41,9 @@ def extract_member(archive: Path, member: str, dest: Path, max_bytes: int, what:
     try:
         bundle = zipfile.ZipFile(archive)
     except Exception as exc:  # BadZipFile, and ValueError/struct.error/... for a crafted directory
-        raise PipelineError(f"{what}: {source} is not a readable zip archive ({_reason(exc)}); check the address") from None
+        raise PipelineError(
+            f"{what}: {source} is not a readable zip archive ({_reason(exc)}); check the address"
+        ) from None
     with bundle:
         names = bundle.namelist()
         if member not in names:
@@ -76,9 +78,13 @@ def extract_member(archive: Path, member: str, dest: Path, max_bytes: int, what:
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
             raise PipelineError(f"{what}: {member} in {source} is damaged ({_reason(exc)}); fetch again") from None
         except OSError as exc:
-            raise PipelineError(f"{what}: cannot write {dest.name} into {dest.parent} ({exc.strerror or _reason(exc)})") from None
+            raise PipelineError(
+                f"{what}: cannot write {dest.name} into {dest.parent} ({exc.strerror or _reason(exc)})"
+            ) from None
         except Exception as exc:  # encrypted, an unsupported version or compression, a crafted header
-            raise PipelineError(f"{what}: {member} in {source} cannot be extracted ({_reason(exc)}); use a plain zip") from None
+            raise PipelineError(
+                f"{what}: {member} in {source} cannot be extracted ({_reason(exc)}); use a plain zip"
+            ) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)

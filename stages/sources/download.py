@@ -185,7 +185,11 @@ def prepared_origin(final: str) -> str:
     host = (adapter_view.hostname or "").lower()
     library_view = urllib3.util.parse_url(final)
     library_scheme = (library_view.scheme or "").lower()
-    library = (library_scheme, (library_view.host or "").lower().strip("[]"), library_view.port or DEFAULT_PORTS.get(library_scheme, 0))
+    library = (
+        library_scheme,
+        (library_view.host or "").lower().strip("[]"),
+        library_view.port or DEFAULT_PORTS.get(library_scheme, 0),
+    )
     if (scheme, host, port) != library or not host or scheme not in DEFAULT_PORTS:
         raise ValueError("an ambiguous or incomplete address")
     if not _HOST_NAME.match(host):
@@ -286,7 +290,9 @@ def with_retries(attempt: Callable[[], T], policy: RetryPolicy, what: str, actio
             if number == policy.attempts:
                 break
             delay = policy.delay(number, exc.retry_after)
-            log.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", what, exc.reason, delay, number + 1, policy.attempts)
+            log.warning(
+                "%s: %s; retrying in %.1f s (attempt %d of %d)", what, exc.reason, delay, number + 1, policy.attempts
+            )
             policy.wait(delay)
     assert last is not None
     raise PipelineError(
@@ -294,7 +300,9 @@ def with_retries(attempt: Callable[[], T], policy: RetryPolicy, what: str, actio
     )
 
 
-def fetch_file(session: requests.Session, job: Job, policy: RetryPolicy = RetryPolicy(), progress: bool | None = None) -> Pin:
+def fetch_file(
+    session: requests.Session, job: Job, policy: RetryPolicy = RetryPolicy(), progress: bool | None = None
+) -> Pin:
     """Download `job` to `job.dest`, retrying transient failures; return the file's Pin.
 
     Raises PipelineError (or a subclass) with one actionable line on any final failure; the
@@ -303,7 +311,10 @@ def fetch_file(session: requests.Session, job: Job, policy: RetryPolicy = RetryP
     try:
         with deadline(job.max_seconds) as ends:
             return with_retries(
-                lambda: _attempt(session, job, policy, progress, ends), policy, job.what, f"download from {host_of(job.url)}"
+                lambda: _attempt(session, job, policy, progress, ends),
+                policy,
+                job.what,
+                f"download from {host_of(job.url)}",
             )
     except DeadlineExceeded:
         raise PipelineError(
@@ -330,7 +341,9 @@ def _open(session: requests.Session, job: Job, policy: RetryPolicy) -> requests.
             url = _next_hop(url, location, job, "a redirect")
             redirects += 1
             if redirects > MAX_REDIRECTS:
-                raise PipelineError(f"{job.what}: more than {MAX_REDIRECTS} redirects from {host_of(job.url)}; check the address")
+                raise PipelineError(
+                    f"{job.what}: more than {MAX_REDIRECTS} redirects from {host_of(job.url)}; check the address"
+                )
             continue
         if status == 429 or 500 <= status <= 599:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -350,7 +363,9 @@ def _open(session: requests.Session, job: Job, policy: RetryPolicy) -> requests.
                 response.close()
                 pages += 1
                 if pages > job.max_interstitials:
-                    raise PipelineError(f"{job.what}: {host_of(url)} keeps answering confirmation pages instead of the file")
+                    raise PipelineError(
+                        f"{job.what}: {host_of(url)} keeps answering confirmation pages instead of the file"
+                    )
                 url = _next_hop(url, next_url, job, "a confirmation page")
                 continue
         return response
@@ -372,12 +387,16 @@ def _next_hop(url: str, location: str | None, job: Job, how: str) -> str:
         except ValueError:
             pass
         if scheme and scheme.lower() not in DEFAULT_PORTS:
-            raise PipelineError(f"{job.what}: refusing {how} from {host_of(url)} to a {shown(scheme, 20)} address") from None
+            raise PipelineError(
+                f"{job.what}: refusing {how} from {host_of(url)} to a {shown(scheme, 20)} address"
+            ) from None
         raise PipelineError(
             f"{job.what}: refusing {how} from {host_of(url)} to '{shown(scrub_url(location), 120)}': {exc}"
         ) from None
     if here.startswith("https://") and not origin.startswith("https://"):
-        raise PipelineError(f"{job.what}: refusing {how} from https to plain http ({host_of(url)} -> {host_of(target)})")
+        raise PipelineError(
+            f"{job.what}: refusing {how} from https to plain http ({host_of(url)} -> {host_of(target)})"
+        )
     return target
 
 
@@ -389,7 +408,8 @@ def _redirect_target(url: str, response: requests.Response, job: Job) -> str:
 def _get(session: requests.Session, url: str, job: Job, policy: RetryPolicy) -> requests.Response:
     try:
         request = requests.Request(
-            "GET", url,
+            "GET",
+            url,
             # Identity encoding: the bytes hashed are the bytes sent, and Content-Length counts them.
             headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT},
         )
@@ -407,8 +427,12 @@ def _get(session: requests.Session, url: str, job: Job, policy: RetryPolicy) -> 
         # prepares the next hop of a redirect (and raises on a malformed Location) before we
         # have checked it; we follow redirects ourselves.
         response = session.get_adapter(prepared.url).send(
-            prepared, stream=True, timeout=(policy.connect_timeout, policy.read_timeout),
-            verify=settings["verify"], cert=settings["cert"], proxies=settings["proxies"],
+            prepared,
+            stream=True,
+            timeout=(policy.connect_timeout, policy.read_timeout),
+            verify=settings["verify"],
+            cert=settings["cert"],
+            proxies=settings["proxies"],
         )
         extract_cookies_to_jar(session.cookies, prepared, response.raw)  # Drive's download_warning cookie
         return response
@@ -416,8 +440,14 @@ def _get(session: requests.Session, url: str, job: Job, policy: RetryPolicy) -> 
         raise PipelineError(
             f"{job.what}: TLS verification failed for {host_of(url)} ({_ssl_reason(exc)}); check the system clock and CA certificates"
         ) from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-            requests.exceptions.InvalidHeader, urllib3.exceptions.LocationParseError, UnicodeError):
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidHeader,
+        urllib3.exceptions.LocationParseError,
+        UnicodeError,
+    ):
         raise PipelineError(f"{job.what}: '{shown(scrub_url(url), 120)}' is not a valid download address") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError("network", f"cannot reach {host_of(url)}: {describe_network_error(exc)}") from None
@@ -536,7 +566,9 @@ def _disk_error(job: Job, exc: OSError) -> DiskError:
     folder = job.dest.parent
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskError(f"{job.what}: disk full while writing into {folder}; free some space, then rerun")
-    return DiskError(f"{job.what}: cannot write into {folder} ({exc.strerror or type(exc).__name__}); check the folder, then rerun")
+    return DiskError(
+        f"{job.what}: cannot write into {folder} ({exc.strerror or type(exc).__name__}); check the folder, then rerun"
+    )
 
 
 @contextlib.contextmanager
@@ -544,8 +576,15 @@ def _progress(job: Job, total: int | None, enabled: bool | None) -> Iterator[tqd
     """A byte progress bar on stderr, shown on a terminal unless told otherwise; it names the file only."""
     show = sys.stderr.isatty() if enabled is None else enabled
     bar = tqdm(
-        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=job.file,
-        file=sys.stderr, disable=not show, leave=False, mininterval=0.5,
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=job.file,
+        file=sys.stderr,
+        disable=not show,
+        leave=False,
+        mininterval=0.5,
     )
     try:
         yield bar

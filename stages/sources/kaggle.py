@@ -129,7 +129,9 @@ def _read_kaggle_json(path: Path) -> dict[str, str]:
     except ValueError:
         raise PipelineError(f"{path}: not valid JSON; download a new kaggle.json from {TOKEN_HELP}") from None
     if not isinstance(data, dict):
-        raise PipelineError(f"{path}: expected {{\"username\": ..., \"key\": ...}}; download a new kaggle.json from {TOKEN_HELP}")
+        raise PipelineError(
+            f'{path}: expected {{"username": ..., "key": ...}}; download a new kaggle.json from {TOKEN_HELP}'
+        )
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s is readable by other users; run: chmod 600 %s", path, path)
     return {k: v for k, v in data.items() if k in ("username", "key") and isinstance(v, str) and v}
@@ -157,7 +159,9 @@ def find_credentials() -> Credentials:
     if values.get("username") and values.get("key"):
         return Credentials(origin=origin, username=values["username"], key=values["key"])
     if origin:
-        raise PipelineError(f"Kaggle credentials in {origin} lack a username or key; download a new kaggle.json from {TOKEN_HELP}")
+        raise PipelineError(
+            f"Kaggle credentials in {origin} lack a username or key; download a new kaggle.json from {TOKEN_HELP}"
+        )
     raise PipelineError(
         "no Kaggle credentials: set KAGGLE_API_TOKEN (create one at "
         f"{TOKEN_HELP}), or KAGGLE_USERNAME and KAGGLE_KEY, or save kaggle.json as ~/.kaggle/kaggle.json (chmod 600)"
@@ -189,13 +193,17 @@ class _BoundedAdapter(HTTPAdapter):
     """What kagglesdk's session sends through: a timeout on every call (kagglesdk sets none), the
     body read here with a size cap and a deadline (kagglesdk would read it whole), no redirects."""
 
-    def __init__(self, timeout: tuple[float, float], max_bytes: int = MAX_API_RESPONSE_BYTES, seconds: float = API_DEADLINE) -> None:
+    def __init__(
+        self, timeout: tuple[float, float], max_bytes: int = MAX_API_RESPONSE_BYTES, seconds: float = API_DEADLINE
+    ) -> None:
         super().__init__()
         self._timeout, self._max_bytes, self._seconds = timeout, max_bytes, seconds
 
     def send(self, request, stream=False, timeout=None, **kwargs):  # type: ignore[override]
         ends = time.monotonic() + self._seconds
-        response = super().send(request, stream=True, timeout=timeout if timeout is not None else self._timeout, **kwargs)
+        response = super().send(
+            request, stream=True, timeout=timeout if timeout is not None else self._timeout, **kwargs
+        )
         try:
             if response.is_redirect:
                 raise ApiResponseRefused("the Kaggle API answered with a redirect, which is refused")
@@ -233,8 +241,12 @@ def _bound_client_timeouts(client: object, policy: RetryPolicy) -> None:
     # a later version that renames it must fail loudly rather than lose the bounds.
     session = getattr(client.http_client(), "_session", None)  # type: ignore[attr-defined]
     if not isinstance(session, requests.Session):
-        raise PipelineError("this kagglesdk version hides its HTTP session; install the pinned kagglesdk (requirements.txt)")
-    adapter = _BoundedAdapter((policy.connect_timeout, policy.read_timeout), seconds=min(API_DEADLINE, policy.read_timeout * 5))
+        raise PipelineError(
+            "this kagglesdk version hides its HTTP session; install the pinned kagglesdk (requirements.txt)"
+        )
+    adapter = _BoundedAdapter(
+        (policy.connect_timeout, policy.read_timeout), seconds=min(API_DEADLINE, policy.read_timeout * 5)
+    )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.max_redirects = 0  # and should a redirect get past the adapter, requests refuses it
@@ -283,7 +295,9 @@ def _listing_error(ctx: _Context, exc: requests.HTTPError, status: int) -> Pipel
             "(owner/slug, as in the notebook's URL)"
         )
     detail = shown(str(exc.args[0]) if exc.args else "", 200)  # the server's text: redacted, escaped, short
-    return PipelineError(f"models.{ctx.model}: the Kaggle API answered HTTP {status} for kernel {ctx.kernel} ({detail})")
+    return PipelineError(
+        f"models.{ctx.model}: the Kaggle API answered HTTP {status} for kernel {ctx.kernel} ({detail})"
+    )
 
 
 def _call_with_retries(ctx: _Context, call: Callable[[], T], policy: RetryPolicy) -> T:
@@ -306,7 +320,9 @@ def _call_with_retries(ctx: _Context, call: Callable[[], T], policy: RetryPolicy
                 raise _listing_error(ctx, exc, status) from None
             headers = exc.response.headers if exc.response is not None else {}
             kind = "rate" if status == 429 else "server"
-            raise TransientError(kind, f"HTTP {status} from the Kaggle API", parse_retry_after(headers.get("Retry-After"))) from None
+            raise TransientError(
+                kind, f"HTTP {status} from the Kaggle API", parse_retry_after(headers.get("Retry-After"))
+            ) from None
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             raise TransientError("network", f"cannot reach the Kaggle API: {describe_network_error(exc)}") from None
         except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -334,7 +350,9 @@ def list_outputs(client: object, ctx: _Context, policy: RetryPolicy) -> dict[str
         response = _call_with_retries(ctx, lambda: api.list_kernel_session_output(request), policy)
         items = response.files or []
         if not isinstance(items, list):
-            raise PipelineError(f"models.{ctx.model}: the Kaggle API's listing of kernel {ctx.kernel} is not a list of files")
+            raise PipelineError(
+                f"models.{ctx.model}: the Kaggle API's listing of kernel {ctx.kernel} is not a list of files"
+            )
         for item in items:
             name, url = getattr(item, "file_name", None), getattr(item, "url", None)
             try:
@@ -344,13 +362,19 @@ def list_outputs(client: object, ctx: _Context, policy: RetryPolicy) -> dict[str
                     f"models.{ctx.model}: kernel {ctx.kernel} lists an unsafe output name, nothing was written: {exc}"
                 ) from None
             if not isinstance(url, str):
-                raise PipelineError(f"models.{ctx.model}: kernel {ctx.kernel} lists '{shown(name, 120)}' without a download address")
+                raise PipelineError(
+                    f"models.{ctx.model}: kernel {ctx.kernel} lists '{shown(name, 120)}' without a download address"
+                )
             if name in files and files[name] != url:
-                raise PipelineError(f"models.{ctx.model}: kernel {ctx.kernel} lists '{shown(name, 120)}' twice with different addresses")
+                raise PipelineError(
+                    f"models.{ctx.model}: kernel {ctx.kernel} lists '{shown(name, 120)}' twice with different addresses"
+                )
             files[name] = url
         token = response.next_page_token or ""
         if not isinstance(token, str):
-            raise PipelineError(f"models.{ctx.model}: the Kaggle API's listing of kernel {ctx.kernel} has a malformed page token")
+            raise PipelineError(
+                f"models.{ctx.model}: the Kaggle API's listing of kernel {ctx.kernel} has a malformed page token"
+            )
         if not token:
             return files
         if token in seen:
@@ -408,9 +432,16 @@ def fetch(
             if not url.startswith(("https://", "http://")):
                 raise PipelineError(f"models.{name}: kernel {kernel} gives {file} a non-http(s) download address")
             job = Job(
-                model=name, file=file, url=url, dest=resolve_inside(folder, file),
-                max_bytes=spec.source.max_bytes, source=f"kaggle:{kernel}", expected=pins.get(file),
-                auth=credentials.auth(), auth_origin=origin, max_seconds=spec.source.max_seconds,
+                model=name,
+                file=file,
+                url=url,
+                dest=resolve_inside(folder, file),
+                max_bytes=spec.source.max_bytes,
+                source=f"kaggle:{kernel}",
+                expected=pins.get(file),
+                auth=credentials.auth(),
+                auth_origin=origin,
+                max_seconds=spec.source.max_seconds,
             )
             log.info("downloading %s", file)
             try:

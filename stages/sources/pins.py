@@ -104,8 +104,6 @@ class LockFile:
             raise PipelineError(f"{path}: cannot write the pins file ({exc.strerror})") from None
 
 
-
-
 def _parse(raw: object, path: Path) -> dict[str, dict[str, Pin]]:
     """Check the structure by hand: every problem names the key, so a bad hand edit is obvious."""
     if not isinstance(raw, dict):
@@ -122,7 +120,9 @@ def _parse(raw: object, path: Path) -> dict[str, dict[str, Pin]]:
     for model, files in models.items():
         if not isinstance(files, dict):
             raise PipelineError(f"{path}: models.{model} must map file names to {{sha256, size, source}}")
-        parsed[str(model)] = {str(name): _parse_pin(entry, f"{path}: models.{model}.{name}") for name, entry in files.items()}
+        parsed[str(model)] = {
+            str(name): _parse_pin(entry, f"{path}: models.{model}.{name}") for name, entry in files.items()
+        }
     return parsed
 
 
@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         if args.command == "forget":
             dropped = forget(args.model, args.files, args.lock)
-            print(f"dropped {len(dropped)} pin(s) of {args.model}; run `dvc repro fetch@{args.model}` and commit {args.lock}")
+            print(
+                f"dropped {len(dropped)} pin(s) of {args.model}; run `dvc repro fetch@{args.model}` and commit {args.lock}"
+            )
             return
         lock = LockFile.load(args.lock)
         for name in [args.model] if args.model else sorted(lock.models):
@@ -213,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}\t{file}\t{pin.sha256}\t{pin.size}\t{pin.source}")
 
     return report_errors(run)
+
 
 if __name__ == "__main__":
     sys.exit(main())

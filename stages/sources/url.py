@@ -72,8 +72,12 @@ class _PageParser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {k: v or "" for k, v in attrs}
         if tag == "form":
-            self._form = {"id": attributes.get("id", ""), "action": attributes.get("action", ""),
-                          "method": attributes.get("method", "get").lower(), "inputs": []}
+            self._form = {
+                "id": attributes.get("id", ""),
+                "action": attributes.get("action", ""),
+                "method": attributes.get("method", "get").lower(),
+                "inputs": [],
+            }
             self.forms.append(self._form)
         elif tag == "input" and self._form is not None and attributes.get("type", "").lower() == "hidden":
             if attributes.get("name"):
@@ -137,7 +141,9 @@ def confirmation_url(page: str, base_url: str, cookies: Mapping[str, str], model
             if "export=download" in href:
                 return urljoin(base_url, href)
     except ValueError:  # a form action or link whose host or port cannot be read
-        raise PipelineError(f"{what}: {host_of(base_url)} sent a confirmation page with an unreadable address; refused") from None
+        raise PipelineError(
+            f"{what}: {host_of(base_url)} sent a confirmation page with an unreadable address; refused"
+        ) from None
     warning = next((value for name, value in cookies.items() if name.startswith("download_warning")), None)
     if warning:
         return _with_query(base_url, {"confirm": warning})
@@ -201,7 +207,9 @@ def fetch(
                 archive = Path(scratch) / "archive.zip"
                 _download(session, name, file, address, archive, spec, None, policy, progress, archive=True)
                 log.info("extracting %s from the archive", member)
-                pin = extract_member(archive, member, dest, spec.source.max_bytes, f"models.{name}: {file}", scrub_url(address))
+                pin = extract_member(
+                    archive, member, dest, spec.source.max_bytes, f"models.{name}: {file}", scrub_url(address)
+                )
             if file in pins and not pins[file].same_bytes(pin):
                 dest.unlink()
                 raise PipelineError(mismatch_message(name, file, pin, pins[file]))
@@ -210,18 +218,35 @@ def fetch(
 
 
 def _download(
-    session: requests.Session, name: str, file: str, address: str, dest: Path, spec: ModelSpec,
-    expected: Pin | None, policy: RetryPolicy, progress: bool | None, archive: bool = False,
+    session: requests.Session,
+    name: str,
+    file: str,
+    address: str,
+    dest: Path,
+    spec: ModelSpec,
+    expected: Pin | None,
+    policy: RetryPolicy,
+    progress: bool | None,
+    archive: bool = False,
 ) -> Pin:
     """One address to `dest` through the shared downloader, with Drive pages and HTTP errors explained."""
     shown_address = scrub_url(address)
     if urlsplit(address).scheme == "http" and expected is None:
-        log.warning("models.%s: %s comes over plain http with no pin yet: its pin will only be as good as this network", name, file)
+        log.warning(
+            "models.%s: %s comes over plain http with no pin yet: its pin will only be as good as this network",
+            name,
+            file,
+        )
     job = Job(
-        model=name, file=file, url=direct_url(address), dest=dest,
+        model=name,
+        file=file,
+        url=direct_url(address),
+        dest=dest,
         max_bytes=spec.source.max_archive_bytes if archive else spec.source.max_bytes,
         limit_param="max_archive_bytes" if archive else "max_bytes",
-        source=shown_address, expected=expected, max_seconds=spec.source.max_seconds,
+        source=shown_address,
+        expected=expected,
+        max_seconds=spec.source.max_seconds,
         interstitial=_interstitial(name, file),
     )
     log.info("downloading %s from %s", file, host_of(address))

@@ -33,7 +33,7 @@ Four variants (params `models.<name>.variants`, each with its own tolerances):
   in `_subpixel_weights`). Then the range of every float tensor is measured in float64 on drawn
   calibration signatures (integer-only drawing, `stages.core.drawings.drawn_page`, through the
   model's own preprocessing) by `onnx.reference.ReferenceEvaluator` on a float64 copy of the
-  graph, its convolutions done by `stages.families.lasagne_signet.oracle.conv2d` (im2col + one float64 matrix product),
+  graph, its convolutions done by `stages.core.float64_layers.conv2d` (im2col + one float64 matrix product),
   all under the pinned kernels of the vectors stage (`stages.core.pinned_kernels.PINNED_KERNELS`: OpenBLAS
   Prescott, numpy's baseline loops, re-exec'd by `stages.variants`), so every machine performs
   the same IEEE operations (the argument of `stages/vectors.py`). Each range is then rounded
@@ -50,7 +50,6 @@ decision agreement (the sign of a decision logit). Outside its tolerances a vari
 published and the reason is recorded. The figures (and speed, ms per call) are CPU-dependent:
 they go to `reports/<name>/variants.json`, outside the published folder, dvc.lock and git.
 """
-
 
 from __future__ import annotations
 
@@ -95,14 +94,18 @@ def finish(model: onnx.ModelProto, fp32: onnx.ModelProto, variant: str, recipe: 
         "variant_recipe": json.dumps(recipe, sort_keys=True),
     }
     # The parent's validation.* entries describe the parent's check, not this file's: say so first.
-    doc = (f"{variant.upper()} VARIANT of the model below (its model.onnx sha256 {parent_sha256}), made by "
-           f"{json.dumps(recipe, sort_keys=True)[:300]}; checked against it in ONNX Runtime within the tolerances "
-           f"of its lineage.json (validation.* below are the parent's). The parent: {fp32.doc_string}")
+    doc = (
+        f"{variant.upper()} VARIANT of the model below (its model.onnx sha256 {parent_sha256}), made by "
+        f"{json.dumps(recipe, sort_keys=True)[:300]}; checked against it in ONNX Runtime within the tolerances "
+        f"of its lineage.json (validation.* below are the parent's). The parent: {fp32.doc_string}"
+    )
     onnx_graph.set_metadata(model, entries, fp32.model_version, doc)
     return onnx_graph.serialize(model)
 
 
-def build(variant: str, fp32: onnx.ModelProto, spec: ModelSpec, calibration: Callable[[int], list[Arrays]]) -> tuple[bytes, dict]:
+def build(
+    variant: str, fp32: onnx.ModelProto, spec: ModelSpec, calibration: Callable[[int], list[Arrays]]
+) -> tuple[bytes, dict]:
     """The variant's bytes and its recipe (what was done), ORT's quantizer advice kept out of the log."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # "Please consider to run pre-processing...", per-tensor notes
@@ -112,7 +115,9 @@ def build(variant: str, fp32: onnx.ModelProto, spec: ModelSpec, calibration: Cal
         logging.disable(previous)
 
 
-def _build(variant: str, fp32: onnx.ModelProto, spec: ModelSpec, calibration: Callable[[int], list[Arrays]]) -> tuple[bytes, dict]:
+def _build(
+    variant: str, fp32: onnx.ModelProto, spec: ModelSpec, calibration: Callable[[int], list[Arrays]]
+) -> tuple[bytes, dict]:
     settings = getattr(spec.variants, variant)
     if variant == "optimized":
         model = build_optimized(fp32)
@@ -124,10 +129,18 @@ def _build(variant: str, fp32: onnx.ModelProto, spec: ModelSpec, calibration: Ca
         model = build_int8_dynamic(fp32, settings.op_types, settings.per_channel)
         recipe = {"op_types": list(settings.op_types), "per_channel": settings.per_channel, "weights": "QInt8"}
     elif variant == "int8_static":
-        model, details = build_int8_static(fp32, calibration(settings.calibration_samples), settings.range_bits, settings.per_channel)
-        recipe = {"format": "QDQ", "activations": "QUInt8", "weights": "QInt8", "per_channel": settings.per_channel,
-                  "range_bits": settings.range_bits, "calibration_samples": settings.calibration_samples,
-                  **details}
+        model, details = build_int8_static(
+            fp32, calibration(settings.calibration_samples), settings.range_bits, settings.per_channel
+        )
+        recipe = {
+            "format": "QDQ",
+            "activations": "QUInt8",
+            "weights": "QInt8",
+            "per_channel": settings.per_channel,
+            "range_bits": settings.range_bits,
+            "calibration_samples": settings.calibration_samples,
+            **details,
+        }
     else:
         raise PipelineError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     return finish(model, fp32, variant, recipe), recipe

@@ -2,7 +2,6 @@
 (why each one's bytes cannot depend on the CPU: the package docstring, stages/speedups/__init__.py).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -23,8 +22,13 @@ log = logging.getLogger(__name__)
 # ORT 1.31.1 BASIC-level optimizers that compute new tensor values from constants (names as the
 # library registers them; `disabled_optimizers` takes transformer and rewrite-rule names).
 ARITHMETIC_OPTIMIZERS = (
-    "ConstantFolding", "ConvBNFusion", "ConvAddFusion", "ConvMulFusion",
-    "MatMul_BatchNormalization_Fusion", "MatMulScaleFusion", "DivMulFusion",
+    "ConstantFolding",
+    "ConvBNFusion",
+    "ConvAddFusion",
+    "ConvMulFusion",
+    "MatMul_BatchNormalization_Fusion",
+    "MatMulScaleFusion",
+    "DivMulFusion",
 )
 
 
@@ -44,7 +48,9 @@ def build_optimized(fp32: onnx.ModelProto, disabled: Sequence[str] = ARITHMETIC_
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(Path(work) / "optimized.onnx")
-        ort.InferenceSession(onnx_graph.serialize(fp32), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
+        ort.InferenceSession(
+            onnx_graph.serialize(fp32), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled)
+        )
         return onnx.load(options.optimized_model_filepath)
 
 
@@ -74,7 +80,9 @@ def build_int8_dynamic(fp32: onnx.ModelProto, op_types: Sequence[str], per_chann
 
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "int8_dynamic.onnx"
-        quantize_dynamic(fp32, out, op_types_to_quantize=list(op_types), per_channel=per_channel, weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            fp32, out, op_types_to_quantize=list(op_types), per_channel=per_channel, weight_type=QuantType.QInt8
+        )
         return onnx.load(out)
 
 
@@ -119,9 +127,14 @@ def exact_rewrites(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         attrs = _attributes(node)
         weight = initializers.get(node.input[1]) if node.op_type == "ConvTranspose" and len(node.input) > 1 else None
         if (
-            weight is None or list(attrs.get("strides", [])) != [2, 2] or list(attrs.get("kernel_shape", [])) != [3, 3]
-            or list(attrs.get("pads", [])) != [0, 0, 1, 1] or attrs.get("group", 1) != 1
-            or list(attrs.get("dilations", [1, 1])) != [1, 1] or attrs.get("output_padding") or attrs.get("output_shape")
+            weight is None
+            or list(attrs.get("strides", [])) != [2, 2]
+            or list(attrs.get("kernel_shape", [])) != [3, 3]
+            or list(attrs.get("pads", [])) != [0, 0, 1, 1]
+            or attrs.get("group", 1) != 1
+            or list(attrs.get("dilations", [1, 1])) != [1, 1]
+            or attrs.get("output_padding")
+            or attrs.get("output_shape")
             or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
         ):
             nodes.append(node)
@@ -135,8 +148,16 @@ def exact_rewrites(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             graph.initializer.append(numpy_helper.from_array(np.tile(bias, 4), f"{node.name}/subpixel_bias"))
             inputs.append(f"{node.name}/subpixel_bias")
         phases = f"{node.name}/subpixel:0"
-        nodes.append(helper.make_node("Conv", inputs, [phases], name=f"{node.name}/subpixel", kernel_shape=[2, 2], pads=[1, 1, 0, 0]))
-        nodes.append(helper.make_node("DepthToSpace", [phases], list(node.output), name=f"{node.name}/depth_to_space", blocksize=2, mode="DCR"))
+        nodes.append(
+            helper.make_node(
+                "Conv", inputs, [phases], name=f"{node.name}/subpixel", kernel_shape=[2, 2], pads=[1, 1, 0, 0]
+            )
+        )
+        nodes.append(
+            helper.make_node(
+                "DepthToSpace", [phases], list(node.output), name=f"{node.name}/depth_to_space", blocksize=2, mode="DCR"
+            )
+        )
         done.append(node.name)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -157,7 +178,9 @@ def float64_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
     for index, init in enumerate(graph.initializer):
         if init.data_type == TensorProto.FLOAT:
-            graph.initializer[index].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
+            graph.initializer[index].CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name)
+            )
     for value in (*graph.input, *graph.output):
         if value.type.tensor_type.elem_type == TensorProto.FLOAT:
             value.type.tensor_type.elem_type = TensorProto.DOUBLE
@@ -165,8 +188,12 @@ def float64_graph(model: onnx.ModelProto) -> onnx.ModelProto:
         for attribute in node.attribute:
             if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
                 attribute.i = TensorProto.DOUBLE
-            elif node.op_type == "Constant" and attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT:
-                attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float64), attribute.t.name))
+            elif (
+                node.op_type == "Constant" and attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT
+            ):
+                attribute.t.CopyFrom(
+                    numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float64), attribute.t.name)
+                )
     del graph.value_info[:]
     return model
 
@@ -187,10 +214,16 @@ def _float64_kernels() -> list[type]:
     class Conv(ReferenceConv):
         op_domain = ""
 
-        def _run(self, X, W, B=None, auto_pad=None, dilations=None, group=None, kernel_shape=None, pads=None, strides=None):
+        def _run(
+            self, X, W, B=None, auto_pad=None, dilations=None, group=None, kernel_shape=None, pads=None, strides=None
+        ):
             plain = (
-                X.ndim == 4 and (group or 1) == 1 and list(dilations or [1, 1]) == [1, 1] and auto_pad in (None, "NOTSET", b"NOTSET")
-                and square(strides) and W.shape[2] == W.shape[3]
+                X.ndim == 4
+                and (group or 1) == 1
+                and list(dilations or [1, 1]) == [1, 1]
+                and auto_pad in (None, "NOTSET", b"NOTSET")
+                and square(strides)
+                and W.shape[2] == W.shape[3]
             )
             if not plain:
                 return super()._run(X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
@@ -204,16 +237,35 @@ def _float64_kernels() -> list[type]:
     class MaxPool(ReferenceMaxPool):
         op_domain = ""
 
-        def _run(self, x, auto_pad=None, ceil_mode=None, dilations=None, kernel_shape=None, pads=None,
-                 storage_order=None, strides=None):
+        def _run(
+            self,
+            x,
+            auto_pad=None,
+            ceil_mode=None,
+            dilations=None,
+            kernel_shape=None,
+            pads=None,
+            storage_order=None,
+            strides=None,
+        ):
             plain = (
-                x.ndim == 4 and not ceil_mode and list(dilations or [1, 1]) == [1, 1] and auto_pad in (None, "NOTSET", b"NOTSET")
-                and not any(pads or []) and square(kernel_shape) and square(strides) and len(self.output) == 1
+                x.ndim == 4
+                and not ceil_mode
+                and list(dilations or [1, 1]) == [1, 1]
+                and auto_pad in (None, "NOTSET", b"NOTSET")
+                and not any(pads or [])
+                and square(kernel_shape)
+                and square(strides)
+                and len(self.output) == 1
             )
             if not plain:
                 return super()._run(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, strides)
             size = kernel_shape[0]
-            return (np.stack([max_pool(image, size, (strides or [1])[0], "int8_static ranges") for image in x]).astype(x.dtype),)  # ONNX: strides default 1
+            return (
+                np.stack([max_pool(image, size, (strides or [1])[0], "int8_static ranges") for image in x]).astype(
+                    x.dtype
+                ),
+            )  # ONNX: strides default 1
 
     return [Conv, MaxPool]
 
@@ -221,7 +273,10 @@ def _float64_kernels() -> list[type]:
 def float_tensors(model: onnx.ModelProto) -> list[str]:
     """Names of the float32 tensors of a graph: float inputs and every node output of float type."""
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
+    }
     names = [v.name for v in model.graph.input if types.get(v.name) == TensorProto.FLOAT]
     names += [out for node in model.graph.node for out in node.output if out and types.get(out) == TensorProto.FLOAT]
     return names
@@ -251,7 +306,9 @@ def float32_extremes(model: onnx.ModelProto, feeds: Sequence[Arrays]) -> dict[st
     names = float_tensors(model)
     exposed = onnx.ModelProto.FromString(onnx_graph.serialize(model))
     outputs = {value.name for value in exposed.graph.output}
-    exposed.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names if name not in outputs)
+    exposed.graph.output.extend(
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names if name not in outputs
+    )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(onnx_graph.serialize(exposed), options, providers=["CPUExecutionProvider"])
@@ -296,7 +353,9 @@ def settled(value: float, scale: float, bits: int, up: bool) -> bool:
     return (below > 0) == (above > 0) and outward(below, bits, up) == outward(above, bits, up)
 
 
-def int8_static_ranges(rewritten: onnx.ModelProto, calibration: Sequence[Arrays], bits: int) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
+def int8_static_ranges(
+    rewritten: onnx.ModelProto, calibration: Sequence[Arrays], bits: int
+) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
     """The activation ranges of `rewritten` (after `exact_rewrites`) over the calibration inputs, each
     rounded outward to `bits` significant bits, and how they were settled.
 
@@ -311,7 +370,9 @@ def int8_static_ranges(rewritten: onnx.ModelProto, calibration: Sequence[Arrays]
     unsettled: dict[tuple[str, int], set[int]] = {}
     for name, per_input in extremes.items():
         if not np.isfinite(per_input).all():
-            raise PipelineError(f"int8_static: tensor {name!r} is not finite on a calibration input; its range has no meaning")
+            raise PipelineError(
+                f"int8_static: tensor {name!r} is not finite on a calibration input; its range has no meaning"
+            )
         low, high = float(per_input[:, 0].min()), float(per_input[:, 1].max())
         scale = max(abs(low), abs(high))
         ranges[name] = (outward(low, bits, up=False), outward(high, bits, up=True))
@@ -330,21 +391,33 @@ def int8_static_ranges(rewritten: onnx.ModelProto, calibration: Sequence[Arrays]
 
 
 def quantize_qdq(
-    rewritten: onnx.ModelProto, ranges: dict[str, tuple[float, float]], per_channel: bool, keep_float: Sequence[str] = ()
+    rewritten: onnx.ModelProto,
+    ranges: dict[str, tuple[float, float]],
+    per_channel: bool,
+    keep_float: Sequence[str] = (),
 ) -> onnx.ModelProto:
     """ORT's QDQ static quantizer (uint8 activations, int8 weights) given `ranges` through its
     calibration cache, so it runs no inference; the nodes named in `keep_float` stay float32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    data = TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in sorted(ranges.items())})
+    data = TensorsData(
+        CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in sorted(ranges.items())}
+    )
     with tempfile.TemporaryDirectory() as work:
         cache, out = Path(work) / "ranges.json", Path(work) / "int8_static.onnx"
         save_tensors_data(data, cache)
         quantize_static(
-            rewritten, out, None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=cache, nodes_to_exclude=list(keep_float),
+            rewritten,
+            out,
+            None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            calibration_cache_path=cache,
+            nodes_to_exclude=list(keep_float),
         )
         return onnx.load(out)
 
@@ -356,7 +429,11 @@ def build_int8_static(
     holds nothing that depends on the CPU (how many ends float32 settled does: it is only logged)."""
     rewritten, replaced = exact_rewrites(fp32)
     ranges, settling = int8_static_ranges(rewritten, calibration, bits)
-    log.info("int8_static ranges: %d tensors, %d of their %d ends settled in float32, the rest in float64 on %d inputs",
-             settling["tensors"], 2 * settling["tensors"] - settling["endpoints_in_float64"], 2 * settling["tensors"],
-             settling["float64_inputs"])
+    log.info(
+        "int8_static ranges: %d tensors, %d of their %d ends settled in float32, the rest in float64 on %d inputs",
+        settling["tensors"],
+        2 * settling["tensors"] - settling["endpoints_in_float64"],
+        2 * settling["tensors"],
+        settling["float64_inputs"],
+    )
     return quantize_qdq(rewritten, ranges, per_channel), {"rewritten": replaced, "ranged_tensors": len(ranges)}

@@ -1,7 +1,6 @@
 """A variant against the fp32 model: accuracy deltas with the variant's tolerances, speed, and the
 calibration inputs (integer-only drawings through the model's own preprocessing)."""
 
-
 from __future__ import annotations
 
 import statistics
@@ -53,7 +52,9 @@ class VariantCheck:
             error = float(np.max(np.abs(got64 - ref64)))
             stats["max_abs_error"] = max(stats["max_abs_error"], error)
             if error > self.tolerance.max_abs_error:
-                self._fail(f"output {name!r}, sample {sample!r}: max |variant - fp32| {error:.3g} > max_abs_error {self.tolerance.max_abs_error:g}")
+                self._fail(
+                    f"output {name!r}, sample {sample!r}: max |variant - fp32| {error:.3g} > max_abs_error {self.tolerance.max_abs_error:g}"
+                )
             if name == self.decision_output:
                 for r, g in zip(ref64.ravel(), got64.ravel()):
                     self.decisions += 1
@@ -65,7 +66,9 @@ class VariantCheck:
             cosine = float(np.min(np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)))
             stats["min_cosine"] = min(stats.get("min_cosine", 1.0), cosine)
             if cosine < self.tolerance.min_cosine:
-                self._fail(f"output {name!r}, sample {sample!r}: cosine {cosine:.6f} < min_cosine {self.tolerance.min_cosine:g}")
+                self._fail(
+                    f"output {name!r}, sample {sample!r}: cosine {cosine:.6f} < min_cosine {self.tolerance.min_cosine:g}"
+                )
 
     def _fail(self, message: str) -> None:
         if len(self.failures) < 3:
@@ -81,7 +84,9 @@ class VariantCheck:
             summary["decision_agreement"] = _sig(agreement)
             wanted = self.tolerance.decision_agreement
             if wanted is not None and agreement < wanted:
-                self._fail(f"output {self.decision_output!r}: decision agreement {agreement:.4f} < decision_agreement {wanted:g}")
+                self._fail(
+                    f"output {self.decision_output!r}: decision agreement {agreement:.4f} < decision_agreement {wanted:g}"
+                )
         return summary
 
 
@@ -119,13 +124,18 @@ def calibration_inputs(spec: ModelSpec, count: int) -> list[Arrays]:
         return style.network_input(style.image(page_gray(drawn_page(seed + index, height, width, False))), dtype)
 
     if style.style == "rgb":
-        return [{names[0]: style.network_input(style.image(drawn_page(seed + k, *style.input_size, True)), dtype)} for k in range(count)]
+        return [
+            {names[0]: style.network_input(style.image(drawn_page(seed + k, *style.input_size, True)), dtype)}
+            for k in range(count)
+        ]
     size = SPP_STROKE_SIZE if style.spp else tuple(style.input_size)
     strokes = [
         image if dtype == "uint8" else (image.astype(np.float32) / np.float32(style.input_divisor))[None, None]
         for image in signature_field_images(seed * 10 + 7, count, [size])
     ]
     if len(names) == 2:
-        pairs = [(signature(2 * k), signature(2 * k + 1)) for k in range(count)] + list(zip(strokes, strokes[1:] + strokes[:1]))
+        pairs = [(signature(2 * k), signature(2 * k + 1)) for k in range(count)] + list(
+            zip(strokes, strokes[1:] + strokes[:1])
+        )
         return [{names[0]: a, names[1]: b} for a, b in pairs]
     return [{names[0]: signature(k)} for k in range(count)] + [{names[0]: image} for image in strokes]

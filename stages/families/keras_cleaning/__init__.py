@@ -40,12 +40,18 @@ SAVED_MODEL = "model"
 # empty assets/ folder, which the stand-in drops so its bytes are stable and its layout upstream's.
 # (kind, name, filters, activation) in upstream order; kernels are 3x3 "same" throughout.
 ARCHITECTURE = (
-    ("conv", "conv2d", 64, "relu"), ("dropout", "dropout", 0, ""),
-    ("conv", "conv2d_1", 64, "relu"), ("pool", "max_pooling2d", 0, ""),
-    ("conv", "conv2d_2", 128, "relu"), ("dropout", "dropout_1", 0, ""),
-    ("conv", "conv2d_3", 128, "relu"), ("pool", "max_pooling2d_1", 0, ""),
-    ("conv", "conv2d_4", 256, "relu"), ("dropout", "dropout_2", 0, ""),
-    ("conv", "conv2d_5", 256, "relu"), ("pool", "max_pooling2d_2", 0, ""),
+    ("conv", "conv2d", 64, "relu"),
+    ("dropout", "dropout", 0, ""),
+    ("conv", "conv2d_1", 64, "relu"),
+    ("pool", "max_pooling2d", 0, ""),
+    ("conv", "conv2d_2", 128, "relu"),
+    ("dropout", "dropout_1", 0, ""),
+    ("conv", "conv2d_3", 128, "relu"),
+    ("pool", "max_pooling2d_1", 0, ""),
+    ("conv", "conv2d_4", 256, "relu"),
+    ("dropout", "dropout_2", 0, ""),
+    ("conv", "conv2d_5", 256, "relu"),
+    ("pool", "max_pooling2d_2", 0, ""),
     ("dropout", "dropout_3", 0, ""),
     ("deconv", "conv2d_transpose", 256, "relu"),
     ("deconv", "conv2d_transpose_1", 128, "relu"),
@@ -149,10 +155,15 @@ def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
     """Run the tf2onnx command line on the SavedModel, exactly as the original code did, plus the opset."""
     check_savedmodel(raw / SAVED_MODEL)  # tf2onnx loads (and so runs) the graph: check its ops first
     command = [
-        sys.executable, "-m", "tf2onnx.convert",
-        "--saved-model", str(raw / SAVED_MODEL),
-        "--output", str(out),
-        "--opset", str(spec.onnx.opset),
+        sys.executable,
+        "-m",
+        "tf2onnx.convert",
+        "--saved-model",
+        str(raw / SAVED_MODEL),
+        "--output",
+        str(out),
+        "--opset",
+        str(spec.onnx.opset),
     ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
     if result.returncode != 0 or not out.exists():
@@ -175,6 +186,15 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], d
 
     run.keep_alive = _loaded  # type: ignore[attr-defined]  # the signature dies with its object
     return run
+
+
+def float64_reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """The float64 NumPy forward pass (oracle.py) on the SavedModel's variables, read without TensorFlow."""
+    from stages.families.keras_cleaning.oracle import CleaningOracle, read_weights
+
+    cleaning = CleaningOracle(read_weights(raw / SAVED_MODEL / "variables" / "variables"))
+    input_name = spec.onnx.inputs[0].name
+    return lambda feeds: {t.name: cleaning(feeds[input_name]).astype(np.float32) for t in spec.onnx.outputs}
 
 
 def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:

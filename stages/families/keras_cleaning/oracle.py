@@ -24,10 +24,18 @@ from stages.core.errors import PipelineError, first_line
 
 # (kind, activation) for every layer that has weights, in Keras order; pools between them.
 LAYERS = (
-    ("conv", "relu"), ("conv", "relu"), ("pool", ""),
-    ("conv", "relu"), ("conv", "relu"), ("pool", ""),
-    ("conv", "relu"), ("conv", "relu"), ("pool", ""),
-    ("deconv", "relu"), ("deconv", "relu"), ("deconv", "relu"),
+    ("conv", "relu"),
+    ("conv", "relu"),
+    ("pool", ""),
+    ("conv", "relu"),
+    ("conv", "relu"),
+    ("pool", ""),
+    ("conv", "relu"),
+    ("conv", "relu"),
+    ("pool", ""),
+    ("deconv", "relu"),
+    ("deconv", "relu"),
+    ("deconv", "relu"),
     ("conv", "sigmoid"),
 )
 _ROWS_PER_BLOCK = 16  # im2col rows per block: bounded memory, fixed (machine-independent) blocking
@@ -46,9 +54,16 @@ def read_weights(variables_prefix: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     for index in range(weighted):
         key = f"layer_with_weights-{index}/{{}}/.ATTRIBUTES/VARIABLE_VALUE"
         try:
-            weights.append((reader.get_tensor(key.format("kernel")).astype(np.float64), reader.get_tensor(key.format("bias")).astype(np.float64)))
+            weights.append(
+                (
+                    reader.get_tensor(key.format("kernel")).astype(np.float64),
+                    reader.get_tensor(key.format("bias")).astype(np.float64),
+                )
+            )
         except Exception:
-            raise PipelineError(f"{variables_prefix}: no variable {key.format('kernel')!r}; expected the cleaning autoencoder's 10 weighted layers") from None
+            raise PipelineError(
+                f"{variables_prefix}: no variable {key.format('kernel')!r}; expected the cleaning autoencoder's 10 weighted layers"
+            ) from None
     return weights
 
 

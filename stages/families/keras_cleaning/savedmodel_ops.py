@@ -41,38 +41,156 @@ MAX_CONSTANT_ELEMENTS = 1 << 24
 
 # What a Keras inference network needs. Nothing here reads or writes files, talks to the network,
 # runs Python, prints, formats strings or loops.
-INFERENCE_OPS = frozenset({
-    # graph plumbing and function calls
-    "Placeholder", "PlaceholderWithDefault", "Const", "Identity", "IdentityN", "NoOp", "StopGradient",
-    "PartitionedCall", "StatefulPartitionedCall",
-    # variables (resource handles created from the object graph)
-    "VarHandleOp", "ReadVariableOp", "AssignVariableOp", "VarIsInitializedOp",
-    # convolution, pooling, dense
-    "Conv2D", "Conv2DBackpropInput", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "BiasAdd",
-    "MaxPool", "AvgPool", "MaxPoolV2", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
-    "ResizeBilinear", "ResizeNearestNeighbor",
-    # activations
-    "Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softplus", "Softsign",
-    # element-wise arithmetic and comparisons
-    "Add", "AddV2", "AddN", "Sub", "Mul", "RealDiv", "Div", "DivNoNan", "FloorDiv", "FloorMod", "Maximum", "Minimum",
-    "Neg", "Abs", "Square", "Sqrt", "Rsqrt", "Exp", "Log", "Log1p", "Pow", "Erf", "Reciprocal", "Sign", "Floor",
-    "Ceil", "Round", "ClipByValue", "SquaredDifference", "Cast", "Greater", "GreaterEqual", "Less", "LessEqual",
-    "Equal", "NotEqual", "LogicalAnd", "LogicalOr", "LogicalNot", "Select", "SelectV2",
-    # reductions
-    "Mean", "Sum", "Max", "Min", "Prod", "ArgMax", "ArgMin",
-    # shapes and layout
-    "Shape", "ShapeN", "Size", "Rank", "Reshape", "Squeeze", "ExpandDims", "Transpose", "ConcatV2", "Pack",
-    "Unpack", "StridedSlice", "Slice", "Split", "SplitV", "Pad", "PadV2", "MirrorPad", "Tile", "BroadcastTo",
-    "BroadcastArgs", "Fill", "ZerosLike", "OnesLike", "Range", "GatherV2",
-    # Keras dropout's training branch (traced, never called at inference)
-    "RandomUniform", "RandomStandardNormal", "StatelessRandomUniformV2", "StatelessRandomGetKeyCounter",
-})
+INFERENCE_OPS = frozenset(
+    {
+        # graph plumbing and function calls
+        "Placeholder",
+        "PlaceholderWithDefault",
+        "Const",
+        "Identity",
+        "IdentityN",
+        "NoOp",
+        "StopGradient",
+        "PartitionedCall",
+        "StatefulPartitionedCall",
+        # variables (resource handles created from the object graph)
+        "VarHandleOp",
+        "ReadVariableOp",
+        "AssignVariableOp",
+        "VarIsInitializedOp",
+        # convolution, pooling, dense
+        "Conv2D",
+        "Conv2DBackpropInput",
+        "Conv3D",
+        "DepthwiseConv2dNative",
+        "MatMul",
+        "BatchMatMulV2",
+        "BiasAdd",
+        "MaxPool",
+        "AvgPool",
+        "MaxPoolV2",
+        "FusedBatchNorm",
+        "FusedBatchNormV2",
+        "FusedBatchNormV3",
+        "ResizeBilinear",
+        "ResizeNearestNeighbor",
+        # activations
+        "Relu",
+        "Relu6",
+        "Elu",
+        "Selu",
+        "LeakyRelu",
+        "Sigmoid",
+        "Tanh",
+        "Softmax",
+        "LogSoftmax",
+        "Softplus",
+        "Softsign",
+        # element-wise arithmetic and comparisons
+        "Add",
+        "AddV2",
+        "AddN",
+        "Sub",
+        "Mul",
+        "RealDiv",
+        "Div",
+        "DivNoNan",
+        "FloorDiv",
+        "FloorMod",
+        "Maximum",
+        "Minimum",
+        "Neg",
+        "Abs",
+        "Square",
+        "Sqrt",
+        "Rsqrt",
+        "Exp",
+        "Log",
+        "Log1p",
+        "Pow",
+        "Erf",
+        "Reciprocal",
+        "Sign",
+        "Floor",
+        "Ceil",
+        "Round",
+        "ClipByValue",
+        "SquaredDifference",
+        "Cast",
+        "Greater",
+        "GreaterEqual",
+        "Less",
+        "LessEqual",
+        "Equal",
+        "NotEqual",
+        "LogicalAnd",
+        "LogicalOr",
+        "LogicalNot",
+        "Select",
+        "SelectV2",
+        # reductions
+        "Mean",
+        "Sum",
+        "Max",
+        "Min",
+        "Prod",
+        "ArgMax",
+        "ArgMin",
+        # shapes and layout
+        "Shape",
+        "ShapeN",
+        "Size",
+        "Rank",
+        "Reshape",
+        "Squeeze",
+        "ExpandDims",
+        "Transpose",
+        "ConcatV2",
+        "Pack",
+        "Unpack",
+        "StridedSlice",
+        "Slice",
+        "Split",
+        "SplitV",
+        "Pad",
+        "PadV2",
+        "MirrorPad",
+        "Tile",
+        "BroadcastTo",
+        "BroadcastArgs",
+        "Fill",
+        "ZerosLike",
+        "OnesLike",
+        "Range",
+        "GatherV2",
+        # Keras dropout's training branch (traced, never called at inference)
+        "RandomUniform",
+        "RandomStandardNormal",
+        "StatelessRandomUniformV2",
+        "StatelessRandomGetKeyCounter",
+    }
+)
 # What tf.keras' traced save/restore functions hold (checkpoint file ops; never called here).
-SAVE_RESTORE_OPS = frozenset({
-    "SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename", "StringJoin", "StaticRegexFullMatch",
-    "Select", "SelectV2", "Const", "Identity", "IdentityN", "NoOp", "Pack", "ReadVariableOp", "AssignVariableOp",
-    "DisableCopyOnRead",
-})
+SAVE_RESTORE_OPS = frozenset(
+    {
+        "SaveV2",
+        "RestoreV2",
+        "MergeV2Checkpoints",
+        "ShardedFilename",
+        "StringJoin",
+        "StaticRegexFullMatch",
+        "Select",
+        "SelectV2",
+        "Const",
+        "Identity",
+        "IdentityN",
+        "NoOp",
+        "Pack",
+        "ReadVariableOp",
+        "AssignVariableOp",
+        "DisableCopyOnRead",
+    }
+)
 _SAVE_RESTORE = re.compile(r"^__inference__traced_(save|restore)_\d+$")
 
 
@@ -86,29 +204,59 @@ _T = descriptor_pb2.FieldDescriptorProto
 _MESSAGES: dict[str, list[tuple[str, int, int, int, str]]] = {
     # name: [(field, number, label, type, message type)]
     "SavedModel": [("meta_graphs", 2, _REP, _T.TYPE_MESSAGE, "MetaGraphDef")],
-    "MetaGraphDef": [("graph_def", 2, _OPT, _T.TYPE_MESSAGE, "GraphDef"),
-                     ("object_graph_def", 7, _OPT, _T.TYPE_MESSAGE, "SavedObjectGraph")],
-    "GraphDef": [("node", 1, _REP, _T.TYPE_MESSAGE, "NodeDef"), ("library", 2, _OPT, _T.TYPE_MESSAGE, "FunctionDefLibrary")],
-    "NodeDef": [("name", 1, _OPT, _T.TYPE_STRING, ""), ("op", 2, _OPT, _T.TYPE_STRING, ""),
-                ("attr", 5, _REP, _T.TYPE_MESSAGE, "NodeDef.AttrEntry")],
+    "MetaGraphDef": [
+        ("graph_def", 2, _OPT, _T.TYPE_MESSAGE, "GraphDef"),
+        ("object_graph_def", 7, _OPT, _T.TYPE_MESSAGE, "SavedObjectGraph"),
+    ],
+    "GraphDef": [
+        ("node", 1, _REP, _T.TYPE_MESSAGE, "NodeDef"),
+        ("library", 2, _OPT, _T.TYPE_MESSAGE, "FunctionDefLibrary"),
+    ],
+    "NodeDef": [
+        ("name", 1, _OPT, _T.TYPE_STRING, ""),
+        ("op", 2, _OPT, _T.TYPE_STRING, ""),
+        ("attr", 5, _REP, _T.TYPE_MESSAGE, "NodeDef.AttrEntry"),
+    ],
     "NodeDef.AttrEntry": [("key", 1, _OPT, _T.TYPE_STRING, ""), ("value", 2, _OPT, _T.TYPE_MESSAGE, "AttrValue")],
-    "AttrValue": [("list", 1, _OPT, _T.TYPE_MESSAGE, "AttrValue.ListValue"),
-                  ("tensor", 8, _OPT, _T.TYPE_MESSAGE, "TensorProto"), ("func", 10, _OPT, _T.TYPE_MESSAGE, "NameAttrList")],
-    "AttrValue.ListValue": [("tensor", 8, _REP, _T.TYPE_MESSAGE, "TensorProto"), ("func", 9, _REP, _T.TYPE_MESSAGE, "NameAttrList")],
-    "NameAttrList": [("name", 1, _OPT, _T.TYPE_STRING, ""), ("attr", 2, _REP, _T.TYPE_MESSAGE, "NameAttrList.AttrEntry")],
+    "AttrValue": [
+        ("list", 1, _OPT, _T.TYPE_MESSAGE, "AttrValue.ListValue"),
+        ("tensor", 8, _OPT, _T.TYPE_MESSAGE, "TensorProto"),
+        ("func", 10, _OPT, _T.TYPE_MESSAGE, "NameAttrList"),
+    ],
+    "AttrValue.ListValue": [
+        ("tensor", 8, _REP, _T.TYPE_MESSAGE, "TensorProto"),
+        ("func", 9, _REP, _T.TYPE_MESSAGE, "NameAttrList"),
+    ],
+    "NameAttrList": [
+        ("name", 1, _OPT, _T.TYPE_STRING, ""),
+        ("attr", 2, _REP, _T.TYPE_MESSAGE, "NameAttrList.AttrEntry"),
+    ],
     "NameAttrList.AttrEntry": [("key", 1, _OPT, _T.TYPE_STRING, ""), ("value", 2, _OPT, _T.TYPE_MESSAGE, "AttrValue")],
     "TensorProto": [("tensor_shape", 2, _OPT, _T.TYPE_MESSAGE, "TensorShapeProto")],
-    "TensorShapeProto": [("dim", 2, _REP, _T.TYPE_MESSAGE, "TensorShapeProto.Dim"), ("unknown_rank", 3, _OPT, _T.TYPE_BOOL, "")],
+    "TensorShapeProto": [
+        ("dim", 2, _REP, _T.TYPE_MESSAGE, "TensorShapeProto.Dim"),
+        ("unknown_rank", 3, _OPT, _T.TYPE_BOOL, ""),
+    ],
     "TensorShapeProto.Dim": [("size", 1, _OPT, _T.TYPE_INT64, "")],
     "FunctionDefLibrary": [("function", 1, _REP, _T.TYPE_MESSAGE, "FunctionDef")],
-    "FunctionDef": [("signature", 1, _OPT, _T.TYPE_MESSAGE, "OpDef"), ("node_def", 3, _REP, _T.TYPE_MESSAGE, "NodeDef")],
+    "FunctionDef": [
+        ("signature", 1, _OPT, _T.TYPE_MESSAGE, "OpDef"),
+        ("node_def", 3, _REP, _T.TYPE_MESSAGE, "NodeDef"),
+    ],
     "OpDef": [("name", 1, _OPT, _T.TYPE_STRING, "")],
-    "SavedObjectGraph": [("nodes", 1, _REP, _T.TYPE_MESSAGE, "SavedObject"),
-                         ("concrete_functions", 2, _REP, _T.TYPE_MESSAGE, "SavedObjectGraph.ConcreteFunctionsEntry")],
-    "SavedObjectGraph.ConcreteFunctionsEntry": [("key", 1, _OPT, _T.TYPE_STRING, ""), ("value", 2, _OPT, _T.TYPE_BYTES, "")],
-    "SavedObject": [("function", 6, _OPT, _T.TYPE_MESSAGE, "SavedFunction"),
-                    ("bare_concrete_function", 8, _OPT, _T.TYPE_MESSAGE, "SavedBareConcreteFunction"),
-                    ("captured_tensor", 12, _OPT, _T.TYPE_MESSAGE, "CapturedTensor")],
+    "SavedObjectGraph": [
+        ("nodes", 1, _REP, _T.TYPE_MESSAGE, "SavedObject"),
+        ("concrete_functions", 2, _REP, _T.TYPE_MESSAGE, "SavedObjectGraph.ConcreteFunctionsEntry"),
+    ],
+    "SavedObjectGraph.ConcreteFunctionsEntry": [
+        ("key", 1, _OPT, _T.TYPE_STRING, ""),
+        ("value", 2, _OPT, _T.TYPE_BYTES, ""),
+    ],
+    "SavedObject": [
+        ("function", 6, _OPT, _T.TYPE_MESSAGE, "SavedFunction"),
+        ("bare_concrete_function", 8, _OPT, _T.TYPE_MESSAGE, "SavedBareConcreteFunction"),
+        ("captured_tensor", 12, _OPT, _T.TYPE_MESSAGE, "CapturedTensor"),
+    ],
     "SavedFunction": [("concrete_functions", 1, _REP, _T.TYPE_STRING, "")],
     "SavedBareConcreteFunction": [("concrete_function_name", 1, _OPT, _T.TYPE_STRING, "")],
     "CapturedTensor": [("concrete_function", 2, _OPT, _T.TYPE_STRING, "")],
@@ -135,7 +283,10 @@ def _message_classes() -> dict[str, type]:
                 field.type_name = f".stages_check.{type_name}"
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"stages_check.{name}")) for name in ("SavedModel",)}
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"stages_check.{name}"))
+        for name in ("SavedModel",)
+    }
 
 
 _CLASSES = _message_classes()
@@ -199,8 +350,10 @@ def _problem(node, where: str, allowed: frozenset[str], functions: set[str]) -> 
     for tensor in _constants(node):
         elements = _elements(tensor)
         if elements < 0 or elements > MAX_CONSTANT_ELEMENTS:
-            return (f"node '{shown(node.name, 80)}' in {where} holds a constant of "
-                    f"{'negative' if elements < 0 else elements} elements (at most {MAX_CONSTANT_ELEMENTS})")
+            return (
+                f"node '{shown(node.name, 80)}' in {where} holds a constant of "
+                f"{'negative' if elements < 0 else elements} elements (at most {MAX_CONSTANT_ELEMENTS})"
+            )
     return None
 
 
@@ -223,7 +376,9 @@ def check_graph(data: bytes, source: str) -> None:
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise PipelineError(f"{source}: not a readable SavedModel graph ({shown(str(exc), 120)}); fetch it again") from None
+        raise PipelineError(
+            f"{source}: not a readable SavedModel graph ({shown(str(exc), 120)}); fetch it again"
+        ) from None
     if len(model.meta_graphs) != 1 or not model.meta_graphs[0].HasField("object_graph_def"):
         raise PipelineError(
             f"{source}: refused: expected one MetaGraph with an object graph, as tf.keras writes (found "
@@ -238,10 +393,14 @@ def check_graph(data: bytes, source: str) -> None:
     called_by_objects = _object_graph_functions(meta.object_graph_def)
     unknown = sorted(called_by_objects - functions)
     if unknown:
-        raise PipelineError(f"{source}: refused: the object graph refers to '{shown(unknown[0], 80)}', which the function library lacks")
+        raise PipelineError(
+            f"{source}: refused: the object graph refers to '{shown(unknown[0], 80)}', which the function library lacks"
+        )
     reached = sorted(called_by_objects & exempt)
     if reached:
-        raise PipelineError(f"{source}: refused: the object graph calls the checkpoint function '{shown(reached[0], 80)}'")
+        raise PipelineError(
+            f"{source}: refused: the object graph calls the checkpoint function '{shown(reached[0], 80)}'"
+        )
     for node in meta.graph_def.node:
         problem = _problem(node, "the top-level graph", INFERENCE_OPS, functions)
         if problem:
@@ -264,5 +423,10 @@ def check_graph(data: bytes, source: str) -> None:
 def check_savedmodel(folder: Path) -> None:
     """Check `folder/saved_model.pb` before any TensorFlow or tf2onnx call on `folder`."""
     path = Path(folder) / "saved_model.pb"
-    data = read_bounded(path, MAX_SAVED_MODEL_BYTES, "SavedModel graph of this pipeline", "; the SavedModel is incomplete, fetch it again")
+    data = read_bounded(
+        path,
+        MAX_SAVED_MODEL_BYTES,
+        "SavedModel graph of this pipeline",
+        "; the SavedModel is incomplete, fetch it again",
+    )
     check_graph(data, str(path))

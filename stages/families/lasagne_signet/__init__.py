@@ -34,7 +34,13 @@ from signature_onnx.preprocessing.wiwd import preprocess_signature, remove_backg
 from stages.core.drawings import batched_signature_samples, signature_gray, stroke_samples
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
-from stages.families.lasagne_signet.layout import IMG_SIZE, INPUT_SIZE, architecture, check_input_size, spp_min_input_size
+from stages.families.lasagne_signet.layout import (
+    IMG_SIZE,
+    INPUT_SIZE,
+    architecture,
+    check_input_size,
+    spp_min_input_size,
+)
 from stages.families.lasagne_signet.pickle_file import load_checked
 from stages.families.lasagne_signet.pickle_writer import dump_py2_pickle
 from stages.families.lasagne_signet.standin import SPP_CALIBRATION_SIZES, calibrated_params
@@ -62,54 +68,57 @@ def _pickle_path(raw: Path, spec: ModelSpec) -> Path:
 
 def write_builtin(dest: Path, spec: ModelSpec) -> None:
     """Write the stand-in pickle: protocol 2, Python 2 strings, the upstream dict layout."""
-    variant = spec.network.architecture
+    architecture_name = spec.network.architecture
     content = {
         "input_size": INPUT_SIZE,
         "img_size": IMG_SIZE,
-        "params": calibrated_params(variant, spec.source.seed),
+        "params": calibrated_params(architecture_name, spec.source.seed),
     }
     (Path(dest) / spec.files[0]).write_bytes(dump_py2_pickle(content))
 
 
-def _check_io_spec(spec: ModelSpec, variant: str) -> None:
+def _check_io_spec(spec: ModelSpec, architecture_name: str) -> None:
     """params must declare the shapes this architecture has (fixed 150x220 or dynamic H, W)."""
     if len(spec.onnx.inputs) != 1:
-        raise PipelineError(f"onnx.inputs: {variant} has one input, params declare {len(spec.onnx.inputs)}")
+        raise PipelineError(f"onnx.inputs: {architecture_name} has one input, params declare {len(spec.onnx.inputs)}")
     shape = spec.onnx.inputs[0].shape
-    fixed = architecture(variant).fixed_input
+    fixed = architecture(architecture_name).fixed_input
     spatial_ok = (
-        len(shape) == 4 and shape[1] == 1
+        len(shape) == 4
+        and shape[1] == 1
         and (list(shape[2:]) == list(fixed) if fixed else all(isinstance(d, str) for d in shape[2:]))
     )
     if not spatial_ok:
         wanted = f"[N, 1, {fixed[0]}, {fixed[1]}]" if fixed else "[N, 1, H, W] with H and W dynamic (strings)"
-        raise PipelineError(f"onnx.inputs[0].shape: {variant} takes {wanted}, params say {shape}")
-    if fixed is None and tuple(spec.preprocessing.input_size) != spp_min_input_size(variant):
+        raise PipelineError(f"onnx.inputs[0].shape: {architecture_name} takes {wanted}, params say {shape}")
+    if fixed is None and tuple(spec.preprocessing.input_size) != spp_min_input_size(architecture_name):
         raise PipelineError(
-            f"preprocessing.input_size: {variant} accepts images from {list(spp_min_input_size(variant))} up, "
+            f"preprocessing.input_size: {architecture_name} accepts images from {list(spp_min_input_size(architecture_name))} up, "
             f"params say {spec.preprocessing.input_size}"
         )
     layers = {"fc1", "fc2"}
     unknown = [t.source_name for t in spec.onnx.outputs if t.source_name not in layers]
     if unknown:
-        raise PipelineError(f"onnx.outputs: source names {unknown} are not layers of {variant}; use fc1, fc2")
+        raise PipelineError(f"onnx.outputs: source names {unknown} are not layers of {architecture_name}; use fc1, fc2")
 
 
 def check_loadable(raw: Path, spec: ModelSpec) -> None:
     """Load the pickle safely and check every array against the layer layout."""
-    variant = spec.network.architecture
-    _check_io_spec(spec, variant)
-    load_checked(_pickle_path(raw, spec), variant)
+    architecture_name = spec.network.architecture
+    _check_io_spec(spec, architecture_name)
+    load_checked(_pickle_path(raw, spec), architecture_name)
 
 
 def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
     """Build the ONNX graph from the checked arrays (stages.families.lasagne_signet.onnx_builder); patch checks it."""
     from stages.families.lasagne_signet.onnx_builder import build_model
 
-    variant = spec.network.architecture
-    _check_io_spec(spec, variant)
-    _content, weights = load_checked(_pickle_path(raw, spec), variant)
-    model = build_model(architecture(variant), weights, opset=spec.onnx.opset, input_name=spec.onnx.inputs[0].source_name)
+    architecture_name = spec.network.architecture
+    _check_io_spec(spec, architecture_name)
+    _content, weights = load_checked(_pickle_path(raw, spec), architecture_name)
+    model = build_model(
+        architecture(architecture_name), weights, opset=spec.onnx.opset, input_name=spec.onnx.inputs[0].source_name
+    )
     Path(out).write_bytes(model.SerializeToString(deterministic=True))
 
 
@@ -117,20 +126,27 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
     """The NumPy oracle on the pickle's flat params list, keyed by ONNX names (float32 results)."""
     from stages.families.lasagne_signet.oracle import LasagneOracle
 
-    variant = spec.network.architecture
-    content, _weights = load_checked(_pickle_path(raw, spec), variant)  # layout checked, oracle reads the flat list
-    oracle = LasagneOracle(variant, content.params)
+    architecture_name = spec.network.architecture
+    content, _weights = load_checked(
+        _pickle_path(raw, spec), architecture_name
+    )  # layout checked, oracle reads the flat list
+    oracle = LasagneOracle(architecture_name, content.params)
     input_name = spec.onnx.inputs[0].name
     outputs = {t.name: t.source_name for t in spec.onnx.outputs}
 
     def run(inputs: Arrays) -> Arrays:
         images = inputs[input_name]
-        if architecture(variant).fixed_input is None:
-            check_input_size(variant, images.shape[2], images.shape[3], f"{variant} input")
+        if architecture(architecture_name).fixed_input is None:
+            check_input_size(architecture_name, images.shape[2], images.shape[3], f"{architecture_name} input")
         result = oracle(images)
         return {name: result[layer].astype(np.float32) for name, layer in outputs.items()}
 
     return run
+
+
+def float64_reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
+    """The reference itself: the NumPy oracle computes in float64."""
+    return reference(raw, spec)
 
 
 def weight_tracer(raw: Path, spec: ModelSpec):
@@ -162,7 +178,7 @@ def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
     return preprocess_signature(gray, CANVAS, source=source).astype(np.float32)[None, None]
 
 
-def spp_input(gray: np.ndarray, variant: str, source: str | None = None) -> np.ndarray:
+def spp_input(gray: np.ndarray, architecture_name: str, source: str | None = None) -> np.ndarray:
     """SigNet-SPP input at the scan's own size: float32 (1, 1, H, W) = 255 - remove_background.
 
     Refuses (PipelineError naming the size and the minimum) an image smaller than the network
@@ -171,7 +187,7 @@ def spp_input(gray: np.ndarray, variant: str, source: str | None = None) -> np.n
     gray = np.asarray(gray)
     if gray.ndim != 2:
         raise PipelineError(f"{source or 'image'}: expected a 2-D gray image, got shape {gray.shape}")
-    check_input_size(variant, gray.shape[0], gray.shape[1], source or "image")
+    check_input_size(architecture_name, gray.shape[0], gray.shape[1], source or "image")
     return (255 - remove_background(gray, source=source)).astype(np.float32)[None, None]
 
 
@@ -184,7 +200,7 @@ def _next_prime(n: int) -> int:
     return n
 
 
-def spp_validation_sizes(variant: str, count: int) -> list[tuple[int, int]]:
+def spp_validation_sizes(architecture_name: str, count: int) -> list[tuple[int, int]]:
     """`count` (rows, cols) sizes from the minimum to 2000x3000: the extremes, then primes.
 
     Always: the minimum, the minimum + 1 (odd/even neighbours of the boundary), the minimum
@@ -192,13 +208,15 @@ def spp_validation_sizes(variant: str, count: int) -> list[tuple[int, int]]:
     2000x3000. The rest are primes spread geometrically in between (odd, non-round sizes
     exercise the floor/ceil of every pool and pyramid bin).
     """
-    min_h, min_w = spp_min_input_size(variant)
+    min_h, min_w = spp_min_input_size(architecture_name)
     max_h, max_w = MAX_SPP_SIZE
     fixed = [(min_h, min_w), (min_h + 1, min_w + 2), (min_h, max_w), (max_h, min_w)]
     between = max(0, count - len(fixed) - 1)
     spread = [
-        (_next_prime(int(min_h * (max_h / min_h) ** (k / (between + 1)))),
-         _next_prime(int(min_w * (max_w / min_w) ** (k / (between + 1)))))
+        (
+            _next_prime(int(min_h * (max_h / min_h) ** (k / (between + 1)))),
+            _next_prime(int(min_w * (max_w / min_w) ** (k / (between + 1)))),
+        )
         for k in range(1, between + 1)
     ]
     return (fixed + spread)[: max(count - 1, 1)] + [MAX_SPP_SIZE]
@@ -210,22 +228,22 @@ def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) 
     SigNet: `count` drawn scans through `signet_input`, then all of them as one batch.
     SPP: drawn scans at `spp_validation_sizes` (minimum .. 2000x3000, primes included).
     """
-    variant = spec.network.architecture
+    architecture_name = spec.network.architecture
     name = spec.onnx.inputs[0].name
     style = spec.preprocessing.package_form()  # the model's own preprocessing, from params
 
     def prepare(gray: np.ndarray, source: str | None) -> np.ndarray:
-        if architecture(variant).fixed_input is None:
-            check_input_size(variant, gray.shape[0], gray.shape[1], source or "image")
+        if architecture(architecture_name).fixed_input is None:
+            check_input_size(architecture_name, gray.shape[0], gray.shape[1], source or "image")
         return style.network_input(style.image(gray, source=source), "float32")
 
     samples: list[tuple[str, Arrays]] = []
     to_input = lambda image: image.astype(np.float32)[None, None]  # noqa: E731  (0..255, ink bright)
-    fixed = architecture(variant).fixed_input
+    fixed = architecture(architecture_name).fixed_input
     if fixed is not None:
         strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, fixed, name, to_input)
         return batched_signature_samples(spec.source.seed, count, name, prepare, image_paths, strokes, style.load)
-    for index, (height, width) in enumerate(spp_validation_sizes(variant, count)):
+    for index, (height, width) in enumerate(spp_validation_sizes(architecture_name, count)):
         gray = signature_gray(spec.source.seed * 1000 + index, height, width)
         samples.append((f"synthetic_{height}x{width}", {name: prepare(gray, None)}))
     for path in image_paths:

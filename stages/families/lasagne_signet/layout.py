@@ -75,7 +75,7 @@ PARAM_ROLES = ("W", "beta", "gamma", "mean", "inv_std")  # Lasagne order within 
 class Architecture:
     """One upstream network. `fixed_input` is (rows, cols) for SigNet, None for the SPP models."""
 
-    variant: str
+    name: str
     layers: tuple[Layer, ...]
     fixed_input: tuple[int, int] | None
 
@@ -126,11 +126,13 @@ INPUT_SIZE = (150, 220)
 IMG_SIZE = (170, 242)
 
 
-def architecture(variant: str) -> Architecture:
+def architecture(architecture_name: str) -> Architecture:
     try:
-        return ARCHITECTURES[variant]
+        return ARCHITECTURES[architecture_name]
     except KeyError:
-        raise PipelineError(f"unknown SigNet variant {variant!r}; known: {sorted(ARCHITECTURES)}") from None
+        raise PipelineError(
+            f"unknown SigNet architecture {architecture_name!r}; known: {sorted(ARCHITECTURES)}"
+        ) from None
 
 
 def _conv_out(size: int, layer: Conv) -> int:
@@ -142,13 +144,13 @@ def _pool_out(size: int, layer: Pool) -> int:
     return (size - layer.size) // layer.stride + 1
 
 
-def spatial_sizes(variant: str, height: int, width: int) -> list[tuple[str, int, int]]:
+def spatial_sizes(architecture_name: str, height: int, width: int) -> list[tuple[str, int, int]]:
     """(layer, rows, cols) after every conv and pool layer, up to the last feature map.
 
     Sizes can come out < 1 for a too-small input; `check_input_size` turns that into an error.
     """
     sizes = []
-    for layer in architecture(variant).layers:
+    for layer in architecture(architecture_name).layers:
         if isinstance(layer, Conv):
             height, width = _conv_out(height, layer), _conv_out(width, layer)
         elif isinstance(layer, Pool):
@@ -161,19 +163,19 @@ def spatial_sizes(variant: str, height: int, width: int) -> list[tuple[str, int,
     return sizes
 
 
-def _axis_minimum(variant: str) -> int:
+def _axis_minimum(architecture_name: str) -> int:
     """Smallest side length for which every conv/pool output keeps >= 1 row.
 
     Every output size is non-decreasing in the input size, so the first length that works is
     the minimum and every longer one works too. The two axes share the arithmetic.
     """
     for side in range(1, 100_000):
-        if all(h >= 1 for _name, h, _w in spatial_sizes(variant, side, side)):
+        if all(h >= 1 for _name, h, _w in spatial_sizes(architecture_name, side, side)):
             return side
     raise AssertionError("unreachable: the layer arithmetic always admits large inputs")
 
 
-def spp_min_input_size(variant: str) -> tuple[int, int]:
+def spp_min_input_size(architecture_name: str) -> tuple[int, int]:
     """Smallest (rows, cols) an SPP model accepts: 37x37 at 300 dpi, 57x57 at 600 dpi.
 
     Derived from the layer arithmetic: conv output floor((n + 2 pad - k) / stride) + 1, pool
@@ -183,24 +185,26 @@ def spp_min_input_size(variant: str) -> tuple[int, int]:
     ceil((r + 1) h / n) >= (r + 1) h / n > r h / n >= floor(r h / n), so it holds >= 1 row
     (and ends at most at h). So no larger minimum is needed for the pyramid.
     """
-    if architecture(variant).fixed_input is not None:
-        raise PipelineError(f"{variant} takes a fixed {INPUT_SIZE[0]}x{INPUT_SIZE[1]} input, it has no minimum size")
-    side = _axis_minimum(variant)
+    if architecture(architecture_name).fixed_input is not None:
+        raise PipelineError(
+            f"{architecture_name} takes a fixed {INPUT_SIZE[0]}x{INPUT_SIZE[1]} input, it has no minimum size"
+        )
+    side = _axis_minimum(architecture_name)
     return side, side
 
 
-def check_input_size(variant: str, height: int, width: int, source: str) -> None:
+def check_input_size(architecture_name: str, height: int, width: int, source: str) -> None:
     """Refuse, with a clear message, an image an SPP model cannot take.
 
     Called before any runtime sees the image: ONNX Runtime's MaxPool alone would not fail on a
     too-short input but compute meaningless features (the converted graph's guard stops it
     with a terse Reshape error; this message says what to do).
     """
-    min_h, min_w = spp_min_input_size(variant)
+    min_h, min_w = spp_min_input_size(architecture_name)
     if height < min_h or width < min_w:
         raise PipelineError(
             f"{source}: the image is {height}x{width} (rows x cols), smaller than the smallest input "
-            f"{variant} accepts, {min_h}x{min_w}; pad it to at least that size"
+            f"{architecture_name} accepts, {min_h}x{min_w}; pad it to at least that size"
         )
 
 
@@ -240,13 +244,13 @@ def dense_inputs(arch: Architecture) -> int:
         elif isinstance(layer, Dense):
             break
     assert arch.fixed_input is not None, "an SPP architecture always has a pyramid before its dense layers"
-    _name, rows, cols = spatial_sizes(arch.variant, *arch.fixed_input)[-1]
+    _name, rows, cols = spatial_sizes(arch.name, *arch.fixed_input)[-1]
     return channels * rows * cols
 
 
-def param_layout(variant: str) -> list[ParamSlot]:
+def param_layout(architecture_name: str) -> list[ParamSlot]:
     """Every array of `params`, in Lasagne order, with its layer, role and expected shape."""
-    arch = architecture(variant)
+    arch = architecture(architecture_name)
     slots: list[ParamSlot] = []
     channels, features = 1, dense_inputs(arch)
     for layer in arch.weighted:
@@ -261,18 +265,18 @@ def param_layout(variant: str) -> list[ParamSlot]:
     return slots
 
 
-def check_params(variant: str, params: Any, source: str) -> list[LayerWeights]:
+def check_params(architecture_name: str, params: Any, source: str) -> list[LayerWeights]:
     """Check count, shapes, dtypes and values of `params` and group them by layer.
 
     Raises PipelineError naming the array (index, layer, role), the expected and the actual.
     """
-    layout = param_layout(variant)
+    layout = param_layout(architecture_name)
     if not isinstance(params, (list, tuple)):
         raise PipelineError(f"{source}: 'params' is a {type(params).__name__}, expected a list of numpy arrays")
     if len(params) != len(layout):
         layers = len(layout) // len(PARAM_ROLES)
         raise PipelineError(
-            f"{source}: 'params' holds {len(params)} arrays, expected {len(layout)} for {variant} "
+            f"{source}: 'params' holds {len(params)} arrays, expected {len(layout)} for {architecture_name} "
             f"({layers} layers x {len(PARAM_ROLES)}: {', '.join(PARAM_ROLES)}, in Lasagne order)"
         )
     for slot, array in zip(layout, params):

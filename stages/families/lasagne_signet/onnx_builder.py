@@ -31,7 +31,15 @@ from onnx import TensorProto, helper
 
 from stages.core.errors import PipelineError
 from stages.core.graph_builder import GraphBuilder
-from stages.families.lasagne_signet.layout import Architecture, Conv, Dense, LayerWeights, Pool, SpatialPyramid, spp_min_input_size
+from stages.families.lasagne_signet.layout import (
+    Architecture,
+    Conv,
+    Dense,
+    LayerWeights,
+    Pool,
+    SpatialPyramid,
+    spp_min_input_size,
+)
 
 PRODUCER = "onnx"  # built with onnx.helper; patch pins producer_version to the onnx package
 
@@ -72,7 +80,11 @@ def spatial_pyramid(g: GraphBuilder, x: str, layer: SpatialPyramid) -> str:
         for axis_name, size in (("row", height), ("col", width)):
             for index in range(n):
                 where = f"{level}/{axis_name}{index}"
-                start = g.op("Div", [g.op("Mul", [size, g.ints(f"{where}/i", [index])], f"{where}/start_Mul"), divisor], f"{where}/start")
+                start = g.op(
+                    "Div",
+                    [g.op("Mul", [size, g.ints(f"{where}/i", [index])], f"{where}/start_Mul"), divisor],
+                    f"{where}/start",
+                )
                 grown = g.op("Mul", [size, g.ints(f"{where}/i_plus_1", [index + 1])], f"{where}/end_Mul")
                 end = g.op("Div", [g.op("Add", [grown, round_up], f"{where}/end_Add"), divisor], f"{where}/end")
                 bounds[axis_name, index] = (start, end)
@@ -138,20 +150,29 @@ def build_model(
         if isinstance(layer, Conv):
             w = by_name[layer.name]
             x = g.op(
-                "Conv", [x, g.const(f"{layer.name}/W", w.W)], f"{layer.name}/Conv",
-                kernel_shape=[layer.size, layer.size], strides=[layer.stride, layer.stride],
-                pads=[layer.pad] * 4, dilations=[1, 1], group=1,
+                "Conv",
+                [x, g.const(f"{layer.name}/W", w.W)],
+                f"{layer.name}/Conv",
+                kernel_shape=[layer.size, layer.size],
+                strides=[layer.stride, layer.stride],
+                pads=[layer.pad] * 4,
+                dilations=[1, 1],
+                group=1,
             )
             x = batch_norm_relu(g, x, w, spatial=True)
         elif isinstance(layer, Pool):
             x = g.op(
-                "MaxPool", [x], f"{layer.name}/MaxPool",
-                kernel_shape=[layer.size, layer.size], strides=[layer.stride, layer.stride],
-                pads=[0, 0, 0, 0], ceil_mode=0,
+                "MaxPool",
+                [x],
+                f"{layer.name}/MaxPool",
+                kernel_shape=[layer.size, layer.size],
+                strides=[layer.stride, layer.stride],
+                pads=[0, 0, 0, 0],
+                ceil_mode=0,
             )
         elif isinstance(layer, SpatialPyramid):
             x = spatial_pyramid(g, x, layer)
-            guard = input_size_guard(g, input_name, *spp_min_input_size(arch.variant))
+            guard = input_size_guard(g, input_name, *spp_min_input_size(arch.name))
             x = g.op("Mul", [x, guard], f"{layer.name}/checked")
             spatial = False
         elif isinstance(layer, Dense):
@@ -164,7 +185,7 @@ def build_model(
             outputs.append(layer.name)
     graph = helper.make_graph(
         g.nodes,
-        arch.variant,
+        arch.name,
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, _input_dims(arch))],
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 2048]) for name in outputs],
         initializer=g.initializers,
@@ -181,7 +202,8 @@ def spp_model(channels: int, levels: Sequence[int] = (4, 2, 1), opset: int = 17)
     out = spatial_pyramid(g, "x", SpatialPyramid("spp", tuple(levels)))
     bins = sum(n * n for n in levels)
     graph = helper.make_graph(
-        g.nodes, "spp",
+        g.nodes,
+        "spp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, "height", "width"])],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", channels * bins])],
         initializer=g.initializers,

@@ -34,27 +34,43 @@ from stages.core.float64_layers import conv2d, max_pool, pyramid_pool
 # | ("pyramid", levels) | ("dense", units, output name)
 NETWORKS: dict[str, tuple[tuple, ...]] = {
     "signet": (
-        ("conv", 96, 11, 4, 0), ("pool", 3, 2),
-        ("conv", 256, 5, 1, 2), ("pool", 3, 2),
-        ("conv", 384, 3, 1, 1), ("conv", 384, 3, 1, 1), ("conv", 256, 3, 1, 1), ("pool", 3, 2),
+        ("conv", 96, 11, 4, 0),
+        ("pool", 3, 2),
+        ("conv", 256, 5, 1, 2),
+        ("pool", 3, 2),
+        ("conv", 384, 3, 1, 1),
+        ("conv", 384, 3, 1, 1),
+        ("conv", 256, 3, 1, 1),
+        ("pool", 3, 2),
         ("flatten",),
-        ("dense", 2048, "fc1"), ("dense", 2048, "fc2"),
+        ("dense", 2048, "fc1"),
+        ("dense", 2048, "fc2"),
     ),
     "signet_spp_300dpi": (
-        ("conv", 32, 11, 3, 5), ("pool", 3, 2),
-        ("conv", 64, 5, 1, 2), ("pool", 3, 3),
-        ("conv", 128, 3, 1, 1), ("conv", 128, 3, 1, 1), ("pool", 2, 2),
+        ("conv", 32, 11, 3, 5),
+        ("pool", 3, 2),
+        ("conv", 64, 5, 1, 2),
+        ("pool", 3, 3),
+        ("conv", 128, 3, 1, 1),
+        ("conv", 128, 3, 1, 1),
+        ("pool", 2, 2),
         ("conv", 128, 3, 1, 1),
         ("pyramid", (4, 2, 1)),
-        ("dense", 2048, "fc1"), ("dense", 2048, "fc2"),
+        ("dense", 2048, "fc1"),
+        ("dense", 2048, "fc2"),
     ),
     "signet_spp_600dpi": (
-        ("conv", 32, 11, 4, 5), ("pool", 3, 3),
-        ("conv", 64, 5, 1, 2), ("pool", 3, 2),
-        ("conv", 128, 3, 1, 1), ("conv", 128, 3, 1, 1), ("pool", 2, 2),
+        ("conv", 32, 11, 4, 5),
+        ("pool", 3, 3),
+        ("conv", 64, 5, 1, 2),
+        ("pool", 3, 2),
+        ("conv", 128, 3, 1, 1),
+        ("conv", 128, 3, 1, 1),
+        ("pool", 2, 2),
         ("conv", 128, 3, 1, 1),
         ("pyramid", (4, 2, 1)),
-        ("dense", 2048, "fc1"), ("dense", 2048, "fc2"),
+        ("dense", 2048, "fc1"),
+        ("dense", 2048, "fc2"),
     ),
 }
 ARRAYS_PER_LAYER = 5  # W, beta, gamma, mean, inv_std
@@ -74,9 +90,7 @@ class LasagneOracle:
         self.layers = NETWORKS[network]
         weighted = sum(1 for layer in self.layers if layer[0] in ("conv", "dense"))
         if len(params) != weighted * ARRAYS_PER_LAYER:
-            raise PipelineError(
-                f"oracle: {network} needs {weighted * ARRAYS_PER_LAYER} arrays, got {len(params)}"
-            )
+            raise PipelineError(f"oracle: {network} needs {weighted * ARRAYS_PER_LAYER} arrays, got {len(params)}")
         self.params = [np.asarray(p, dtype=np.float64) for p in params]
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -55,7 +55,8 @@ def safe_unpickle(data: bytes, source: str) -> Any:
 
 def _pair(value: Any, key: str, source: str) -> tuple[int, int]:
     if (
-        not isinstance(value, (tuple, list)) or len(value) != 2
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
         or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value)
     ):
         raise PipelineError(f"{source}: '{key}' is {shown_repr(value)}, expected a pair of positive ints (rows, cols)")
@@ -74,7 +75,9 @@ def load_lasagne_pickle(path: Path) -> LasagnePickle:
         )
     content = safe_unpickle(data, str(path))
     if not isinstance(content, dict):
-        raise PipelineError(f"{path}: holds a {type(content).__name__}, expected a dict with input_size, img_size, params")
+        raise PipelineError(
+            f"{path}: holds a {type(content).__name__}, expected a dict with input_size, img_size, params"
+        )
     missing = [key for key in ("input_size", "img_size", "params") if key not in content]
     if missing:
         raise PipelineError(f"{path}: the dict lacks {missing}; it has {shown_names(content)}")
@@ -88,13 +91,13 @@ def load_lasagne_pickle(path: Path) -> LasagnePickle:
     )
 
 
-def load_checked(path: Path, variant: str) -> tuple[LasagnePickle, list[LayerWeights]]:
-    """Load safely and check the layer layout of `variant`; SigNet must also say input_size 150x220."""
+def load_checked(path: Path, architecture_name: str) -> tuple[LasagnePickle, list[LayerWeights]]:
+    """Load safely and check the layer layout of `architecture_name`; SigNet must also say input_size 150x220."""
     content = load_lasagne_pickle(path)
-    arch = architecture(variant)
+    arch = architecture(architecture_name)
     if arch.fixed_input is not None and content.input_size != arch.fixed_input:
         raise PipelineError(
             f"{path}: input_size is {content.input_size}, expected {arch.fixed_input} "
-            f"(the {variant} dense layer is sized for it)"
+            f"(the {architecture_name} dense layer is sized for it)"
         )
-    return content, check_params(variant, content.params, str(path))
+    return content, check_params(architecture_name, content.params, str(path))

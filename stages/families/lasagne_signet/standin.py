@@ -26,7 +26,7 @@ CALIBRATION_IMAGES = 16
 SPP_CALIBRATION_SIZES = ((150, 220), (100, 160), (260, 400), (400, 600))
 
 
-def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
+def synthetic_params(architecture_name: str, seed: int) -> list[np.ndarray]:
     """Lasagne-ordered float32 arrays with realistic scales, the same bytes on every machine.
 
     Sampled from a PCG64 stream (numpy only, no network run): W He-normal (conv1 divided by
@@ -35,7 +35,7 @@ def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
     """
     rng = draws.generator(seed)
     params = []
-    for slot in param_layout(variant):
+    for slot in param_layout(architecture_name):
         if slot.role == "W":
             # conv W (out, in, kh, kw): fan-in in*kh*kw; dense W (in, out): fan-in in.
             fan_in = int(np.prod(slot.shape[1:])) if len(slot.shape) == 4 else slot.shape[0]
@@ -54,11 +54,11 @@ def synthetic_params(variant: str, seed: int) -> list[np.ndarray]:
     return params
 
 
-def calibration_layers(variant: str, params: Sequence[np.ndarray]) -> list:
+def calibration_layers(architecture_name: str, params: Sequence[np.ndarray]) -> list:
     """The network as `stages.core.calibration` layers, with the weights, gammas and betas of `params`."""
     from stages.core import calibration
 
-    arch = architecture(variant)
+    arch = architecture(architecture_name)
     by_layer = iter(range(0, len(params), 5))
     layers: list = []
     for layer in arch.layers:
@@ -77,13 +77,13 @@ def calibration_layers(variant: str, params: Sequence[np.ndarray]) -> list:
     return layers
 
 
-def calibration_sizes(variant: str) -> list[tuple[int, int]]:
+def calibration_sizes(architecture_name: str) -> list[tuple[int, int]]:
     """Input sizes of the calibration images: SigNet's fixed one, or a spread for SPP."""
-    fixed = architecture(variant).fixed_input
+    fixed = architecture(architecture_name).fixed_input
     return [fixed] if fixed else list(SPP_CALIBRATION_SIZES)
 
 
-def calibrated_params(variant: str, seed: int) -> list[np.ndarray]:
+def calibrated_params(architecture_name: str, seed: int) -> list[np.ndarray]:
     """`synthetic_params` with every batch norm's mean and inv_std set from drawn signatures.
 
     As training leaves them: mean = the layer's mean input, inv_std = 1 / sqrt(var + epsilon),
@@ -91,10 +91,12 @@ def calibrated_params(variant: str, seed: int) -> list[np.ndarray]:
     """
     from stages.core import calibration
 
-    params = synthetic_params(variant, seed)
-    sizes = calibration_sizes(variant)
+    params = synthetic_params(architecture_name, seed)
+    sizes = calibration_sizes(architecture_name)
     images = calibration.signature_field_images(seed, CALIBRATION_IMAGES, sizes)
-    statistics = calibration.calibrate(calibration_layers(variant, params), images, 0, LASAGNE_BN_EPSILON, "relu")
+    statistics = calibration.calibrate(
+        calibration_layers(architecture_name, params), images, 0, LASAGNE_BN_EPSILON, "relu"
+    )
     for layer, stats in enumerate(statistics):
         base = 5 * layer
         params[base + 3] = stats.mean.astype(np.float32)

@@ -115,9 +115,16 @@ class _DtypeSpec:
         metadata = state[8] if len(state) == 9 else None
         if (
             not isinstance(order, str)  # before the set lookup: hashing a deep tuple recurses in C
-            or version not in (3, 4) or isinstance(version, bool) or order not in _BYTE_ORDERS
-            or subarray is not None or names is not None or fields is not None or metadata is not None
-            or elsize != -1 or alignment != -1 or flags != 0
+            or version not in (3, 4)
+            or isinstance(version, bool)
+            or order not in _BYTE_ORDERS
+            or subarray is not None
+            or names is not None
+            or fields is not None
+            or metadata is not None
+            or elsize != -1
+            or alignment != -1
+            or flags != 0
             or any(isinstance(v, bool) for v in (elsize, alignment, flags))
         ):
             raise Refused(
@@ -150,13 +157,15 @@ class _ArraySpec:
 def _dtype_spec(args: tuple) -> _DtypeSpec:
     if not 1 <= len(args) <= 3:
         raise Refused(f"unexpected numpy dtype arguments {shown(args, 120)}")
-    code, align, copy = (*args, *(None, False, True)[len(args):])
+    code, align, copy = (*args, *(None, False, True)[len(args) :])
     if isinstance(code, bytes):
         code = code.decode("latin1")
     if not isinstance(code, str):
         raise Refused(f"refused dtype specification {shown(code, 80)}")
     if not _DTYPE_CODE.match(code):
-        raise Refused(f"refused dtype {shown(code, 40)!r}: only plain numeric dtypes are allowed (bool, int, uint, float)")
+        raise Refused(
+            f"refused dtype {shown(code, 40)!r}: only plain numeric dtypes are allowed (bool, int, uint, float)"
+        )
     if align not in (0, False) or copy not in (1, True):
         raise Refused(f"unexpected numpy dtype arguments {shown(args, 120)}")
     return _DtypeSpec(code)
@@ -195,16 +204,38 @@ def _scalar(args: tuple) -> Any:
 # --------------------------------------------------------------------------------------------
 
 _REFUSED_OPCODES = {
-    "INST": "creates an object", "OBJ": "creates an object", "NEWOBJ": "creates an object",
-    "NEWOBJ_EX": "creates an object", "PERSID": "uses a persistent id", "BINPERSID": "uses a persistent id",
-    "EXT1": "uses the extension registry", "EXT2": "uses the extension registry", "EXT4": "uses the extension registry",
-    "BYTEARRAY8": "holds a bytearray", "NEXT_BUFFER": "uses out-of-band buffers", "READONLY_BUFFER": "uses out-of-band buffers",
+    "INST": "creates an object",
+    "OBJ": "creates an object",
+    "NEWOBJ": "creates an object",
+    "NEWOBJ_EX": "creates an object",
+    "PERSID": "uses a persistent id",
+    "BINPERSID": "uses a persistent id",
+    "EXT1": "uses the extension registry",
+    "EXT2": "uses the extension registry",
+    "EXT4": "uses the extension registry",
+    "BYTEARRAY8": "holds a bytearray",
+    "NEXT_BUFFER": "uses out-of-band buffers",
+    "READONLY_BUFFER": "uses out-of-band buffers",
     "LONG4": "holds an integer of unbounded size",
 }
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
 _INTS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1"})
-_TEXTS = frozenset({"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
-                    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "FLOAT", "BINFLOAT"})
+_TEXTS = frozenset(
+    {
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "FLOAT",
+        "BINFLOAT",
+    }
+)
 _MARK = object()
 
 
@@ -221,7 +252,9 @@ class _Machine:
     def spend(self, amount: int) -> None:
         self.spent += amount
         if self.spent > self.budget:
-            raise Refused(f"the pickle would need more than {self.budget} bytes of memory (the file holds far less data)")
+            raise Refused(
+                f"the pickle would need more than {self.budget} bytes of memory (the file holds far less data)"
+            )
 
     def pop(self) -> Any:
         if len(self.stack) <= (self.marks[-1] if self.marks else 0):
@@ -248,7 +281,9 @@ class _Machine:
 
     def integer(self, value: int) -> int:
         if not isinstance(value, bool) and value.bit_length() > self.limits.max_int_bits:
-            raise Refused(f"the pickle holds an integer of {value.bit_length()} bits (at most {self.limits.max_int_bits})")
+            raise Refused(
+                f"the pickle holds an integer of {value.bit_length()} bits (at most {self.limits.max_int_bits})"
+            )
         return value
 
     # Opcodes ------------------------------------------------------------------------------
@@ -393,7 +428,9 @@ class _Machine:
 
     def reduce(self, function: Any, args: Any) -> Any:
         if not isinstance(function, _Global):
-            raise Refused(f"the pickle calls a {type(function).__name__}; only numpy's array and dtype patterns are admitted")
+            raise Refused(
+                f"the pickle calls a {type(function).__name__}; only numpy's array and dtype patterns are admitted"
+            )
         if not isinstance(args, tuple):
             raise Malformed("REDUCE arguments are not a tuple")
         if function is RECONSTRUCT:
@@ -435,14 +472,17 @@ class _Machine:
             target.build(state)
             return
         if not isinstance(target, _ArraySpec):
-            raise Refused(f"the pickle sets the state of a {type(target).__name__}; only numpy arrays and dtypes have one")
+            raise Refused(
+                f"the pickle sets the state of a {type(target).__name__}; only numpy arrays and dtypes have one"
+            )
         if target.array is not None:
             raise Refused("an array is given its state twice")
         if not isinstance(state, tuple) or len(state) not in (4, 5) or (len(state) == 5 and state[0] != 1):
             raise Refused(f"unexpected numpy array state {shown(state, 120)}")
         shape, dtype_spec, fortran, data = state[-4:]
         if (
-            not isinstance(shape, tuple) or len(shape) > self.limits.max_dims
+            not isinstance(shape, tuple)
+            or len(shape) > self.limits.max_dims
             or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in shape)
         ):
             raise Refused(f"array shape {shown(shape, 120)} is not a tuple of at most {self.limits.max_dims} sizes")
@@ -549,4 +589,3 @@ def load(data: bytes, limits: Limits = Limits()) -> Any:
         machine.stack.clear()
         machine.memo.clear()
     return _finish(result, limits)
-

@@ -11,8 +11,9 @@ and "Siamese verifier"); params `architecture` says which network a checkpoint h
 
 The whole family is this folder: `layers` (the nn.Module, synthetic and calibrated stand-in
 weights, the unfused export), `checkpoint` (loading without running the file, state-dict
-checks), `signet` and `siamese` (the family functions per architecture), `oracle` (the
-independent float64 NumPy reference). Exported with torch.onnx (TorchScript exporter) in
+checks), `signet` and `siamese` (the family functions per architecture), `inputs` (their
+validation inputs, without PyTorch), `oracle` (the independent float64 NumPy reference).
+Exported with torch.onnx (TorchScript exporter) in
 training=PRESERVE mode, so no batch norm is folded with CPU-dependent arithmetic.
 """
 
@@ -68,9 +69,19 @@ def independent_reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arra
     return architecture_module(spec).independent_reference(raw, spec)
 
 
+def float64_reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
+    """The float64 NumPy oracle (the independent reference)."""
+    return independent_reference(raw, spec)
+
+
 def weight_tracer(raw: Path, spec: ModelSpec) -> "WeightTracer":
     return architecture_module(spec).weight_tracer(raw, spec)
 
 
 def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
-    return architecture_module(spec).validation_inputs(spec, count, image_paths)
+    # torch-free (inputs.py): the variants stage needs the inputs, not PyTorch
+    from stages.families.torch_sigver import inputs
+
+    if spec.network.architecture == "siamese":
+        return inputs.siamese_validation_inputs(spec, count, image_paths)
+    return inputs.signet_validation_inputs(spec, count, image_paths)

@@ -82,7 +82,9 @@ _GLOBAL_PATTERNS = (
     re.compile(r"Unsupported global: GLOBAL (\S+)"),
 )
 # Lines of torch's refusal that advise turning the protection off or point to its documentation.
-_ADVICE = re.compile(r"weights_only|Weights only load failed|trust|add_safe_globals|safe_globals|documentation", re.IGNORECASE)
+_ADVICE = re.compile(
+    r"weights_only|Weights only load failed|trust|add_safe_globals|safe_globals|documentation", re.IGNORECASE
+)
 
 
 def _check_archive(path: Path) -> None:
@@ -92,7 +94,9 @@ def _check_archive(path: Path) -> None:
     Either way the pickles' globals are scanned first (see `_scan_globals`)."""
     size = path.stat().st_size
     if size > MAX_CHECKPOINT_BYTES:
-        raise PipelineError(f"{path}: {size} bytes, more than any upstream checkpoint ({MAX_CHECKPOINT_BYTES} at most); refused")
+        raise PipelineError(
+            f"{path}: {size} bytes, more than any upstream checkpoint ({MAX_CHECKPOINT_BYTES} at most); refused"
+        )
     with open(path, "rb") as handle:
         if handle.read(4) != b"PK\x03\x04":
             handle.seek(0)
@@ -104,7 +108,9 @@ def _check_archive(path: Path) -> None:
             names = [info.filename for info in infos]
             if len(set(names)) != len(names):
                 twice = sorted(name for name, count in Counter(names).items() if count > 1)
-                raise PipelineError(f"{path}: refused: the checkpoint archive holds {shown_names(twice, 3)} more than once")
+                raise PipelineError(
+                    f"{path}: refused: the checkpoint archive holds {shown_names(twice, 3)} more than once"
+                )
             for info in infos:
                 if info.flag_bits & 0x1 or info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
                     raise PipelineError(
@@ -119,7 +125,9 @@ def _check_archive(path: Path) -> None:
     except PipelineError:
         raise
     except Exception as exc:  # zipfile raises BadZipFile, ValueError, struct.error, ... for a damaged file
-        raise PipelineError(f"{path}: not a loadable PyTorch checkpoint (a damaged zip: {shown(str(exc), 120)})") from None
+        raise PipelineError(
+            f"{path}: not a loadable PyTorch checkpoint (a damaged zip: {shown(str(exc), 120)})"
+        ) from None
 
 
 _GLOBAL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}$")
@@ -174,7 +182,9 @@ def torch_load(path) -> object:
     except PipelineError:
         raise
     except MemoryError:
-        raise PipelineError(f"{path}: not a loadable PyTorch checkpoint (it needs more memory than this machine has)") from None
+        raise PipelineError(
+            f"{path}: not a loadable PyTorch checkpoint (it needs more memory than this machine has)"
+        ) from None
     except Exception as exc:
         raise _torch_refusal(path, exc) from None
 

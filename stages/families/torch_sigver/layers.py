@@ -22,11 +22,14 @@ from stages.core import random_draws as draws
 
 # (name, out_channels, kernel, stride, padding); None marks a 3x3 stride-2 max pool.
 CONV_STACK = (
-    ("conv1", 96, 11, 4, 0), None,
-    ("conv2", 256, 5, 1, 2), None,
+    ("conv1", 96, 11, 4, 0),
+    None,
+    ("conv2", 256, 5, 1, 2),
+    None,
     ("conv3", 384, 3, 1, 1),
     ("conv4", 384, 3, 1, 1),
-    ("conv5", 256, 3, 1, 1), None,
+    ("conv5", 256, 3, 1, 1),
+    None,
 )
 FLAT_FEATURES = 256 * 3 * 5
 INPUT_SIZE = (150, 220)
@@ -44,8 +47,14 @@ ACTIVATIONS = {"relu": nn.ReLU, "mish": nn.Mish}
 UNFUSED_EVAL_EXPORT = torch.onnx.TrainingMode.PRESERVE
 
 
-def export_unfused(model: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str],
-                   output_names: list[str], opset: int, dynamic_axes: dict | None = None) -> bytes:
+def export_unfused(
+    model: nn.Module,
+    examples: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+    dynamic_axes: dict | None = None,
+) -> bytes:
     """torch.onnx (TorchScript exporter) of an eval-mode module, BatchNorm kept as its own node."""
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -53,9 +62,16 @@ def export_unfused(model: nn.Module, examples: tuple[torch.Tensor, ...], input_n
         # mode; this module is in eval mode, and weight_trace proves no parameter was altered.
         warnings.filterwarnings("ignore", message=r".*constant folding be turned off.*")
         torch.onnx.export(
-            model.eval(), examples, buffer,
-            input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
-            opset_version=opset, do_constant_folding=True, training=UNFUSED_EVAL_EXPORT, dynamo=False,
+            model.eval(),
+            examples,
+            buffer,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            training=UNFUSED_EVAL_EXPORT,
+            dynamo=False,
         )
     return buffer.getvalue()
 
@@ -98,10 +114,14 @@ class SigNet(nn.Module):
             layers[name] = ConvBlock(channels, out, kernel, stride, padding, activation)
             channels = out
         self.conv_layers = nn.Sequential(layers)
-        self.fc_layers = nn.Sequential(OrderedDict([
-            ("fc1", DenseBlock(FLAT_FEATURES, FEATURES, activation)),
-            ("fc2", DenseBlock(FEATURES, FEATURES, activation)),
-        ]))
+        self.fc_layers = nn.Sequential(
+            OrderedDict(
+                [
+                    ("fc1", DenseBlock(FLAT_FEATURES, FEATURES, activation)),
+                    ("fc2", DenseBlock(FEATURES, FEATURES, activation)),
+                ]
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_layers(x)
@@ -157,12 +177,24 @@ def calibrate_batch_norm(state: OrderedDict[str, torch.Tensor], seed: int, activ
             continue
         name, _out, _kernel, stride, padding = entry
         block = f"conv_layers.{name}"
-        layers.append(calibration.Conv(weights(f"{block}.conv.weight"), weights(f"{block}.bn.weight"), weights(f"{block}.bn.bias"), stride, padding))
+        layers.append(
+            calibration.Conv(
+                weights(f"{block}.conv.weight"),
+                weights(f"{block}.bn.weight"),
+                weights(f"{block}.bn.bias"),
+                stride,
+                padding,
+            )
+        )
         blocks.append(block)
     layers.append(calibration.Flatten())
     for name in ("fc1", "fc2"):
         block = f"fc_layers.{name}"
-        layers.append(calibration.Dense(weights(f"{block}.fc.weight").T, weights(f"{block}.bn.weight"), weights(f"{block}.bn.bias")))
+        layers.append(
+            calibration.Dense(
+                weights(f"{block}.fc.weight").T, weights(f"{block}.bn.weight"), weights(f"{block}.bn.bias")
+            )
+        )
         blocks.append(block)
     images = calibration.signature_field_images(seed, CALIBRATION_IMAGES, [INPUT_SIZE])
     # pixels / 255 on the 2^-8 grid: floor(pixel * 256 / 255), integers 0..256.

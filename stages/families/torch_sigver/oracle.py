@@ -33,13 +33,17 @@ from stages.core.float64_layers import conv2d, max_pool
 
 # ("conv", key, stride, padding) | ("pool", size, stride) | ("flatten",) | ("dense", key)
 SIGVER_SIGNET = (
-    ("conv", "conv_layers.conv1", 4, 0), ("pool", 3, 2),
-    ("conv", "conv_layers.conv2", 1, 2), ("pool", 3, 2),
+    ("conv", "conv_layers.conv1", 4, 0),
+    ("pool", 3, 2),
+    ("conv", "conv_layers.conv2", 1, 2),
+    ("pool", 3, 2),
     ("conv", "conv_layers.conv3", 1, 1),
     ("conv", "conv_layers.conv4", 1, 1),
-    ("conv", "conv_layers.conv5", 1, 1), ("pool", 3, 2),
+    ("conv", "conv_layers.conv5", 1, 1),
+    ("pool", 3, 2),
     ("flatten",),
-    ("dense", "fc_layers.fc1"), ("dense", "fc_layers.fc2"),
+    ("dense", "fc_layers.fc1"),
+    ("dense", "fc_layers.fc2"),
 )
 BATCH_NORM_EPS = 1e-5  # PyTorch's BatchNorm default, kept by sigver and the notebook
 SIGNET_INPUT = (1, 150, 220)
@@ -74,9 +78,18 @@ class SigNetOracle:
         self.activation = ACTIVATIONS[activation]
         self.state = _float64_state(state)
         self.prefix = prefix
-        needed = [f"{prefix}{layer[1]}.{part}" for layer in SIGVER_SIGNET if layer[0] in ("conv", "dense")
-                  for part in (("conv" if layer[0] == "conv" else "fc") + ".weight", "bn.weight", "bn.bias",
-                               "bn.running_mean", "bn.running_var")]
+        needed = [
+            f"{prefix}{layer[1]}.{part}"
+            for layer in SIGVER_SIGNET
+            if layer[0] in ("conv", "dense")
+            for part in (
+                ("conv" if layer[0] == "conv" else "fc") + ".weight",
+                "bn.weight",
+                "bn.bias",
+                "bn.running_mean",
+                "bn.running_var",
+            )
+        ]
         missing = [key for key in needed if key not in self.state]
         if missing:
             raise PipelineError(f"torch oracle: the state dict lacks {missing[:3]}")
@@ -126,8 +139,12 @@ class SiameseOracle:
         self.probs_weight = np.asarray(state["probs.weight"], dtype=np.float64)  # (1, 4096) or (1, 4)
         self.probs_bias = np.asarray(state["probs.bias"], dtype=np.float64)  # (1,)
         self.projection = (
-            (np.asarray(state["projection2d.weight"], dtype=np.float64), np.asarray(state["projection2d.bias"], dtype=np.float64))
-            if projection2d else None
+            (
+                np.asarray(state["projection2d.weight"], dtype=np.float64),
+                np.asarray(state["projection2d.bias"], dtype=np.float64),
+            )
+            if projection2d
+            else None
         )
 
     def __call__(self, img1: np.ndarray, img2: np.ndarray) -> dict[str, np.ndarray]:

@@ -14,24 +14,21 @@ Inputs are preprocessed signatures, uint8 [150, 220]; outputs e1, e2 and the sam
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from signature_onnx.preprocessing import Preprocessing
-from stages.core.drawings import signature_gray, stroke_samples
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
 from stages.core.untrusted import shown_names
 from stages.core.weight_trace import WeightTracer
 from stages.families.torch_sigver.checkpoint import check_keys, checkpoint_path, load_state, torch_load
+from stages.families.torch_sigver.inputs import SIAMESE_IMAGE_SHAPE as INPUT_SHAPE
 from stages.families.torch_sigver.layers import FEATURES, SigNet, calibrate_batch_norm, export_unfused, synthetic_state
 from stages.families.torch_sigver.oracle import SiameseOracle
-
-INPUT_SHAPE = (150, 220)
 
 
 class SiameseModel(nn.Module):
@@ -68,15 +65,15 @@ def write_builtin(dest: Path, spec: ModelSpec) -> None:
     checkpoint_path(dest, spec).write_bytes(buffer.getvalue())
 
 
-def _check_variant(state: object, spec: ModelSpec, path: Path) -> None:
-    """The `probs` shape says which notebook variant the checkpoint is; it must be the declared one."""
+def _check_probs_head(state: object, spec: ModelSpec, path: Path) -> None:
+    """The `probs` shape says which notebook copy the checkpoint is; it must be the declared one."""
     probs = state.get("probs.weight") if isinstance(state, dict) else None
     if not isinstance(probs, torch.Tensor) or probs.ndim != 2 or probs.shape[0] != 1:
         return  # load_state names the missing or malformed key
     inputs = {2 * FEATURES: False, 4: True}.get(int(probs.shape[1]))
     if inputs is not None and inputs != spec.network.projection2d:
         raise PipelineError(
-            f"{path}: probs.weight is {tuple(probs.shape)}, the notebook variant with projection2d "
+            f"{path}: probs.weight is {tuple(probs.shape)}, the notebook copy with projection2d "
             f"{str(inputs).lower()}; set models.<name>.network.projection2d: {str(inputs).lower()} in params.yaml "
             f"(and the outputs' shapes to [1, {2 if inputs else FEATURES}])"
         )
@@ -91,11 +88,15 @@ def load_model(raw: Path, spec: ModelSpec) -> SiameseModel:
     path = checkpoint_path(raw, spec)
     checkpoint = torch_load(path)
     if not isinstance(checkpoint, dict):
-        raise PipelineError(f"{path}: holds a {type(checkpoint).__name__}, expected a dict with key 'model' holding the state_dict")
+        raise PipelineError(
+            f"{path}: holds a {type(checkpoint).__name__}, expected a dict with key 'model' holding the state_dict"
+        )
     check_keys(checkpoint, f"{path}: the checkpoint")
     if "model" not in checkpoint:
-        raise PipelineError(f"{path}: expected a dict with key 'model' holding the state_dict, found keys {shown_names(checkpoint)}")
-    _check_variant(checkpoint["model"], spec, path)
+        raise PipelineError(
+            f"{path}: expected a dict with key 'model' holding the state_dict, found keys {shown_names(checkpoint)}"
+        )
+    _check_probs_head(checkpoint["model"], spec, path)
     model = SiameseModel(spec.network.projection2d)
     load_state(model, checkpoint["model"], str(path))
     return model.eval()
@@ -108,10 +109,15 @@ def check_loadable(raw: Path, spec: ModelSpec) -> None:
 def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
     """torch.onnx (TorchScript exporter) with the original code's uint8 [150, 220] example inputs."""
     examples = tuple(torch.zeros(INPUT_SHAPE, dtype=torch.uint8) for _ in spec.onnx.inputs)
-    out.write_bytes(export_unfused(
-        load_model(raw, spec), examples,
-        [t.source_name for t in spec.onnx.inputs], [t.source_name for t in spec.onnx.outputs], spec.onnx.opset,
-    ))
+    out.write_bytes(
+        export_unfused(
+            load_model(raw, spec),
+            examples,
+            [t.source_name for t in spec.onnx.inputs],
+            [t.source_name for t in spec.onnx.outputs],
+            spec.onnx.opset,
+        )
+    )
 
 
 def reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
@@ -152,29 +158,3 @@ def independent_reference(raw: Path, spec: ModelSpec) -> Callable[[dict[str, np.
 def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
     """The checkpoint's `model` state dict, by key; the export may only copy or transpose them."""
     return WeightTracer(_state_as_stored(raw, spec), literals=GRAPH_LITERALS)
-
-
-def prepare_signature(gray: np.ndarray, style: Preprocessing, source: str | None = None) -> np.ndarray:
-    """The notebook's preprocessing (params' `preprocessing`: sigver's scikit-image code, img_size
-    (256, 256), crop (150, 220)): uint8 (150, 220), ink bright, from a gray scan (0..255)."""
-    return style.network_input(style.image(gray, source=source), "uint8")
-
-
-def validation_inputs(
-    spec: ModelSpec, count: int, image_paths: Sequence[Path]
-) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """Pairs of signatures: drawn ones (consecutive pairs), then the user's images paired in turn."""
-    style = spec.preprocessing.package_form()
-    images: list[tuple[str, np.ndarray]] = []
-    for index in range(count + 1):
-        height, width = 260 + 41 * index, 520 + 67 * index
-        images.append((f"synthetic_{index:03d}", prepare_signature(signature_gray(spec.source.seed * 1000 + index, height, width), style)))
-    for path in image_paths:
-        images.append((path.name, prepare_signature(style.load(path), style, str(path))))
-    for sample, inputs in stroke_samples(spec.source.seed, spec.validation.stroke_samples, INPUT_SHAPE, "image", lambda image: image):
-        images.append((sample, inputs["image"]))
-    first, second = (t.name for t in spec.onnx.inputs)
-    pairs = []
-    for (name_a, image_a), (name_b, image_b) in zip(images, images[1:]):
-        pairs.append((f"{name_a}~{name_b}", {first: image_a, second: image_b}))
-    return pairs

@@ -23,24 +23,22 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from signature_onnx.preprocessing import Preprocessing
 from stages.core import random_draws as draws
-from stages.core.drawings import batched_signature_samples, stroke_samples
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
 from stages.core.untrusted import shown_names
 from stages.core.weight_trace import WeightTracer
 from stages.families.torch_sigver.checkpoint import check_keys, check_tensor, checkpoint_path, load_state, torch_load
+from stages.families.torch_sigver.inputs import SIGNET_INPUT_SHAPE as INPUT_SHAPE
 from stages.families.torch_sigver.layers import FEATURES, SigNet, calibrate_batch_norm, export_unfused, synthetic_state
 from stages.families.torch_sigver.oracle import SigNetOracle
 
-INPUT_SHAPE = (1, 150, 220)
 # GPDS users 300..880 trained the classification layer (sigver README: --users 300 881).
 BUILTIN_USERS = 581
 
@@ -77,11 +75,22 @@ def _check_head(state: object, name: str, rows: int | None, path: Path, may_be_e
     if not state and may_be_empty:
         return
     weight, bias = state.get("weight"), state.get("bias")
-    if sorted(state) != ["bias", "weight"] or not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor):
+    if (
+        sorted(state) != ["bias", "weight"]
+        or not isinstance(weight, torch.Tensor)
+        or not isinstance(bias, torch.Tensor)
+    ):
         raise PipelineError(f"{where} has keys {shown_names(state, 5)}, expected 'weight' and 'bias' tensors")
-    if weight.ndim != 2 or weight.shape[1] != FEATURES or bias.shape != (weight.shape[0],) or (rows and weight.shape[0] != rows):
+    if (
+        weight.ndim != 2
+        or weight.shape[1] != FEATURES
+        or bias.shape != (weight.shape[0],)
+        or (rows and weight.shape[0] != rows)
+    ):
         want = f"({rows or 'n'}, {FEATURES})"
-        raise PipelineError(f"{where} weight {tuple(weight.shape)} / bias {tuple(bias.shape)}, expected weight {want} and a matching bias")
+        raise PipelineError(
+            f"{where} weight {tuple(weight.shape)} / bias {tuple(bias.shape)}, expected weight {want} and a matching bias"
+        )
     check_tensor(weight, f"{where} weight", torch.float32, tuple(weight.shape))
     check_tensor(bias, f"{where} bias", torch.float32, tuple(bias.shape))
 
@@ -103,7 +112,9 @@ def load_model(raw: Path, spec: ModelSpec) -> SigNet:
     content = torch_load(path)
     if not isinstance(content, (tuple, list)) or len(content) != 3:
         kind = f"a {len(content)}-tuple" if isinstance(content, (tuple, list)) else f"a {type(content).__name__}"
-        raise PipelineError(f"{path}: holds {kind}, expected (state_dict, classification_layer, forg_layer) as sigver saves it")
+        raise PipelineError(
+            f"{path}: holds {kind}, expected (state_dict, classification_layer, forg_layer) as sigver saves it"
+        )
     state, classification, forgery = content
     if not isinstance(state, dict):
         raise PipelineError(f"{path}: the first element is a {type(state).__name__}, expected the SigNet state_dict")
@@ -122,10 +133,16 @@ def convert(raw: Path, spec: ModelSpec, out: Path) -> None:
     """torch.onnx (TorchScript exporter) with a dynamic batch dimension."""
     input_name = spec.onnx.inputs[0].source_name
     output_name = spec.onnx.outputs[0].source_name
-    Path(out).write_bytes(export_unfused(
-        load_model(raw, spec), (torch.zeros((1, *INPUT_SHAPE)),), [input_name], [output_name], spec.onnx.opset,
-        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-    ))
+    Path(out).write_bytes(
+        export_unfused(
+            load_model(raw, spec),
+            (torch.zeros((1, *INPUT_SHAPE)),),
+            [input_name],
+            [output_name],
+            spec.onnx.opset,
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+        )
+    )
 
 
 def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
@@ -138,8 +155,6 @@ def reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
             return {output_name: model(torch.from_numpy(inputs[input_name])).numpy()}
 
     return run
-
-
 
 
 def independent_reference(raw: Path, spec: ModelSpec) -> Callable[[Arrays], Arrays]:
@@ -163,20 +178,3 @@ def weight_tracer(raw: Path, spec: ModelSpec) -> WeightTracer:
     upstream |= {f"classification_layer.{key}": value.numpy() for key, value in classification.items()}
     upstream |= {f"forg_layer.{key}": value.numpy() for key, value in forgery.items()}
     return WeightTracer(upstream)
-
-
-def signet_input(gray: np.ndarray, style: Preprocessing, source: str | None = None) -> np.ndarray:
-    """sigver input from a gray scan: float32 (1, 1, 150, 220) in 0..1, made by `style` (params'
-    `preprocessing`: sigver's scikit-image code, then divided by 255)."""
-    return style.network_input(style.image(gray, source=source), "float32")
-
-
-def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
-    """Drawn signatures and the user's images, one per sample, then all of them as one batch."""
-    name = spec.onnx.inputs[0].name
-    style = spec.preprocessing.package_form()
-    strokes = stroke_samples(spec.source.seed, spec.validation.stroke_samples, INPUT_SHAPE[1:], name,
-                             lambda image: (image.astype(np.float32) / np.float32(255))[None, None])
-    return batched_signature_samples(
-        spec.source.seed, count, name, lambda gray, source: signet_input(gray, style, source), image_paths, strokes, style.load,
-    )

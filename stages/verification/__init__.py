@@ -1,0 +1,1 @@
+"""Verification of published model folders (links.py), for `python -m stages.verify` and `stages.sign`."""
