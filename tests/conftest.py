@@ -175,11 +175,30 @@ def uses_build(item: pytest.Item) -> bool:
     return bool(BUILD_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
+# Local work: `REUSE_BUILD=DIR` keeps the shared build in DIR: the first run builds there, later
+# runs use it instead of building again (refused once the files the build depends on change).
+REUSE_BUILD = "REUSE_BUILD"
+BUILD_INPUTS = ("params.yaml", "dvc.yaml", "dvc.lock", "sources.lock.yaml", ".dvcignore", "stages", "signature_onnx")
+
+
 def shared_build_root(config: pytest.Config) -> Path:
     """Where the session's one build lives: in the run's temporary folder, beside the xdist workers'
-    own (`popen-gwN`), so every worker of one run finds the same build."""
+    own (`popen-gwN`), so every worker of one run finds the same build; or `REUSE_BUILD`."""
+    if os.environ.get(REUSE_BUILD):
+        return Path(os.environ[REUSE_BUILD]).resolve()
     base = config._tmp_path_factory.getbasetemp()  # what the tmp_path_factory fixture returns
     return (base.parent if hasattr(config, "workerinput") else base) / "shared-build"
+
+
+def stale_build_inputs(clone: Path) -> list[str]:
+    """The tracked files the build depends on that differ between this work tree and `clone`."""
+    stale = []
+    for relative in git(REPO, "ls-files", "-z", "--", *BUILD_INPUTS).split("\0"):
+        if relative and ((REPO / relative).read_bytes() if (REPO / relative).exists() else None) != (
+            (clone / relative).read_bytes() if (clone / relative).exists() else None
+        ):
+            stale.append(relative)
+    return stale
 
 
 def start_shared_build(root: Path) -> None:
@@ -277,6 +296,8 @@ def reproduced(request: pytest.FixtureRequest) -> tuple[Path, subprocess.Complet
         assert time.monotonic() < deadline, f"the shared build in {root} did not end within {BUILD_HOURS} h"
         time.sleep(1)
     code = int((root / "done").read_text())
+    if os.environ.get(REUSE_BUILD) and (stale := stale_build_inputs(root / "clone")):
+        pytest.fail(f"{REUSE_BUILD}={root} was built from other files: {', '.join(stale[:5])}; unset it")
     result = subprocess.CompletedProcess(
         ["dvc", "repro"], code, (root / "stdout").read_text(), (root / "stderr").read_text()
     )
