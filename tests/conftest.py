@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,25 +55,32 @@ def no_dvc_analytics():
         yield
 
 
-def copy_outputs(
+def link_tree(source: Path, target: Path) -> None:
+    """`source`'s files hard-linked under `target`: the shared build's multi-GB outputs are on disk
+    once. Safe because the stages replace an output (write then rename) rather than write into it;
+    a test that changes a file works on a private copy (`shutil.copytree(...,
+    copy_function=shutil.copyfile)`: linked files are the DVC cache's read-only ones)."""
+    shutil.copytree(source, target, dirs_exist_ok=True, copy_function=os.link)
+
+
+def link_outputs(
     build: Path, project: Path, model: str, parts: tuple[str, ...] = ("data/raw", "data/interim", "models", "reports")
 ) -> None:
-    """Copy `model`'s stage outputs from the shared build into a scratch project: real, writable
-    copies (tests write into them; the build's files are read-only hard links into its DVC cache)."""
+    """Put `model`'s stage outputs from the shared build into a scratch project (`link_tree`)."""
     for part in parts:
         source = build / part / model
         if source.exists():
-            shutil.copytree(source, project / part / model, dirs_exist_ok=True, copy_function=shutil.copyfile)
+            link_tree(source, project / part / model)
 
 
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory: pytest.TempPathFactory, reproduced) -> Path:
-    """A scratch project holding every stage's outputs for the two Kaggle models, copied from the
+    """A scratch project holding every stage's outputs for the two Kaggle models, linked from the
     session's one build (`reproduced`) rather than built again."""
     build = built_clone(reproduced)
     project = copy_project(tmp_path_factory.mktemp("built"))
     for model in ("cleaning", "siamese"):
-        copy_outputs(build, project, model)
+        link_outputs(build, project, model)
     return project
 
 
@@ -87,24 +94,24 @@ SIGNET_PUBLISHED = ["signet", "signet_spp_300dpi", "signet_pth"]  # validate sta
 @pytest.fixture(scope="session")
 def signet_project(tmp_path_factory: pytest.TempPathFactory, reproduced) -> Path:
     """A scratch project with the fetch, convert and patch outputs of the seven SigNet models, and
-    the published folders of one of each kind (SigNet, SigNet-SPP, .pth), copied from the
+    the published folders of one of each kind (SigNet, SigNet-SPP, .pth), linked from the
     session's one build (`reproduced`)."""
     build = built_clone(reproduced)
     project = copy_project(tmp_path_factory.mktemp("signet"))
     for model in SIGNET_MODELS:
-        copy_outputs(build, project, model, ("data/raw", "data/interim"))
+        link_outputs(build, project, model, ("data/raw", "data/interim"))
     for model in SIGNET_PUBLISHED:
-        copy_outputs(build, project, model, ("models", "reports"))
+        link_outputs(build, project, model, ("models", "reports"))
     return project
 
 
 @pytest.fixture(scope="session")
 def published_project(built_project: Path, signet_project: Path) -> Path:
     """built_project (cleaning, siamese) plus signet_project's published SigNet models (one of each
-    preprocessing style and input kind), copied rather than rebuilt: the package's tests."""
+    preprocessing style and input kind), linked rather than rebuilt: the package's tests."""
     for model in SIGNET_PUBLISHED:
         for part in (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}", f"reports/{model}"):
-            shutil.copytree(signet_project / part, built_project / part, dirs_exist_ok=True)
+            link_tree(signet_project / part, built_project / part)
     return built_project
 
 
@@ -256,12 +263,42 @@ NOT_QUICK = frozenset(
 )
 
 
+# Tests that must not run at the same time as each other in two test processes (pytest-xdist's
+# `--dist loadgroup` keeps a group on one process): kagglesdk's fake API is always on port 7777,
+# and DVC commands run inside the shared build's clone take its repository lock.
+XDIST_GROUPS = {
+    "kaggle-port-7777": (
+        "test_sources_kaggle.py",
+        "test_sources_fetch.py",
+        "test_sources_e2e.py",
+        "test_hostile_sources.py",
+    ),
+    "shared-build-clone": ("test_end_to_end.py", "test_plots_render.py", "test_distribution.py"),
+}
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     """`pytest -m quick`: every test that needs no build, is not in a NOT_QUICK module and is not
     marked `slow` (under two minutes on two cores; for local work; the whole suite before a
-    commit). Marked as collected, before `-m` deselects."""
+    commit). Marked as collected, before `-m` deselects. Also each test's XDIST_GROUPS group."""
     if not uses_build(item) and item.path.name not in NOT_QUICK and item.get_closest_marker("slow") is None:
         item.add_marker(pytest.mark.quick)
+    for group, modules in XDIST_GROUPS.items():
+        if item.path.name in modules:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def second_process_waits_for_the_build(request: pytest.FixtureRequest) -> None:
+    """With two test processes on two cores, the second (xdist's `gw1`) starts testing once the
+    shared build is done: three busy processes on two cores would slow the build every end-to-end
+    test waits for, and starve tests that keep time. Without a build running, nothing waits."""
+    if getattr(request.config, "workerinput", {}).get("workerid") != "gw1":
+        return
+    root = shared_build_root(request.config)
+    deadline = time.monotonic() + BUILD_HOURS * 3600
+    while (root / "started").exists() and not (root / "done").exists() and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 @pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselection
@@ -284,11 +321,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def reproduced(request: pytest.FixtureRequest) -> tuple[Path, subprocess.CompletedProcess]:
+def reproduced(request: pytest.FixtureRequest) -> Iterator[tuple[Path, subprocess.CompletedProcess]]:
     """A fresh clone after a full `dvc repro` of every model (`start_shared_build`), built once per
-    test run: the one build every end-to-end test shares (the scratch projects above copy from it).
+    test run: the one build every end-to-end test shares (the scratch projects above link to it).
     Tests that share it must leave it as they found it (git status clean, dvc.lock unchanged):
-    tests that change things work in a `git clone` of it that uses its DVC cache, or in a copy."""
+    tests that change things work in a `git clone` of it that uses its DVC cache, or in a copy;
+    at the end every output file must be as built (`output_stamps`)."""
     root = shared_build_root(request.config)
     start_shared_build(root)
     deadline = time.monotonic() + BUILD_HOURS * 3600
@@ -301,7 +339,21 @@ def reproduced(request: pytest.FixtureRequest) -> tuple[Path, subprocess.Complet
     result = subprocess.CompletedProcess(
         ["dvc", "repro"], code, (root / "stdout").read_text(), (root / "stderr").read_text()
     )
-    return root / "clone", result
+    before = output_stamps(root / "clone")
+    yield root / "clone", result
+    changed = sorted(path for path, stamp in output_stamps(root / "clone").items() if before.get(path, stamp) != stamp)
+    assert not changed, f"a test wrote into the shared build's outputs (write to a private copy instead): {changed[:5]}"
+
+
+def output_stamps(clone: Path) -> dict[str, tuple[int, int, int]]:
+    """Inode, size and modification time of every output file of the shared build: the scratch
+    projects hard-link them, so a test that wrote into a linked file changed the build's."""
+    return {
+        str(path): (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        for part in ("data", "models")
+        for path in (clone / part).rglob("*")
+        if path.is_file() and not path.is_symlink() and (stat := path.stat())
+    }
 
 
 def built_clone(reproduced: tuple[Path, subprocess.CompletedProcess]) -> Path:

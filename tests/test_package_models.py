@@ -135,7 +135,7 @@ def test_the_synthetic_warning_follows_lineage(models: Path, tmp_path: Path):
     from signature_onnx import ModelFolder
 
     folder = tmp_path / "siamese"
-    shutil.copytree(models / "models" / "siamese", folder)
+    shutil.copytree(models / "models" / "siamese", folder, copy_function=shutil.copyfile)
     assert ModelFolder.open(folder).synthetic
     lineage = json.loads((folder / "lineage.json").read_text())
     lineage["source"] = {"kind": "kaggle", "kernel": "medali1992/siamese-signature-verification-with-confidence"}
@@ -208,7 +208,7 @@ def test_bad_model_folders_fail_in_one_line(models: Path, scans: list[Path], tmp
     one_error_line(cli(tmp_path, "verify", a, b), "models/siamese/model.onnx", "no such model file")
     one_error_line(cli(models, "verify", a, b, "--model", "models/signet"), "'embed' model", "not a 'verify'")
     broken = tmp_path / "broken"
-    shutil.copytree(models / "models" / "siamese", broken)
+    shutil.copytree(models / "models" / "siamese", broken, copy_function=shutil.copyfile)
     (broken / "model.onnx").write_bytes(b"\x08\x07garbage")
     one_error_line(
         cli(models, "verify", a, b, "--model", str(broken)), "model.onnx: sha256", "but", "lineage.json records"

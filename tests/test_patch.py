@@ -16,7 +16,7 @@ from stages.core.params import read_params_file
 def siamese_project(built_project: Path, tmp_path: Path) -> Path:
     project = copy_project(tmp_path / "p")
     for part in ("data/raw/siamese", "data/interim/siamese"):
-        shutil.copytree(built_project / part, project / part)
+        shutil.copytree(built_project / part, project / part, copy_function=shutil.copyfile)
     return project
 
 

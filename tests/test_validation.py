@@ -41,7 +41,7 @@ def project_with(built: Path, target: Path, model: str) -> Path:
     """A scratch project holding the built artifacts of one model (the session fixture stays clean)."""
     project = copy_project(target)
     for part in (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}"):
-        shutil.copytree(built / part, project / part)
+        shutil.copytree(built / part, project / part, copy_function=shutil.copyfile)
     return project
 
 

@@ -68,7 +68,7 @@ def test_every_models_vectors_pass_in_onnx_runtime(vectors_project: Path, model:
 
 def test_a_tampered_pipeline_vector_fails(vectors_project: Path, tmp_path: Path):
     folder = tmp_path / "signet_pth"
-    shutil.copytree(vectors_project / "models" / "signet_pth", folder)
+    shutil.copytree(vectors_project / "models" / "signet_pth", folder, copy_function=shutil.copyfile)
     path = folder / "pipeline_test_data" / "test_data_set_0" / "input_0.pb"
     tensor = onnx.load_tensor(str(path))
     pixels = numpy_helper.to_array(tensor).copy()
@@ -83,7 +83,7 @@ def test_a_tampered_pipeline_vector_fails(vectors_project: Path, tmp_path: Path)
 
 def test_a_tampered_expected_output_fails_naming_the_element(vectors_project: Path, tmp_path: Path):
     folder = tmp_path / "signet"
-    shutil.copytree(vectors_project / "models" / "signet", folder)
+    shutil.copytree(vectors_project / "models" / "signet", folder, copy_function=shutil.copyfile)
     path = folder / "test_data_set_1" / "output_1.pb"
     tensor = onnx.load_tensor(str(path))
     values = numpy_helper.to_array(tensor).copy()
@@ -98,7 +98,7 @@ def test_a_tampered_expected_output_fails_naming_the_element(vectors_project: Pa
 
 def test_a_perturbed_model_fails_its_vectors(vectors_project: Path, tmp_path: Path):
     folder = tmp_path / "signet_spp_300dpi"
-    shutil.copytree(vectors_project / "models" / "signet_spp_300dpi", folder)
+    shutil.copytree(vectors_project / "models" / "signet_spp_300dpi", folder, copy_function=shutil.copyfile)
     model = onnx.load(folder / "model.onnx")
     weight = next(t for t in model.graph.initializer if numpy_helper.to_array(t).ndim == 4)
     array = numpy_helper.to_array(weight).copy()
@@ -128,7 +128,7 @@ def test_vector_bytes_do_not_depend_on_the_cpus_instruction_sets(vectors_project
     }
     for model in ("signet", "signet_spp_300dpi"):
         for part in (f"data/raw/{model}", f"models/{model}"):
-            shutil.copytree(vectors_project / part, capped / part, dirs_exist_ok=True)
+            shutil.copytree(vectors_project / part, capped / part, dirs_exist_ok=True, copy_function=shutil.copyfile)
         for test_set in (capped / "models" / model).glob("test_data_set_*"):
             shutil.rmtree(test_set)
         result = subprocess.run(
@@ -236,7 +236,7 @@ def test_every_models_vectors_pass_in_onnxruntime_node(vectors_project: Path, on
 
 def test_node_catches_a_tampered_vector(vectors_project: Path, onnxruntime_node: Path, tmp_path: Path):
     folder = tmp_path / "cleaning"
-    shutil.copytree(vectors_project / "models" / "cleaning", folder)
+    shutil.copytree(vectors_project / "models" / "cleaning", folder, copy_function=shutil.copyfile)
     path = folder / "test_data_set_0" / "output_0.pb"
     tensor = onnx.load_tensor(str(path))
     values = numpy_helper.to_array(tensor).copy()

@@ -38,7 +38,7 @@ from stages.core.weight_trace import WeightTracer, graph_constants
 def project_with(built: Path, target: Path, model: str) -> Path:
     project = copy_project(target)
     for part in (f"data/raw/{model}", f"data/interim/{model}"):
-        shutil.copytree(built / part, project / part)
+        shutil.copytree(built / part, project / part, copy_function=shutil.copyfile)
     return project
 
 
@@ -194,7 +194,7 @@ def test_a_mutated_export_module_fails_validate(
     """PyTorch runs the mutated module too and agrees with the ONNX file; the oracle does not."""
     built = built_project if model == "siamese" else signet_project
     project = copy_project(tmp_path / "p")
-    shutil.copytree(built / "data" / "raw" / model, project / "data" / "raw" / model)
+    shutil.copytree(built / "data" / "raw" / model, project / "data" / "raw" / model, copy_function=shutil.copyfile)
     layers = project / "stages" / "families" / "torch_sigver" / "layers.py"
     old, new = MODULE_MUTATIONS[mutation]
     assert old in layers.read_text()
