@@ -79,10 +79,11 @@ class MotoS3:
         # moto checks no signature: a plain PUT creates the bucket, as `aws s3 mb` would.
         requests.put(f"{self.endpoint}/{BUCKET}", timeout=30).raise_for_status()
 
-    def remote(self) -> Remote:
+    def remote(self, prefix: str = "dvc") -> Remote:
+        """A remote in the bucket under `prefix` (one server can hold several remotes)."""
         return Remote(
             "s3",
-            f"s3://{BUCKET}/dvc",
+            f"s3://{BUCKET}/{prefix}",
             {"endpointurl": self.endpoint},
             {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
         )

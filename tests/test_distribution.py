@@ -4,10 +4,17 @@ The remotes are an S3-compatible server (moto on 127.0.0.1) and a plain folder. 
 machine" is a git clone with an empty DVC cache and no credentials but the remote's. Every
 consumer must get byte-identical files (DVC checks them against dvc.lock) without running a
 stage. The build is the session's shared full `dvc repro` (conftest.reproduced), never changed.
+
+The maintainer pushes one model's whole build (cleaning, the smallest: ~33 MB) and every
+model's verdict.json, not the whole build (~2.7 GB): every consumer test gets that model. "Then
+everything" is checked in two parts: DVC's (a plain `dvc pull` brings every output of every
+stage, from each remote kind) on a small scratch pipeline (`small_pipeline`), and the project's
+(every model's build has cleaning's stages, all cached, its published bytes in dvc.lock) on the build.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -35,11 +42,14 @@ from stages.core.params import read_params_file
 from stages.generate_dvc_yaml import quoted
 
 PUBLISHED = ("model.onnx", "lineage.json", "verdict.json")
+# The published folder's stages: with their deps, what `stages.release` checks the remote for.
+CLEANING_BUILD = ("validate@cleaning", "vectors@cleaning", "variants@cleaning")
 
 
 @dataclass
 class Publication:
-    """A repository whose default remote holds the whole build, and what its release said."""
+    """A repository whose default remote holds cleaning's whole build with its run-cache and every
+    model's verdict.json, and what its release said."""
 
     built: Path
     origin: Path
@@ -52,7 +62,11 @@ class Publication:
 
 
 def publish(built: Path, remote: Remote, origin: Path) -> Publication:
-    """The maintainer's flow: commit the remote, try to release, push, release cleaning v1.0.0."""
+    """The maintainer's flow: commit the remote, try to release, push, release cleaning v1.0.0.
+
+    The full push is cleaning's whole build (CLEANING_BUILD with deps) and the run-cache, then
+    every model's verdict.json (the metrics `dvc exp show` and `dvc metrics diff` load at any
+    revision; a few hundred bytes each): not the other models' builds."""
     clone(built, origin, share_cache_of=built)
     add_default_remote(origin, remote)
     env = remote.env()
@@ -62,8 +76,10 @@ def publish(built: Path, remote: Remote, origin: Path) -> Publication:
     partial = release(origin, *version, env=env)
     tags = git(origin, "tag")
     start = time.perf_counter()
-    checked(dvc(origin, "push", "--run-cache", env=env))
+    checked(dvc(origin, "push", "--run-cache", *CLEANING_BUILD, "--with-deps", env=env))
     seconds = time.perf_counter() - start
+    models = read_params_file(origin / "params.yaml")["models"]
+    checked(dvc(origin, "push", *(f"models/{model}/verdict.json" for model in models), env=env))
     return Publication(built, origin, remote, refused, partial, tags, release(origin, *version, env=env), seconds)
 
 
@@ -153,22 +169,161 @@ def test_release_refuses_uncommitted_or_stale_registry(publication: Publication,
     assert unknown.returncode == 1 and "no artifact publishes 'no_such_model'" in unknown.stderr
 
 
-def test_fresh_clone_pulls_one_model_then_everything_byte_identical(publication: Publication, tmp_path: Path):
+def build_files(root: Path, model: str) -> list[Path]:
+    """Every file of `model`'s build under `root` (fetch .. variants outputs), relative to `root`."""
+    parts = (f"data/raw/{model}", f"data/interim/{model}", f"models/{model}")
+    return sorted(p.relative_to(root) for part in parts for p in (root / part).rglob("*") if p.is_file())
+
+
+def test_fresh_clone_pulls_one_model_then_its_whole_build_byte_identical(publication: Publication, tmp_path: Path):
+    """From each remote kind: one stage's pull brings that model's published files and nothing of
+    another model; then its whole build comes, byte-identical, with no stage run and nothing left
+    for `dvc status` of its stages and their deps."""
     machine = consumer(publication, tmp_path / "machine")
     env = publication.remote.env()
     checked(dvc(machine, "pull", "validate@cleaning", env=env))
     for file in PUBLISHED:
         assert same_bytes(machine / "models/cleaning" / file, publication.built / "models/cleaning" / file), file
     assert not (machine / "models/siamese/model.onnx").exists()
+    pulled = checked(dvc(machine, "pull", *CLEANING_BUILD, "--with-deps", env=env))
+    assert stages_run(pulled.stdout) == []
+    built = build_files(publication.built, "cleaning")
+    assert build_files(machine, "cleaning") == built and len(built) > 30
+    for file in built:
+        assert same_bytes(machine / file, publication.built / file), file
+    # dvc status re-hashes every output of the model's stages and deps against dvc.lock.
+    status = checked(dvc(machine, "status", *CLEANING_BUILD, "--with-deps", env=env))
+    assert "Data and pipelines are up to date" in status.stdout
+    assert git(machine, "status", "--porcelain") == ""
+
+
+def test_every_models_build_is_what_push_and_pull_carry(reproduced, tmp_path: Path):
+    """The project's part of "then everything" (DVC's part: the small pipeline's test below): every
+    model's build is made by the same stages as cleaning's (pulled end to end above), every output
+    of every stage is cached (so `dvc push` uploads it and `dvc pull` brings it), and dvc.lock
+    holds the hash of each model's built published files (what a pull checks them against)."""
+    from dvc.repo import Repo
+
+    built, build = reproduced
+    assert build.returncode == 0, build.stderr[-2000:]
+    project = clone(built, tmp_path / "project")
+    with Repo(str(project)) as repo:
+        stages = list(repo.index.stages)
+    assert [f"{s.name}: {o.def_path}" for s in stages for o in s.outs if not o.use_cache] == []
+    models = read_params_file(project / "params.yaml")["models"]
+    steps = {model: sorted(s.name.split("@")[0] for s in stages if s.name.endswith(f"@{model}")) for model in models}
+    assert "validate" in steps["cleaning"] and all(s.outs for s in stages)
+    assert {model: found for model, found in steps.items() if found != steps["cleaning"]} == {}
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    for model in models:
+        locked = {out["path"]: out["md5"] for out in lock[f"validate@{model}"]["outs"]}
+        for file in PUBLISHED:
+            path = f"models/{model}/{file}"
+            assert locked[path] == hashlib.md5((built / path).read_bytes()).hexdigest(), path
+
+
+# A small pipeline: two items through two foreach stages (a folder, then a file and a metric),
+# each a pure function of params.yaml.
+SMALL_PIPELINE = {
+    "params.yaml": "items:\n  a:\n    seed: 1\n  b:\n    seed: 2\n",
+    "make.py": (
+        "import pathlib, random, sys\n"
+        "import yaml\n"
+        "key = sys.argv[1]\n"
+        "seed = yaml.safe_load(open('params.yaml'))['items'][key]['seed']\n"
+        "folder = pathlib.Path('data', key)\n"
+        "folder.mkdir(parents=True, exist_ok=True)\n"
+        "for part in range(3):\n"
+        "    (folder / f'part{part}.bin').write_bytes(random.Random(seed * 10 + part).randbytes(50_000))\n"
+    ),
+    "publish.py": (
+        "import hashlib, json, pathlib, sys\n"
+        "key = sys.argv[1]\n"
+        "data = b''.join(p.read_bytes() for p in sorted(pathlib.Path('data', key).iterdir()))\n"
+        "out = pathlib.Path('out', key)\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'model.bin').write_bytes(data[::-1])\n"
+        "(out / 'verdict.json').write_text(json.dumps({'sha256': hashlib.sha256(data).hexdigest()}))\n"
+    ),
+    "dvc.yaml": (
+        "stages:\n"
+        "  make:\n"
+        "    foreach: ${items}\n"
+        "    do:\n"
+        "      cmd: python make.py ${key}\n"
+        "      deps:\n"
+        "        - make.py\n"
+        "      params:\n"
+        "        - items.${key}\n"
+        "      outs:\n"
+        "        - data/${key}\n"
+        "  publish:\n"
+        "    foreach: ${items}\n"
+        "    do:\n"
+        "      cmd: python publish.py ${key}\n"
+        "      deps:\n"
+        "        - publish.py\n"
+        "        - data/${key}\n"
+        "      outs:\n"
+        "        - out/${key}/model.bin\n"
+        "      metrics:\n"
+        "        - out/${key}/verdict.json\n"
+    ),
+}
+
+
+def commit_all(project: Path, message: str) -> None:
+    git(project, "add", "-A")
+    subprocess.run(["git", "commit", "-qm", message], cwd=project, check=True, env=environment())
+
+
+def small_pipeline(root: Path, remote: Remote) -> Path:
+    """A scratch git repository with SMALL_PIPELINE built (`dvc repro`), committed, and pushed to
+    `remote` (its default, committed)."""
+    root.mkdir(parents=True)
+    for name, text in SMALL_PIPELINE.items():
+        (root / name).write_text(text)
+    git(root, "init", "-q")
+    checked(dvc(root, "init", "-q"))
+    commit_all(root, "small pipeline")
+    assert sorted(stages_run(checked(dvc(root, "repro")).stdout)) == ["make@a", "make@b", "publish@a", "publish@b"]
+    commit_all(root, "built")
+    add_default_remote(root, remote)
+    checked(dvc(root, "push", env=remote.env()))
+    return root
+
+
+def outputs(root: Path) -> list[Path]:
+    """The small pipeline's output files under `root`, relative to it (not DVC's .gitignore files)."""
+    found = (p for part in ("data", "out") for p in (root / part).rglob("*") if p.is_file())
+    return sorted(p.relative_to(root) for p in found if p.name != ".gitignore")
+
+
+@pytest.mark.parametrize("kind", ["s3", "folder"])
+def test_fresh_clone_pulls_one_stage_then_everything_on_a_small_pipeline(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+):
+    """DVC's part of "one model, then everything", from each remote kind: a stage's pull brings its
+    outputs and no other item's; a plain `dvc pull` then every output of every stage,
+    byte-identical, with no stage run and nothing left for `dvc status`."""
+    if kind == "s3":
+        remote = request.getfixturevalue("moto_s3").remote(f"small-{tmp_path.name}")
+    else:
+        remote = Remote("folder", str(tmp_path / "remote"))
+    maker = small_pipeline(tmp_path / "maker", remote)
+    built = outputs(maker)
+    machine = clone(maker, tmp_path / "machine")
+    env = remote.env()
+    checked(dvc(machine, "pull", "publish@a", env=env))
+    assert outputs(machine) == [
+        Path("out/a/model.bin"),
+        Path("out/a/verdict.json"),
+    ]
     pulled = checked(dvc(machine, "pull", env=env))
     assert stages_run(pulled.stdout) == []
-    for model in read_params_file(machine / "params.yaml")["models"]:
-        for file in PUBLISHED:
-            assert same_bytes(machine / "models" / model / file, publication.built / "models" / model / file), (
-                model,
-                file,
-            )
-    # dvc status re-hashes every output of every stage against dvc.lock: the whole build is there.
+    assert outputs(machine) == built and len(built) == 10
+    for file in built:
+        assert same_bytes(machine / file, maker / file), file
     status = checked(dvc(machine, "status", env=env))
     assert "Data and pipelines are up to date" in status.stdout
     assert git(machine, "status", "--porcelain") == ""
@@ -329,7 +484,7 @@ def test_run_cache_restores_reverted_params_experiments_and_other_machines_runs(
     assert "WARNING" not in older.stderr + older.stdout and "failed" not in older.stderr.lower()
     # Another machine with the same change restores the run pushed with the run-cache: `dvc pull
     # --run-cache` brings the run records, `dvc repro --pull` the outputs they name.
-    checked(dvc(machine, "push", "--run-cache", env=env))
+    checked(dvc(machine, "push", "--run-cache", "validate@cleaning", env=env))  # every run record, the run's outputs
     other = consumer(publication, tmp_path / "other")
     checked(dvc(other, "pull", "--run-cache", "validate@cleaning", "--with-deps", env=env))
     set_atol(other, "cleaning", 0.0002)
