@@ -31,9 +31,26 @@ def copy_project(target: Path) -> Path:
     return target
 
 
-def run_step(project: Path, step: str, model: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run one stage in `project` exactly as dvc.yaml does; return the completed process."""
-    env = {**os.environ, "PYTHONPATH": str(project)}
+# oneDNN (TensorFlow) and ATen (PyTorch) restricted to AVX2, OpenBLAS (NumPy) to Haswell kernels
+# on one thread: the kernels an older CPU gets.
+CAPPED_KERNELS = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+# A rebuild on capped kernels with a hash seed of its own, compared with the shared build (this
+# CPU's own kernels on every thread, random hash seeds): equal bytes prove at once that a second
+# build in another process is byte identical and that the kernels do not matter.
+CAPPED_REBUILD = {**CAPPED_KERNELS, "PYTHONHASHSEED": "4242"}
+
+
+def run_step(
+    project: Path, step: str, model: str, *extra: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run one stage in `project` exactly as dvc.yaml does (with `env` added to the environment, e.g.
+    CAPPED_REBUILD); return the completed process."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(project)}
     result = subprocess.run(
         [sys.executable, "-m", f"stages.{step}", model, *extra],
         cwd=project,

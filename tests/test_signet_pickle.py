@@ -2,6 +2,8 @@
 
 Malicious files are proven live first (plain pickle / torch.load without weights_only really
 creates the marker file), then proven harmless through our loaders (the marker never appears).
+The stand-ins' format is read from the files the shared build's fetch stage wrote
+(`signet_project`), not written again here.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import io
 import os
 import pickle
 import pickletools
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,6 @@ from stages.families.lasagne_signet.pickle_writer import dump_py2_pickle
 from stages.families.torch_sigver import signet as torch_signet
 
 LASAGNE_MODELS = ["signet", "signet_f_lambda0_95", "signet_f_lambda0_999", "signet_spp_300dpi", "signet_spp_600dpi"]
-PTH_MODELS = ["signet_pth", "signet_f_lambda0_95_pth"]
 
 
 def spec(name: str):
@@ -40,10 +41,9 @@ def spec(name: str):
 
 
 @pytest.fixture(scope="module")
-def signet_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    folder = tmp_path_factory.mktemp("signet_raw")
-    lasagne_signet.write_builtin(folder, spec("signet"))
-    return (folder / "signet.pkl").read_bytes()
+def signet_bytes(signet_project: Path) -> bytes:
+    """The stand-in signet.pkl as the fetch stage wrote it in the shared build."""
+    return (signet_project / "data" / "raw" / "signet" / "signet.pkl").read_bytes()
 
 
 def write_raw(folder: Path, model: str, content: bytes) -> Path:
@@ -105,44 +105,21 @@ def test_each_model_has_its_own_weights():
     assert len(digests) == len(LASAGNE_MODELS)
 
 
-BUILD_IN_SUBPROCESS = """
-import hashlib, sys, tempfile
-from pathlib import Path
-from stages.core.params import model_spec
-from stages.families import load_family
-spec = model_spec(sys.argv[1], Path(sys.argv[2]))
-with tempfile.TemporaryDirectory() as folder:
-    load_family(spec.family).write_builtin(Path(folder), spec)
-    print(hashlib.sha256((Path(folder) / spec.files[0]).read_bytes()).hexdigest())
-"""
+def raw_file(project: Path, model: str) -> Path:
+    """`model`'s upstream file as the fetch stage wrote it in `project`."""
+    return project / "data" / "raw" / model / spec(model).files[0]
 
 
-@pytest.mark.parametrize("model", ["signet_spp_600dpi", "signet_f_lambda0_95_pth"])
-def test_builtin_bytes_are_identical_in_another_process(tmp_path: Path, model: str):
-    model_spec = spec(model)
-    from stages.families import load_family
-
-    load_family(model_spec.family).write_builtin(tmp_path, model_spec)
-    here = hashlib.sha256((tmp_path / model_spec.files[0]).read_bytes()).hexdigest()
-    there = subprocess.run(
-        [sys.executable, "-c", BUILD_IN_SUBPROCESS, model, str(REPO / "params.yaml")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONHASHSEED": "123"},
-    ).stdout.strip()
-    assert here == there
-
-
-def test_pth_stand_in_is_the_sigver_tuple(tmp_path: Path):
-    for model in PTH_MODELS:
-        torch_signet.write_builtin(tmp_path, spec(model))
-    plain = torch.load(tmp_path / "signet.pth", weights_only=True)
+def test_pth_stand_in_is_the_sigver_tuple(signet_project: Path):
+    """The two .pth stand-ins of the shared build (stand-in bytes in another process:
+    test_signet_family.py::test_rebuild_in_another_process_is_byte_identical)."""
+    plain = torch.load(raw_file(signet_project, "signet_pth"), weights_only=True)
     state, classification, forgery = plain
     assert "conv_layers.conv1.conv.weight" in state and "fc_layers.fc2.bn.running_var" in state
     assert classification["weight"].shape == (torch_signet.BUILTIN_USERS, 2048) and forgery == {}
-    _state, _classification, forgery_f = torch.load(tmp_path / "signet_f_lambda_0.95.pth", weights_only=True)
+    _state, _classification, forgery_f = torch.load(
+        raw_file(signet_project, "signet_f_lambda0_95_pth"), weights_only=True
+    )
     assert forgery_f["weight"].shape == (1, 2048) and forgery_f["bias"].shape == (1,)
 
 
@@ -342,8 +319,8 @@ def test_top_level_structure_is_checked(tmp_path: Path, signet_params):
         load_lasagne_pickle(path)
 
 
-def test_pth_with_a_misshaped_tensor_names_the_key(tmp_path: Path):
-    torch_signet.write_builtin(tmp_path, spec("signet_pth"))
+def test_pth_with_a_misshaped_tensor_names_the_key(signet_project: Path, tmp_path: Path):
+    shutil.copyfile(raw_file(signet_project, "signet_pth"), tmp_path / "signet.pth")
     state, classification, forgery = torch.load(tmp_path / "signet.pth", weights_only=True)
     state["conv_layers.conv2.conv.weight"] = torch.zeros(256, 96, 3, 3)
     torch.save((state, classification, forgery), tmp_path / "signet.pth")

@@ -3,9 +3,14 @@
 In a scratch copy of the repository: `dvc repro` the two Kaggle models from their builtin
 stand-ins; serve exactly those upstream bytes as the kernels' output from the fake Kaggle API;
 switch both models to `kind: kaggle` in params.yaml (the one-line switch); plain `dvc repro` with
-the real kagglesdk client (the switch alone must make DVC refetch and re-publish the lineage). The published
-graphs must be byte-identical (the metadata differs: it names the source and whether weights are synthetic), the pins recorded,
+the real kagglesdk client (the switch alone must make DVC refetch both and re-publish the lineage). The graphs
+must be byte-identical (the metadata differs: it names the source and whether weights are synthetic), the pins recorded,
 a further `dvc repro` must download nothing, and the Kaggle key must appear in no file or output.
+
+cleaning (the SavedModel: four files in nested folders) goes through validate and is published
+again; siamese (one checkpoint) stops at patch, the graph validate would publish: its re-publication
+would run the same source-independent code (stages/publish/lineage.py) to validate bytes that the
+shared build validated already.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ MODELS = {
     "cleaning": "victordibia/signature-image-cleaning-with-tensorflow-2-0",
     "siamese": "medali1992/siamese-signature-verification-with-confidence",
 }
-TARGETS = [f"validate@{name}" for name in MODELS]
+PUBLISHED = "cleaning"  # the other model stops at patch
+TARGETS = [f"validate@{PUBLISHED}", *(f"patch@{name}" for name in MODELS if name != PUBLISHED)]
 USER, MARKER = "e2e-user", "MARKER-5a0c2e9d-kaggle-key"
 
 
@@ -41,6 +47,13 @@ def dvc(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+def graph_file(clone: Path, name: str) -> Path:
+    """The ONNX file the targets end at: the published model.onnx, or patch's graph (what validate publishes)."""
+    return (
+        clone / "models" / name / "model.onnx" if name == PUBLISHED else clone / "data/interim" / name / "patched.onnx"
+    )
 
 
 def digest(path: Path) -> str:
@@ -82,7 +95,7 @@ def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_p
     )
     clone = clone_project(build, tmp_path / "clone", share_cache_of=build)
     dvc(clone, "checkout", *TARGETS, "--with-deps")
-    builtin = {name: digest(clone / "models" / name / "model.onnx") for name in MODELS}
+    builtin = {name: digest(graph_file(clone, name)) for name in MODELS}
     served = {name: upstream_files(clone, name) for name in MODELS}
     for name, kernel in MODELS.items():
         fake.publish(kernel, served[name])
@@ -92,15 +105,14 @@ def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_p
     credentials = {"KAGGLE_USERNAME": USER, "KAGGLE_KEY": MARKER}
     kaggle_run = dvc(clone, "repro", *TARGETS, **credentials)
 
-    assert {name: digest(clone / "models" / name / "model.onnx") for name in MODELS} == builtin
-    for name in MODELS:
-        assert json.loads((clone / "models" / name / "lineage.json").read_text())["source"]["kind"] == "kaggle"
-        published = metadata(clone / "models" / name / "model.onnx")
-        assert (published["source.kind"], published["source.kernel"], published["synthetic_weights"]) == (
-            "kaggle",
-            MODELS[name],
-            "false",
-        )
+    assert {name: digest(graph_file(clone, name)) for name in MODELS} == builtin
+    assert json.loads((clone / "models" / PUBLISHED / "lineage.json").read_text())["source"]["kind"] == "kaggle"
+    published = metadata(clone / "models" / PUBLISHED / "model.onnx")
+    assert (published["source.kind"], published["source.kernel"], published["synthetic_weights"]) == (
+        "kaggle",
+        MODELS[PUBLISHED],
+        "false",
+    )
     downloads = sorted(seen.path for seen in fake.requests_to("/kf/"))
     assert downloads == sorted(fake.file_path(MODELS[name], f) for name in MODELS for f in served[name])
     lock = LockFile.load(clone / "sources.lock.yaml")
@@ -115,7 +127,7 @@ def test_kaggle_source_gives_the_onnx_of_the_builtin_run(fake: FakeKaggle, tmp_p
     assert fake.requests_to("/kf/") == [], "pinned bytes already in place are not downloaded again"
     status = dvc(clone, "status", *TARGETS)
     assert "up to date" in status.stdout, status.stdout
-    assert {name: digest(clone / "models" / name / "model.onnx") for name in MODELS} == builtin
+    assert {name: digest(graph_file(clone, name)) for name in MODELS} == builtin
 
     secrets = [MARKER.encode(), base64.b64encode(f"{USER}:{MARKER}".encode())]
     texts = [r.stdout + r.stderr for r in (kaggle_run, again)]
