@@ -7,7 +7,8 @@ a fragment the single error line must contain):
   values in messages, tuple keys, trailing bytes, refused opcodes, untrusted global names;
 - `checkpoints(state)`: PyTorch checkpoints for `convnet_best_loss.pt`: numpy and code
   globals, complex/int/NaN weights, mixed-type keys, deep nesting, crafted pickles inside the
-  zip, compressed (bomb) and duplicate zip members;
+  zip, compressed (bomb) and duplicate zip members; full size (63 MB), each made when its case
+  runs (`Hostile.made`);
 - `savedmodel_graphs(pb)`: `saved_model.pb` variants (edited as protobuf, no TensorFlow needed):
   file, py_func, print and string-format ops in functions, calls of missing or checkpoint
   functions, TF1-style graphs, huge constants, garbage;
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +56,15 @@ sys.exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os
 
 @dataclass(frozen=True)
 class Hostile:
-    """Files to place (relative name -> bytes) and a regex the one error line must match."""
+    """Files to place (relative name -> bytes, or a function that makes them when the case runs:
+    a full-size checkpoint is 63 MB) and a regex the one error line must match."""
 
-    files: dict[str, bytes]
+    files: dict[str, bytes] | Callable[[], dict[str, bytes]]
     expect: str
+
+    def made(self) -> dict[str, bytes]:
+        """The files' bytes (made now when `files` is a function)."""
+        return self.files() if callable(self.files) else self.files
 
 
 @dataclass(frozen=True)
@@ -338,7 +345,9 @@ def replace_members(
 
 
 def checkpoints(state: dict) -> dict[str, Hostile]:
-    """Hostile `convnet_best_loss.pt` files built from a good Siamese state dict."""
+    """Hostile `convnet_best_loss.pt` files built from a good Siamese state dict (full size, 63 MB:
+    a tensor case is that good checkpoint but for one tensor). Each is made when its case runs
+    (`Hostile.made`), so that no more than the cases running at once are ever in memory or on disk."""
     import numpy as np
     import torch
 
@@ -349,55 +358,77 @@ def checkpoints(state: dict) -> dict[str, Hostile]:
     shape = tuple(state[weight].shape)
     nan = state[weight].clone()
     nan[0, 0, 0, 0] = float("nan")
-    good = torch_bytes({"model": state})
+    made: list[bytes] = []
+
+    def good() -> bytes:
+        """The good checkpoint (made once), whose members the zip and pickle cases replace."""
+        if not made:
+            made.append(torch_bytes({"model": state}))
+        return made[0]
+
     deep = PROTO2 + EMPTY_DICT + binstring(b"model") + EMPTY_LIST * 100_000 + b"a" * 99_999 + b"s" + STOP
     os_system = PROTO2 + global_("posix", "system") + tuple_(binstring(b"touch /tmp/pwned")) + b"R" + STOP
     ansi = PROTO2 + global_("\x1b[2J" + "m" * 100_000, "x") + b")R" + STOP
     memo = PROTO2 + EMPTY_LIST + b"r" + struct.pack("<I", 0x7FFFFFFF) + STOP
     cases = {
         "numpy-preds": (
-            torch_bytes({"model": state, "preds": np.zeros(64, np.float32)}),
+            lambda: torch_bytes({"model": state, "preds": np.zeros(64, np.float32)}),
             r"refused to load: the checkpoint asks for the global 'numpy",
         ),
-        "numpy-dtype": (torch_bytes({"model": state, "dtype": np.dtype("f4")}), r"asks for the global 'numpy"),
-        "code-global": (replace_members(good, {"data.pkl": os_system}), r"asks for the global 'posix\.system'"),
-        "global-name-escapes": (replace_members(good, {"data.pkl": ansi}), r"\\x1b\[2Jmmm.*characters in all"),
-        "memo-index": (replace_members(good, {"data.pkl": memo}), r"not a loadable PyTorch checkpoint|expected a dict"),
+        "numpy-dtype": (lambda: torch_bytes({"model": state, "dtype": np.dtype("f4")}), r"asks for the global 'numpy"),
+        "code-global": (
+            lambda: replace_members(good(), {"data.pkl": os_system}),
+            r"asks for the global 'posix\.system'",
+        ),
+        "global-name-escapes": (
+            lambda: replace_members(good(), {"data.pkl": ansi}),
+            r"\\x1b\[2Jmmm.*characters in all",
+        ),
+        "memo-index": (
+            lambda: replace_members(good(), {"data.pkl": memo}),
+            r"not a loadable PyTorch checkpoint|expected a dict",
+        ),
         "huge-int": (
-            replace_members(
-                good, {"data.pkl": PROTO2 + b"\x8b" + struct.pack("<i", 1 << 20) + b"\x7f" * (1 << 20) + STOP}
+            lambda: replace_members(
+                good(), {"data.pkl": PROTO2 + b"\x8b" + struct.pack("<i", 1 << 20) + b"\x7f" * (1 << 20) + STOP}
             ),
             "not a loadable PyTorch checkpoint",
         ),
         "complex64": (
-            torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.complex64))),
+            lambda: torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.complex64))),
             rf"{weight} has dtype torch\.complex64",
         ),
         "int32": (
-            torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.int32))),
+            lambda: torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.int32))),
             rf"{weight} has dtype torch\.int32",
         ),
         "float64": (
-            torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.float64))),
+            lambda: torch_bytes(with_tensor(weight, torch.zeros(shape, dtype=torch.float64))),
             rf"{weight} has dtype torch\.float64",
         ),
-        "nan": (torch_bytes(with_tensor(weight, nan)), rf"{weight} holds 1 NaN or infinite values"),
+        "nan": (lambda: torch_bytes(with_tensor(weight, nan)), rf"{weight} holds 1 NaN or infinite values"),
         "sparse": (
-            torch_bytes(with_tensor(weight, torch.zeros(shape).to_sparse())),
+            lambda: torch_bytes(with_tensor(weight, torch.zeros(shape).to_sparse())),
             rf"{weight} is a torch\.sparse_coo",
         ),
-        "mixed-keys-state": (torch_bytes({"model": {**state, 7: torch.zeros(1)}}), "key\\(s\\) that are not strings"),
-        "mixed-keys-top": (torch_bytes({"model": state, 7: 1, (1, 2): 3}), "key\\(s\\) that are not strings"),
-        "deep-nesting": (replace_members(good, {"data.pkl": deep}), "the state_dict is a list"),
+        "mixed-keys-state": (
+            lambda: torch_bytes({"model": {**state, 7: torch.zeros(1)}}),
+            "key\\(s\\) that are not strings",
+        ),
+        "mixed-keys-top": (lambda: torch_bytes({"model": state, 7: 1, (1, 2): 3}), "key\\(s\\) that are not strings"),
+        "deep-nesting": (lambda: replace_members(good(), {"data.pkl": deep}), "the state_dict is a list"),
         "no-model-key": (
-            torch_bytes({"\x1b[31mstate\nerror: forged": state}),
+            lambda: torch_bytes({"\x1b[31mstate\nerror: forged": state}),
             r"found keys \['\\x1b\[31mstate\\nerror: forged'\]",
         ),
-        "compressed-member": (replace_members(good, compress="data/0"), "compressed, encrypted or larger"),
-        "duplicate-member": (replace_members(good, duplicate="data.pkl"), "more than once"),
-        "garbage": (b"PK\x03\x04" + os.urandom(4096), "not a loadable PyTorch checkpoint"),
+        "compressed-member": (lambda: replace_members(good(), compress="data/0"), "compressed, encrypted or larger"),
+        "duplicate-member": (lambda: replace_members(good(), duplicate="data.pkl"), "more than once"),
+        "garbage": (lambda: b"PK\x03\x04" + os.urandom(4096), "not a loadable PyTorch checkpoint"),
     }
-    return {case: Hostile({"convnet_best_loss.pt": data}, expect) for case, (data, expect) in cases.items()}
+    return {
+        case: Hostile(lambda make=make: {"convnet_best_loss.pt": make()}, expect)
+        for case, (make, expect) in cases.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ fetch's check and validate's reference do) runs as `python -m stages.convert MOD
 subprocess limited to 1 GiB of address space and a timeout. Each must exit 1 with exactly one
 `error:` line on stderr that says what was refused, escaped (no control character) and short,
 and leave every file of its case folder, inside the project and beside it, byte-identical.
-The cases of one family run a few at a time (each still in its own process).
+The cases of one family run a few at a time (each still in its own process); a case's files are
+made when it runs and deleted once it is refused, so only the running cases are on disk.
 
 The SavedModel whose resource initializer writes a file is made by TensorFlow itself and
 proven live first (plain tf.saved_model.load writes the file); then fetch, convert and validate
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,15 +60,29 @@ def place_case(case_dir: Path, model: str, files: dict[str, bytes]) -> Path:
 
 
 def run_cases(root: Path, model: str, cases: dict[str, hostile.Hostile], step: str = "convert") -> dict:
-    """Run every case in its own limited subprocess, a few at once; {case: (outcome, before, after)}."""
+    """Run every case in its own limited subprocess, a few at once; {case: (outcome, before, after)}.
+
+    A case's files are made just before its run, and its folder is deleted as soon as the run is
+    refused as `check_refusal` expects (a failing case's folder stays for a look): with 63 MB
+    checkpoints, only the cases running at once are ever on disk."""
+    making = threading.Lock()  # the generators use torch.save and warnings filters: one at a time
 
     def one(item):
         case, spec = item
         case_dir = root / case
-        project = place_case(case_dir, model, spec.files)
+        with making:
+            files = spec.made()
+        project = place_case(case_dir, model, files)
+        del files
         before = hostile.snapshot(case_dir)
         outcome = hostile.stage(project, step, model)
-        return case, (outcome, before, hostile.snapshot(case_dir))
+        result = (outcome, before, hostile.snapshot(case_dir))
+        try:
+            check_refusal(case, result, spec.expect)
+        except AssertionError:
+            return case, result
+        shutil.rmtree(case_dir)
+        return case, result
 
     with ThreadPoolExecutor(WORKERS) as pool:
         return dict(pool.map(one, cases.items()))
@@ -253,8 +270,6 @@ def test_a_live_savedmodel_is_refused_by_every_entry_point(live_savedmodel, tmp_
         source = folder / name
         target = raw / "model" / name
         if source.is_dir():
-            import shutil
-
             shutil.copytree(source, target)
         else:
             target.write_bytes(source.read_bytes())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +49,40 @@ def test_the_same_bytes_under_another_name_convert_to_the_same_graph(tmp_path: P
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
 
 
+@pytest.fixture(scope="module")
+def projection2d_project(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A scratch project whose one model is the Siamese notebook copy with projection2d (outputs
+    (1, 2)), after its fetch stage: the builtin checkpoint of that variant, written once for the
+    module (the other-variant test reads it, the pipeline test runs the later stages). Deleted
+    when the module is done, unless one of its tests failed."""
+    project = copy_project(tmp_path_factory.mktemp("projection2d") / "project")
+    params = read_params_file(project / "params.yaml")
+    siamese = params["models"]["siamese"]
+    siamese["network"]["projection2d"] = True
+    for output in siamese["onnx"]["outputs"][:2]:
+        output["shape"] = [1, 2]
+    params["models"] = {"siamese": siamese}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_step(project, "fetch", "siamese")
+    failed = request.session.testsfailed
+    yield project
+    if request.session.testsfailed == failed:
+        shutil.rmtree(project.parent)
+
+
 @pytest.mark.parametrize("written_as", [False, True])
-def test_a_siamese_checkpoint_of_the_other_variant_names_the_key(tmp_path: Path, written_as: bool):
-    torch_siamese.write_builtin(tmp_path, spec("siamese", projection2d=written_as))
+def test_a_siamese_checkpoint_of_the_other_variant_names_the_key(
+    tmp_path: Path, written_as: bool, request: pytest.FixtureRequest
+):
+    if written_as:  # what write_builtin writes for this variant, written by the fetch stage
+        raw = request.getfixturevalue("projection2d_project") / "data" / "raw" / "siamese"
+    else:
+        raw = tmp_path
+        torch_siamese.write_builtin(raw, spec("siamese", projection2d=written_as))
     declared = spec("siamese", projection2d=not written_as)
     expected = f"network.projection2d: {str(written_as).lower()}"
     with pytest.raises(PipelineError, match=expected) as caught:
-        torch_siamese.check_loadable(tmp_path, declared)
+        torch_siamese.check_loadable(raw, declared)
     assert "probs.weight is (1, " in str(caught.value)
 
 
@@ -66,18 +94,13 @@ def test_a_pth_whose_forgery_head_contradicts_params_names_the_key(tmp_path: Pat
         family.check_loadable(tmp_path, spec("signet_pth", forgery_head=not written_as))
 
 
-def test_the_projection2d_variant_converts_and_validates(tmp_path: Path):
-    """The notebook copy whose outputs are the 2-d projections: every stage, PyTorch and the
-    independent oracle both agree with ONNX Runtime, and the outputs are (1, 2)."""
-    project = copy_project(tmp_path / "project")
-    params = read_params_file(project / "params.yaml")
-    siamese = params["models"]["siamese"]
-    siamese["network"]["projection2d"] = True
-    for output in siamese["onnx"]["outputs"][:2]:
-        output["shape"] = [1, 2]
-    params["models"] = {"siamese": siamese}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for step in ("fetch", "convert", "patch", "validate"):
+def test_the_projection2d_variant_converts_and_validates(projection2d_project: Path):
+    """The notebook copy whose outputs are the 2-d projections: every stage (fetch in the
+    fixture), PyTorch and the independent oracle both agree with ONNX Runtime, and the outputs
+    are (1, 2)."""
+    project = projection2d_project
+    siamese = read_params_file(project / "params.yaml")["models"]["siamese"]
+    for step in ("convert", "patch", "validate"):
         run_step(project, step, "siamese")
     model = onnx.load(str(project / "models" / "siamese" / "model.onnx"))
     shapes = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output]

@@ -3,7 +3,8 @@
 One scratch git + DVC project builds a single model (signet, the fastest) twice: commit A with
 seed 4001, commit B with seed 4011 (a different weight file). The checkout stays at B. Every
 kind of tampering is applied to a copy of B's published folder and must fail naming its link;
-A's folder is "a file from another commit". Signing keys are throwaway keys made here.
+A's folder is "a file from another commit". Signing keys are throwaway keys made here. B goes
+to a DVC remote only for the test that pulls it; the project goes when the module is done.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -78,8 +80,14 @@ def failed_links(result: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The scratch project at commit B, A's published folder kept aside, a DVC remote holding B."""
+def audited(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[dict]:
+    """The scratch project at commit B, A's published folder kept aside; its .dvc/config names a
+    DVC remote (base/remote) that test_a_pulled_build_verifies pushes B to.
+
+    Each build is on disk once: the project's outputs are hard links into its DVC cache
+    (cache.type hardlink, a local setting that git does not see), A's folder is hard links to
+    A's files, and once B is built `dvc gc` drops the rest of A (its raw and interim files, which
+    no test reads). The whole folder goes when the module is done, unless one of its tests failed."""
     base = tmp_path_factory.mktemp("verify")
     project = base / "project"
     project.mkdir()
@@ -92,6 +100,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
     shutil.copy2(REPO / ".dvc" / ".gitignore", project / ".dvc" / ".gitignore")
     git(project, "init", "-q")
     run(project, "dvc", "remote", "add", "-d", "local", str(base / "remote"))
+    run(project, "dvc", "config", "--local", "cache.type", "hardlink")
     env = {"PYTHONPATH": str(project)}
     commits = {}
     for label, seed in (("A", 4001), ("B", 4011)):
@@ -100,18 +109,30 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> dict:
         git(project, "add", "-A")
         git(project, "commit", "-qm", f"build {label}")
         commits[label] = git(project, "rev-parse", "HEAD").strip()
-        if label == "A":
-            shutil.copytree(project / "models" / MODEL, base / "from_A")
-    run(project, "dvc", "push", env=env)
-    return {"project": project, "base": base, "commits": commits, "folder_A": base / "from_A"}
+        if label == "A":  # the stages replace their outputs (never write into them): A's stay intact
+            shutil.copytree(project / "models" / MODEL, base / "from_A", copy_function=os.link)
+    run(project, "dvc", "gc", "--workspace", "--force", env=env)
+    failed = request.session.testsfailed
+    yield {"project": project, "base": base, "commits": commits, "folder_A": base / "from_A", "remote": base / "remote"}
+    if request.session.testsfailed == failed:
+        shutil.rmtree(base)
 
 
 @pytest.fixture
 def copy_of_b(audited: dict, tmp_path: Path) -> Path:
-    """A copy of the published folder of commit B, to tamper with."""
+    """A copy of the published folder of commit B, to tamper with (new files: the project's are
+    read-only links into its DVC cache)."""
     folder = tmp_path / MODEL
-    shutil.copytree(audited["project"] / "models" / MODEL, folder)
+    shutil.copytree(audited["project"] / "models" / MODEL, folder, copy_function=shutil.copyfile)
     return folder
+
+
+def edited_copy(audited: dict, target: Path) -> Path:
+    """A copy of the project at B without data/ and .dvc/ (new, writable files), to edit."""
+    shutil.copytree(
+        audited["project"], target, ignore=shutil.ignore_patterns("data", ".dvc"), copy_function=shutil.copyfile
+    )
+    return target
 
 
 def make_key(folder: Path, name: str) -> tuple[Path, Path]:
@@ -175,13 +196,24 @@ def test_the_onnx_file_alone_says_what_it_is(audited: dict):
 
 
 def test_a_pulled_build_verifies(audited: dict, tmp_path: Path):
-    clone = tmp_path / "clone"
-    run(tmp_path, "git", "clone", "-q", str(audited["project"]), str(clone))
-    # The build ran validate and its dependencies only (not the vectors stage): pull exactly those.
-    run(clone, "dvc", "pull", "-q", "--with-deps", f"validate@{MODEL}", env={"PYTHONPATH": str(clone)})
-    result = verify(clone, f"models/{MODEL}/model.onnx")
+    """`dvc push` to the remote the project names, then a git clone elsewhere pulls the build and
+    it verifies, naming commit B, its upstream bytes included. What verify reads travels: the
+    published folder and data/raw (the interim ONNX files stay home). The remote lives for this
+    test only."""
+    project, remote = audited["project"], audited["remote"]
+    stages = (f"fetch@{MODEL}", f"validate@{MODEL}")
+    try:
+        run(project, "dvc", "push", "-q", *stages, env={"PYTHONPATH": str(project)})
+        clone = tmp_path / "clone"
+        run(tmp_path, "git", "clone", "-q", str(project), str(clone))
+        run(clone, "dvc", "config", "--local", "cache.type", "hardlink")  # that machine's choice: the pull once on disk
+        run(clone, "dvc", "pull", "-q", *stages, env={"PYTHONPATH": str(clone)})
+        result = verify(clone, f"models/{MODEL}/model.onnx")
+    finally:
+        shutil.rmtree(remote, ignore_errors=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert audited["commits"]["B"][:10] in lines_of(result)["history"]
+    assert lines_of(result)["upstream"].startswith("PASS"), result.stdout
 
 
 def flip_weight_byte(path: Path) -> None:
@@ -277,8 +309,7 @@ def test_a_file_from_another_commit_fails_and_names_that_commit(audited: dict):
 
 
 def test_code_changed_after_the_build_fails_the_code_link(audited: dict, tmp_path: Path):
-    project = tmp_path / "edited"
-    shutil.copytree(audited["project"], project, ignore=shutil.ignore_patterns("data", ".dvc"))
+    project = edited_copy(audited, tmp_path / "edited")
     shared = project / "stages" / "core" / "paths.py"
     shared.write_text(shared.read_text() + "\n# edited\n")
     result = verify(project, f"models/{MODEL}/model.onnx")
@@ -289,8 +320,7 @@ def test_code_changed_after_the_build_fails_the_code_link(audited: dict, tmp_pat
 def test_another_familys_code_is_not_part_of_the_code_link(audited: dict, tmp_path: Path):
     """The digest covers the shared code and the model's own family folder (build_code): an edit
     to another family neither reruns this model's stages nor breaks its lineage."""
-    project = tmp_path / "edited"
-    shutil.copytree(audited["project"], project, ignore=shutil.ignore_patterns("data", ".dvc"))
+    project = edited_copy(audited, tmp_path / "edited")
     family = json.loads((project / "models" / MODEL / "lineage.json").read_text())["family"]
     other = next(
         p
@@ -348,8 +378,7 @@ def test_signing_and_signature_checks(audited: dict, copy_of_b: Path, tmp_path: 
 
 
 def test_sign_refuses_a_folder_that_fails_verification(audited: dict, tmp_path: Path):
-    project = tmp_path / "edited"
-    shutil.copytree(audited["project"], project, ignore=shutil.ignore_patterns("data", ".dvc"))
+    project = edited_copy(audited, tmp_path / "edited")
     card_without_warning(project / "models" / MODEL)
     private, _ = make_key(tmp_path, "release")
     result = run(
