@@ -109,7 +109,9 @@ def test_interrupted_fetch_leaves_the_previous_folder(built_project: Path, tmp_p
     import yaml
 
     project = copy_project(tmp_path / "p")
-    shutil.copytree(built_project / "data" / "raw" / "siamese", project / "data" / "raw" / "siamese")
+    shutil.copytree(
+        built_project / "data" / "raw" / "siamese", project / "data" / "raw" / "siamese", copy_function=shutil.copyfile
+    )
     before = digests(project / "data" / "raw" / "siamese")
     params = read_params_file(project / "params.yaml")
     params["models"]["siamese"]["files"] = ["convnet_best_loss.pt", "missing.bin"]

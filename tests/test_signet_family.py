@@ -245,7 +245,9 @@ def test_a_wrong_pyramid_bin_order_is_caught(signet_project: Path, scans):
 def test_validate_stage_over_tolerance_fails_and_publishes_nothing(signet_project: Path, tmp_path: Path):
     project = copy_project(tmp_path / "tampered")
     for part in ("raw", "interim"):
-        shutil.copytree(signet_project / "data" / part / "signet", project / "data" / part / "signet")
+        shutil.copytree(
+            signet_project / "data" / part / "signet", project / "data" / part / "signet", copy_function=shutil.copyfile
+        )
     patched = project / "data" / "interim" / "signet" / "patched.onnx"
     onnx_model = onnx.load(str(patched))
     beta = active_unit_bias(onnx_model, "fc1")
