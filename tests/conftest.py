@@ -292,6 +292,23 @@ XDIST_GROUPS = {
     ),
     "shared-build-clone": ("test_end_to_end.py", "test_plots_render.py", "test_distribution.py"),
 }
+# Modules whose module-scoped fixtures cost many seconds (a scratch build, a rebuilt variant set,
+# npm's onnxruntime-node, dozens of hostile files run through a stage): each stays on one test
+# process, else both processes build the same fixture (measured: test_verify's two builds set up
+# twice, 50 s each). Each module is its own group, so two of them still run side by side.
+ONE_PROCESS_MODULES = (
+    "test_verify.py",
+    "test_variants.py",
+    "test_vectors.py",
+    "test_hostile_files.py",
+    "test_signet_family.py",
+    "test_signet_spp.py",
+    "test_signet_pickle.py",
+    "test_network_variants.py",
+    "test_package_models.py",
+    "test_package_hostile.py",
+    "test_registry.py",
+)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -303,6 +320,8 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     for group, modules in XDIST_GROUPS.items():
         if item.path.name in modules:
             item.add_marker(pytest.mark.xdist_group(group))
+    if item.path.name in ONE_PROCESS_MODULES:
+        item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 @pytest.fixture(scope="session", autouse=True)
