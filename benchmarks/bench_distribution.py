@@ -112,7 +112,7 @@ def main() -> None:
             built = fresh_clone(work / "built")
             print("cold dvc repro of every model (the baseline) ...", flush=True)
             cold, _ = run(built, "dvc", "repro", env=env)
-            report("cold dvc repro (every model, 36 stages)", cold, cold, "cold repro")
+            report("cold dvc repro (every model, every stage)", cold, cold, "cold repro")
         folder = work / "folder-remote"
         folder.mkdir()
         remote_flow(built, Remote("folder", str(folder)), work / "folder", cold)

@@ -5,7 +5,7 @@ fixed batch of 1, cleaning and siamese, run 32 calls): the source framework (Ten
 cleaning, PyTorch for siamese and the sigver .pth SigNets; for the five Lasagne pickles no
 framework is installable (Theano), so their float64 NumPy oracle stands in, marked as such),
 ONNX Runtime fp32 (models/<name>/model.onnx) and every published variant
-(models/<name>/variants/<variant>/model.onnx, stage `variants`), each with its accuracy against
+(models/<name>/variants/<variant>/model.onnx, stage `derive`), each with its accuracy against
 fp32 on the same input (cosine, max |diff|, decision agreement) and its speed ratio against the
 source framework. Runtimes are timed interleaved (round-robin, one call each per round, median
 over the rounds) so that load from other processes hits all of them alike; the load average is
@@ -140,7 +140,7 @@ def bench_model(project: Path, name: str, spec, rounds: int, threads: int) -> di
         for variant, entry in json.loads(record.read_text())["variants"].items():
             if not entry.get("published"):
                 print(
-                    f"  refused by the variants stage: {variant}: {entry.get('failure')} (cosine {entry.get('min_cosine')})"
+                    f"  refused by the variants step: {variant}: {entry.get('failure')} (cosine {entry.get('min_cosine')})"
                 )
     return rows
 

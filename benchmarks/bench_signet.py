@@ -125,7 +125,7 @@ def session(data: bytes, threads: int) -> ort.InferenceSession:
 
 
 def seconds(run: Callable[[], object], repeat: int) -> float:
-    """Median wall time of `repeat` calls after one warm-up call (the variants stage's timer)."""
+    """Median wall time of `repeat` calls after one warm-up call (the variants step's timer)."""
     return ms_per_call(run, repeat) / 1000
 
 

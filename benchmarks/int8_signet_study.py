@@ -13,7 +13,7 @@ ms per call timed interleaved with fp32):
   its weights and bias, so that each layer has one quantized output instead of four.
 
 The fold is study code, not a pipeline step: it rounds new weights (float64 products rounded once
-to float32), which the variants stage would have to argue machine-independent before using it.
+to float32), which the variants step would have to argue machine-independent before using it.
 Not a test: it prints figures and asserts nothing. Needs a built project (`dvc repro`).
 
     python benchmarks/int8_signet_study.py [--model signet] [--rounds 15] [--threads 2]
@@ -133,12 +133,12 @@ def fold_affine(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-# What the variants stage would ask of an int8_static SigNet (params no longer build one: it is refused).
+# What the variants step would ask of an int8_static SigNet (params no longer build one: it is refused).
 STUDIED = VariantTolerance(min_cosine=0.999, max_abs_error=3.0)
 
 
 def accuracy(session, spec, samples: list[tuple[str, Arrays]], references: list[Arrays]) -> tuple[float, float]:
-    """(min cosine, max |build - fp32|) over every output and sample, by the variants stage's own
+    """(min cosine, max |build - fp32|) over every output and sample, by the variants step's own
     comparison (`checks.VariantCheck`), unrounded."""
     check = checks.VariantCheck(STUDIED, spec.validation.embedding_outputs, None, spec.validation.atol)
     names = [o.name for o in session.get_outputs()]

@@ -7,7 +7,7 @@ element-wise. Any runtime can read them (the project's tests also run them in No
 
 `check_vectors` trusts none of it blindly. The tolerance rule: atol and rtol must be finite,
 non-negative, no larger than the tolerance the model was validated with (`validation.atol` /
-`validation.rtol` of the folder's own lineage.json, which the vectors stage copies) and never
+`validation.rtol` of the folder's own lineage.json, which the vectors step copies) and never
 above MAX_ATOL / MAX_RTOL (1e-3: about 7x the largest published atol, 1.5e-4; a float32
 conversion error beyond it is not rounding); a variant folder (its lineage names a `variant`: fp16 or
 int8, checked against its parent's float64 expected outputs) may add MAX_VARIANT_ERROR (100, the
@@ -242,7 +242,7 @@ def compare_set(
     name: str, expected: list[tuple[str, np.ndarray]], actual: list[np.ndarray], atol: float, rtol: float
 ) -> SetResult:
     """One test set against the rule `|actual - expected| <= atol + rtol * |expected|`, element-wise
-    (shapes must agree, NaN or infinity fails): the one copy of the rule (the variants stage uses it too)."""
+    (shapes must agree, NaN or infinity fails): the one copy of the rule (the variants step uses it too)."""
     errors: dict[str, float] = {}
     failure = None
     for (output, want), got in zip(expected, actual):

@@ -1,4 +1,4 @@
-"""Stage `patch`: name and shape the converted graph as params say, canonicalise it, prove it loads.
+"""Step `patch` (stage `convert`): name and shape the converted graph as params say, canonicalise it, prove it loads.
 
 converted.onnx -> rename inputs/outputs (source_name -> name), fix shapes (e.g. the batch
 dimension to 1 as the original code did), canonical node/tensor names, no doc strings, pinned producer,

@@ -11,7 +11,7 @@ need not hold it. Refuses, with the list of what is wrong, when:
 - the model folder's signature (models/MODEL/model.sig and commit.json, from
   `python -m stages.sign`) differs from HEAD: the released folder carries the committed signature;
 - the DVC remote lacks any cache file of the published folder's build (what `dvc push` must
-  upload: the files `dvc status --cloud --with-deps validate@MODEL vectors@MODEL variants@MODEL`
+  upload: the files `dvc status --cloud --with-deps validate@MODEL derive@MODEL`
   reports new or missing).
 Then `gto register` makes the git tag `NAME@VERSION` and, with --stage, `gto assign` makes
 `NAME#STAGE#N`; users get the model with `dvc artifacts get REPO NAME --rev VERSION` (or
@@ -137,7 +137,7 @@ def check_build_record(root: Path, model: str) -> None:
 
 
 def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]:
-    """Cache files of the published folder's whole build (fetch .. variants) that the remote does not hold."""
+    """Cache files of the published folder's whole build (fetch .. derive) that the remote does not hold."""
     from dvc.repo import Repo
 
     try:
@@ -150,7 +150,7 @@ def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]
 
 def published_stages(model: str) -> tuple[str, ...]:
     """The stages whose outputs make up models/<model>/ (the artifact's path)."""
-    return (f"validate@{model}", f"vectors@{model}", f"variants@{model}")
+    return (f"validate@{model}", f"derive@{model}")
 
 
 def check_remote(root: Path, model: str, remote: str | None) -> None:

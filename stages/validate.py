@@ -98,7 +98,7 @@ def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> list[Valida
     found = references(family, paths.raw_dir(name), spec)
     # spinning off: ORT's idle worker threads would steal the cores the reference runs on next.
     session = cpu_session(
-        onnx_bytes, str(paths.patched_onnx(name)), f"rebuild it: dvc repro -f patch@{name}", spinning=False
+        onnx_bytes, str(paths.patched_onnx(name)), f"rebuild it: dvc repro -f convert@{name}", spinning=False
     )
     output_names = [o.name for o in session.get_outputs()]
     validators = [Validator(spec.validation, reference_name) for reference_name, _forward in found]
@@ -114,7 +114,7 @@ def run_validation(name: str, spec: ModelSpec, onnx_bytes: bytes) -> list[Valida
 def validate(name: str, spec: ModelSpec) -> None:
     onnx_path = paths.patched_onnx(name)
     if not onnx_path.exists():
-        raise PipelineError(f"{onnx_path}: not found; run the patch stage first (dvc repro)")
+        raise PipelineError(f"{onnx_path}: not found; run the convert stage first (dvc repro)")
     onnx_bytes = onnx_path.read_bytes()
     validators = run_validation(name, spec, onnx_bytes)
     # After the numeric comparison, which names the output and sample a gross error shows in;

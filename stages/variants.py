@@ -1,4 +1,4 @@
-"""Stage `variants`: faster variants of the published model, each validated against it, published within tolerance.
+"""Step `variants` (stage `derive`): faster variants of the published model, each validated against it, published within tolerance.
 
 Builds the variants listed under `models.<model>.variants` in params.yaml (optimized, fp16,
 int8_dynamic, int8_static; how each is made and why its bytes are the same on every machine:
@@ -130,7 +130,7 @@ def variants(name: str, spec: ModelSpec) -> None:
         (model_path, "validate"),
         (card_path, "validate"),
         (published / LINEAGE_FILE, "validate"),
-        (published / VECTORS_FILE, "vectors"),
+        (published / VECTORS_FILE, "derive"),  # its first step, stages.vectors
     ):
         if not required.exists():
             raise PipelineError(f"{required}: not found; run the {stage} stage first (dvc repro {stage}@{name})")

@@ -1,4 +1,4 @@
-"""Stage `vectors`: test vectors for other runtimes, beside the published model (ONNX model-zoo layout).
+"""Step `vectors` (stage `derive`): test vectors for other runtimes, beside the published model (ONNX model-zoo layout).
 
 Writes models/<model>/test_data_set_0/ and test_data_set_1/ (`input_K.pb`, `output_K.pb`:
 TensorProtos named after the graph's inputs and outputs) and test_vectors.json (the tolerance a

@@ -20,7 +20,7 @@ from conftest import REPO, dvc, git, shared_fixture
 from remotes import Remote, add_default_remote, checked, clone, environment, release
 
 MODEL = "signet"
-STAGES = (f"validate@{MODEL}", f"vectors@{MODEL}", f"variants@{MODEL}")
+STAGES = (f"validate@{MODEL}", f"derive@{MODEL}")
 
 
 def run(

@@ -144,7 +144,7 @@ def test_tracked_outputs_do_not_depend_on_the_cpu_instruction_set(built_project:
     rebuild is byte identical and that the kernels do not matter (the shared build reproducing
     the committed dvc.lock, tests/test_end_to_end.py, is a rebuild on the default kernels of
     every model). Compared: every out and metric that dvc.yaml declares
-    for fetch, convert, patch and validate (the stand-in with its calibrated statistics, both
+    for fetch, convert and validate (the stand-in with its calibrated statistics, both
     ONNX files, the published folder); reports/<model>/validation.json and samples.csv are
     outside the published folder and dvc.lock, precisely because of this.
     """

@@ -43,7 +43,7 @@ from stages.generate_dvc_yaml import quoted
 
 PUBLISHED = ("model.onnx", "lineage.json", "verdict.json")
 # The published folder's stages: with their deps, what `stages.release` checks the remote for.
-CLEANING_BUILD = ("validate@cleaning", "vectors@cleaning", "variants@cleaning")
+CLEANING_BUILD = ("validate@cleaning", "derive@cleaning")
 
 
 @dataclass

@@ -217,7 +217,7 @@ def test_a_tenth_model_is_one_params_entry_and_the_command(tmp_path: Path):
     built = dvc(project, "repro", f"validate@{NEW_MODEL}")
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     ran = re.findall(r"Running stage '([^']+)'", built.stdout)
-    assert ran == [f"{step}@{NEW_MODEL}" for step in ("fetch", "convert", "patch", "validate")], built.stdout
+    assert ran == [f"{step}@{NEW_MODEL}" for step in ("fetch", "convert", "validate")], built.stdout
     lock_after = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert {
         name: entry for name, entry in lock_after.items() if name in lock_before
@@ -235,7 +235,7 @@ def test_a_tenth_model_is_one_params_entry_and_the_command(tmp_path: Path):
     assert shown.returncode == 0 and NEW_ARTIFACT in shown.stdout, shown.stdout + shown.stderr
 
     # Got from the released revision as a user would, without a clone. Not `dvc artifacts get`: it
-    # takes the whole folder, and this test leaves the vectors and variants stages unbuilt (cheap).
+    # takes the whole folder, and this test leaves the derive stage unbuilt (cheap).
     user = tmp_path / "user"
     user.mkdir()
     tag = f"{NEW_ARTIFACT}@v0.1.0"

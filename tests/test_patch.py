@@ -1,4 +1,4 @@
-"""The patch stage refuses what does not match params, each time in one line naming the problem."""
+"""The patch step refuses what does not match params, each time in one line naming the problem."""
 
 from __future__ import annotations
 

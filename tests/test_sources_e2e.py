@@ -37,7 +37,7 @@ MODELS = {
     "siamese": "medali1992/siamese-signature-verification-with-confidence",
 }
 PUBLISHED = "cleaning"  # the other model stops at patch
-TARGETS = [f"validate@{PUBLISHED}", *(f"patch@{name}" for name in MODELS if name != PUBLISHED)]
+TARGETS = [f"validate@{PUBLISHED}", *(f"convert@{name}" for name in MODELS if name != PUBLISHED)]
 USER, MARKER = "e2e-user", "MARKER-5a0c2e9d-kaggle-key"
 
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 from stages.core.params import load_params  # noqa: E402
 from stages.publish.lineage import build_code  # noqa: E402
 
-STEPS = ("fetch", "convert", "patch", "validate", "vectors", "variants")
+STEPS = ("fetch", "convert", "validate", "derive")
 CODE_ROOTS = ("stages", "signature_onnx")
 
 
@@ -73,8 +73,8 @@ def test_the_check_fails_when_a_stage_omits_a_module_it_imports(reproduced):
         missing = undeclared(runs["validate@siamese"], [d for d in deps["validate@siamese"] if d != omitted])
         assert missing and all(f.startswith(omitted) for f in missing), (omitted, missing)
     # A family folder other than the model's own would not cover it either.
-    wrong_family = [d.replace("torch_sigver", "lasagne_signet") for d in deps["vectors@signet_pth"]]
-    assert any("torch_sigver" in f for f in undeclared(runs["vectors@signet_pth"], wrong_family))
+    wrong_family = [d.replace("torch_sigver", "lasagne_signet") for d in deps["derive@signet_pth"]]
+    assert any("torch_sigver" in f for f in undeclared(runs["derive@signet_pth"], wrong_family))
 
 
 def test_no_stage_imports_another_familys_code(reproduced):
@@ -117,4 +117,4 @@ def test_editing_one_familys_module_changes_only_that_familys_stages(
     models = load_params(machine / "params.yaml").models
     changed_models = {stage.split("@")[1] for stage in status}
     assert changed_models == {name for name, spec in models.items() if spec.family == family}
-    assert {stage.split("@")[0] for stage in status} == {"fetch", "convert", "validate", "vectors", "variants"}
+    assert {stage.split("@")[0] for stage in status} == {"fetch", "convert", "validate", "derive"}

@@ -376,7 +376,7 @@ def test_nodes_are_put_in_dependency_order_and_an_unsortable_graph_is_refused():
 
 
 def test_a_variant_that_misses_its_test_vectors_is_named_by_the_check_vectors_rule():
-    """The variants stage publishes a variant only if it meets the parent's test vectors within its atol."""
+    """The variants step publishes a variant only if it meets the parent's test vectors within its atol."""
     from types import SimpleNamespace
 
     from stages.variants import vectors_failure

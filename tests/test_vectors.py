@@ -1,4 +1,4 @@
-"""Test vectors (stage `vectors`): they pass in ONNX Runtime for Python and Node.js, catch a tampered
+"""Test vectors (step `vectors` of stage `derive`): they pass in ONNX Runtime for Python and Node.js, catch a tampered
 vector or model, and their bytes do not depend on the CPU's instruction sets."""
 
 from __future__ import annotations

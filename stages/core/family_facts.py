@@ -10,8 +10,8 @@ imports nothing heavy (no framework, no onnx):
 The families are the folder names, so no shared module names one, and a params entry's family is
 checked without importing any family. `family_facts` loads one family's `facts.py` by its path:
 importing it as a submodule would first run the family package's `__init__`, which imports its
-framework, and the patch stage (which reads params but runs no family code) declares only
-`facts.py` of its family in dvc.yaml.
+framework: a process that only checks params (`stages.patch` alone, a release, `stages.verify`)
+should not pay for that.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Graph surgery for the patch stage (names, shapes, canonical form) and the ONNX metadata.
+"""Graph surgery for the patch step (names, shapes, canonical form) and the ONNX metadata.
 
 Every function takes and returns an `onnx.ModelProto`; none touches weights' values, so the
 patched graph computes exactly what the converter's graph computed.

@@ -216,7 +216,7 @@ class Int8StaticSpec(VariantTolerance):
 
 
 class VariantsSpec(_Strict):
-    """The faster variants to build (stage `variants`); a variant left out is not built."""
+    """The faster variants to build (stage `derive`); a variant left out is not built."""
 
     optimized: VariantTolerance | None = None
     fp16: VariantTolerance | None = None

@@ -15,7 +15,7 @@ is: its params entry, then its family's folder.
   as stored (plus the converter's declared exact folds and literals), against which every
   constant of the ONNX graph must be traced bit for bit.
 - `float64_reference(raw, spec)`: inputs -> outputs computed in float64 NumPy from the upstream
-  bytes and rounded to float32 once (the test vectors' expected outputs; the vectors stage runs
+  bytes and rounded to float32 once (the test vectors' expected outputs; the vectors step runs
   it under pinned kernels, so it must not call the framework's own kernels).
 and a constant `REFERENCE` naming what `reference` runs. A family whose reference runs the
 module that is exported (PyTorch) also provides `independent_reference(raw, spec)`, a float64

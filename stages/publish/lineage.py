@@ -187,7 +187,7 @@ def _text(value: Any) -> str:
 def metadata_entries(record: dict[str, Any]) -> dict[str, str]:
     """The record as ONNX `metadata_props`: flat string keys and values.
 
-    Upstream files keep the keys the patch stage writes (`upstream_sha256:<file>`), plus
+    Upstream files keep the keys the patch step writes (`upstream_sha256:<file>`), plus
     `upstream_size:<file>`; nested facts become dotted keys (`validation.atol`); non-strings are
     JSON (`true`, `0.0001`, `["fc1", "fc2"]`).
     """

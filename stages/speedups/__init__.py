@@ -34,7 +34,7 @@ Four variants (params `models.<name>.variants`, each with its own tolerances):
   calibration signatures (integer-only drawing, `stages.core.drawings.drawn_page`, through the
   model's own preprocessing) by `onnx.reference.ReferenceEvaluator` on a float64 copy of the
   graph, its convolutions done by `stages.core.float64_layers.conv2d` (im2col + one float64 matrix product),
-  all under the pinned kernels of the vectors stage (`stages.core.pinned_kernels.PINNED_KERNELS`: OpenBLAS
+  all under the pinned kernels of the vectors step (`stages.core.pinned_kernels.PINNED_KERNELS`: OpenBLAS
   Prescott, numpy's baseline loops, re-exec'd by `stages.variants`), so every machine performs
   the same IEEE operations (the argument of `stages/vectors.py`). Each range is then rounded
   OUTWARD to `range_bits` significant bits (`outward`), so a last-bit difference would have to

@@ -196,7 +196,7 @@ def check_card(subject: Subject) -> Check:
     )
 
 
-PUBLISHING_STAGES = ("validate", "vectors", "variants")  # whose outputs make up models/<model>/
+PUBLISHING_STAGES = ("validate", "derive")  # whose outputs make up models/<model>/
 RELEASE_FILES = (signing.SIGNATURE_FILE, commit_record.FILE)  # the folder's files the release step adds
 
 
@@ -492,7 +492,7 @@ def verify_file(
     if is_variant(subject):
         results = [first, check_variant(subject), check_parent(subject)]
         signed = subject.folder.parent.parent  # the model folder's model.sig covers its variants
-        if has_checkout(root):  # the variant is part of its model folder's variants@ output
+        if has_checkout(root):  # the variant is part of its model folder's derive@ output
             results.append(check_dvc_lock(Subject(path=signed / "model.onnx", root=root, metadata=subject.metadata)))
     else:
         results = [

@@ -18,7 +18,7 @@ Layout facts (docs/MODEL_FACTS.md, "Lasagne SigNet pickles") and how each become
 
 Graph: input float32 [batch, 1, 150, 220] (SigNet) or [batch, 1, height, width] (SPP), values
 0..255 (ink bright, background 0, NOT divided by 255); outputs `fc1` and `fc2`, float32
-[batch, 2048], each after its ReLU. The patch stage renames and reshapes I/O from params.
+[batch, 2048], each after its ReLU. The patch step renames and reshapes I/O from params.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def weight_tracer(raw: Path, spec: ModelSpec) -> "WeightTracer":
 
 
 def validation_inputs(spec: ModelSpec, count: int, image_paths: Sequence[Path]) -> list[tuple[str, Arrays]]:
-    # torch-free (inputs.py): the variants stage needs the inputs, not PyTorch
+    # torch-free (inputs.py): the variants step needs the inputs, not PyTorch
     from stages.families.torch_sigver import inputs
 
     if spec.network.architecture == "siamese":

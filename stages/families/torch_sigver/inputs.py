@@ -1,4 +1,4 @@
-"""The family's validation inputs, without PyTorch: the variants stage and the tests make them
+"""The family's validation inputs, without PyTorch: the variants step and the tests make them
 in a process that never imports torch (1.6 s of its start-up).
 
 - SigNet (`signet`): float32 [1, 1, 150, 220] in 0..1, sigver's scikit-image preprocessing
