@@ -209,23 +209,23 @@ class ModelFolder:
                 "(models/<name>/ with model.onnx, preprocessing.json, lineage.json): run `dvc pull` or `dvc repro`"
             )
         confined(onnx_path, folder)
-        card_path = folder / PREPROCESSING_FILE
-        if not card_path.is_file():
+        preprocessing_path = folder / PREPROCESSING_FILE
+        if not preprocessing_path.is_file():
             raise ModelFolderError(
-                f"{shown(card_path)}: missing; the folder must hold the preprocessing.json the pipeline publishes "
+                f"{shown(preprocessing_path)}: missing; the folder must hold the preprocessing.json the pipeline publishes "
                 "beside model.onnx (rebuild with `dvc repro` or pull the whole folder)"
             )
-        card = read_json(card_path, folder)
-        where = shown(card_path)
-        if not isinstance(card, dict) or card.get("format") != FORMAT:
+        settings = read_json(preprocessing_path, folder)
+        where = shown(preprocessing_path)
+        if not isinstance(settings, dict) or settings.get("format") != FORMAT:
             raise ModelFolderError(f'{where}: expected a JSON object with "format": {FORMAT}')
-        task = card.get("task")
+        task = settings.get("task")
         if task not in TASKS:
             raise ModelFolderError(f"{where}: task {shown(repr(task))} is not one of {list(TASKS)}")
-        name = card.get("model")
+        name = settings.get("model")
         if not isinstance(name, str) or not name:
             raise ModelFolderError(f'{where}: "model" must be the model\'s name')
-        preprocessing = Preprocessing.from_dict(card.get("preprocessing"), f"{where}: preprocessing")
+        preprocessing = Preprocessing.from_dict(settings.get("preprocessing"), f"{where}: preprocessing")
         own_path, record = own_lineage(folder)
         lineage = own_path or folder / LINEAGE_FILE
         if own_path is None and folder.parent.name == VARIANTS_DIR and (folder.parent.parent / LINEAGE_FILE).is_file():

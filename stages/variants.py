@@ -125,10 +125,10 @@ def variant_lineage(
 
 def variants(name: str, spec: ModelSpec) -> None:
     published = paths.published_dir(name)
-    model_path, card_path = published / MODEL_FILE, published / PREPROCESSING_FILE
+    model_path, preprocessing_path = published / MODEL_FILE, published / PREPROCESSING_FILE
     for required, stage in (
         (model_path, "validate"),
-        (card_path, "validate"),
+        (preprocessing_path, "validate"),
         (published / LINEAGE_FILE, "validate"),
         (published / VECTORS_FILE, "derive"),  # its first step, stages.vectors
     ):
@@ -148,7 +148,7 @@ def variants(name: str, spec: ModelSpec) -> None:
         "variants": {},
     }
     ready: dict[str, dict[str, bytes]] = {}
-    card = card_path.read_bytes()
+    preprocessing_bytes = preprocessing_path.read_bytes()
     for variant in spec.variants.enabled():
         tolerance = getattr(spec.variants, variant)
         entry: dict = {
@@ -185,7 +185,7 @@ def variants(name: str, spec: ModelSpec) -> None:
         vectors_json = {**vectors_description, "tolerance": {"atol": atol, "rtol": 0.0}, "variant": variant}
         ready[variant] = {
             MODEL_FILE: data,
-            PREPROCESSING_FILE: card,
+            PREPROCESSING_FILE: preprocessing_bytes,
             LINEAGE_FILE: variant_lineage(
                 name,
                 variant,

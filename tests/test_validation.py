@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -159,6 +160,46 @@ def test_validator_catches_reordered_distances():
         )
     with pytest.raises(PipelineError, match="rankings agree on only"):
         validator.check_rankings()
+
+
+def ranking_counts_by_definition(refs: np.ndarray, gots: np.ndarray, atol: float) -> tuple[int, int]:
+    """(triples compared, near ties skipped), one (anchor, a, b) at a time: the rule as written."""
+    ref_d = np.linalg.norm(refs[:, None] - refs[None], axis=-1)
+    got_d = np.linalg.norm(gots[:, None] - gots[None], axis=-1)
+    counted = skipped = 0
+    for anchor in range(len(refs)):
+        for a, b in itertools.combinations([i for i in range(len(refs)) if i != anchor], 2):
+            gap = ref_d[anchor, a] - ref_d[anchor, b]
+            if abs(gap) <= 2 * atol * np.sqrt(refs.shape[1]):
+                skipped += 1
+                continue
+            counted += 1
+            assert np.sign(gap) == np.sign(got_d[anchor, a] - got_d[anchor, b])
+    return counted, skipped
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_ranking_check_counts_the_triples_of_its_definition(seed: int):
+    """check_rankings (array form) compares and skips exactly the triples the one-by-one rule does,
+    near ties included (rounded embeddings make many exact ties)."""
+    rng = np.random.default_rng(seed)
+    samples, atol = int(rng.integers(3, 14)), (1e-6, 1e-4, 0.05)[seed % 3]
+    refs = rng.normal(size=(samples, 16)).astype(np.float32)
+    if seed % 2:
+        refs = np.round(refs, 1)
+    validator = Validator(spec(atol=atol, rtol=1.0, min_cosine=0.5), "Reference")
+    for index, ref in enumerate(refs):
+        validator.add(
+            f"s{index}",
+            {"emb": ref[None], "logit": np.ones((1, 1), np.float32)},
+            {"emb": ref[None], "logit": np.ones((1, 1), np.float32)},
+        )
+    validator.check_rankings()
+    summary = validator.metrics()["outputs"]["emb"]
+    as_float64 = refs.astype(np.float64)
+    counted, skipped = ranking_counts_by_definition(as_float64, as_float64, atol)
+    assert (summary["ranking_triples"], summary["ranking_near_ties_skipped"]) == (counted, skipped)
+    assert counted + skipped == samples * (samples - 1) * (samples - 2) // 2
 
 
 def test_validator_refuses_shape_dtype_and_non_finite():
