@@ -282,7 +282,8 @@ NOT_QUICK = frozenset(
 
 # Tests that must not run at the same time as each other in two test processes (pytest-xdist's
 # `--dist loadgroup` keeps a group on one process): kagglesdk's fake API is always on port 7777,
-# and DVC commands run inside the shared build's clone take its repository lock.
+# and DVC commands run inside the shared build's clone take its repository lock
+# (test_distribution works in clones of it, each with its own lock: see ONE_PROCESS_MODULES).
 XDIST_GROUPS = {
     "kaggle-port-7777": (
         "test_sources_kaggle.py",
@@ -290,13 +291,14 @@ XDIST_GROUPS = {
         "test_sources_e2e.py",
         "test_hostile_sources.py",
     ),
-    "shared-build-clone": ("test_end_to_end.py", "test_plots_render.py", "test_distribution.py"),
+    "shared-build-clone": ("test_end_to_end.py", "test_plots_render.py"),
 }
 # Modules whose module-scoped fixtures cost many seconds (a scratch build, a rebuilt variant set,
 # npm's onnxruntime-node, dozens of hostile files run through a stage): each stays on one test
 # process, else both processes build the same fixture (measured: test_verify's two builds set up
 # twice, 50 s each). Each module is its own group, so two of them still run side by side.
 ONE_PROCESS_MODULES = (
+    "test_distribution.py",  # its remotes (moto S3, a folder), each filled once
     "test_verify.py",
     "test_variants.py",
     "test_vectors.py",
