@@ -110,7 +110,7 @@ SIGNET_PUBLISHED = ["signet", "signet_spp_300dpi", "signet_pth"]  # validate sta
 
 @pytest.fixture(scope="session")
 def signet_project(tmp_path_factory: pytest.TempPathFactory, reproduced) -> Path:
-    """A scratch project with the fetch, convert and patch outputs of the seven SigNet models, and
+    """A scratch project with the fetch and convert outputs of the seven SigNet models, and
     the published folders of one of each kind (SigNet, SigNet-SPP, .pth), linked from the
     session's one build (`reproduced`)."""
     build = built_clone(reproduced)
@@ -280,23 +280,10 @@ NOT_QUICK = frozenset(
 )
 
 
-# Tests that must not run at the same time as each other in two test processes (pytest-xdist's
-# `--dist loadgroup` keeps a group on one process): kagglesdk's fake API is always on port 7777,
-# and DVC commands run inside the shared build's clone take its repository lock
-# (test_distribution works in clones of it, each with its own lock: see ONE_PROCESS_MODULES).
-XDIST_GROUPS = {
-    "kaggle-port-7777": (
-        "test_sources_kaggle.py",
-        "test_sources_fetch.py",
-        "test_sources_e2e.py",
-        "test_hostile_sources.py",
-    ),
-    "shared-build-clone": ("test_end_to_end.py", "test_plots_render.py"),
-}
 # Modules whose module-scoped fixtures cost many seconds (a scratch build, a rebuilt variant set,
 # npm's onnxruntime-node, dozens of hostile files run through a stage): each stays on one test
 # process, else both processes build the same fixture (measured: test_verify's two builds set up
-# twice, 50 s each). Each module is its own group, so two of them still run side by side.
+# twice, 50 s each). Each is a group of its own, so two of them still run side by side.
 ONE_PROCESS_MODULES = (
     "test_distribution.py",  # its remotes (moto S3, a folder), each filled once
     "test_verify.py",
@@ -311,6 +298,20 @@ ONE_PROCESS_MODULES = (
     "test_package_hostile.py",
     "test_registry.py",
 )
+# pytest-xdist groups (`--dist loadgroup` runs a group on one process): the modules above, and
+# modules that must not run at the same time as each other: kagglesdk's fake API is always on
+# port 7777, and DVC commands run inside the shared build's clone take its repository lock
+# (test_distribution works in clones of it, each with its own lock).
+XDIST_GROUPS = {
+    "kaggle-port-7777": (
+        "test_sources_kaggle.py",
+        "test_sources_fetch.py",
+        "test_sources_e2e.py",
+        "test_hostile_sources.py",
+    ),
+    "shared-build-clone": ("test_end_to_end.py", "test_plots_render.py"),
+    **{module.removesuffix(".py"): (module,) for module in ONE_PROCESS_MODULES},
+}
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -322,8 +323,6 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     for group, modules in XDIST_GROUPS.items():
         if item.path.name in modules:
             item.add_marker(pytest.mark.xdist_group(group))
-    if item.path.name in ONE_PROCESS_MODULES:
-        item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,6 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 
 cv2 = pytest.importorskip("cv2")
+from conftest import shared_fixture  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from signature_onnx.preprocessing import Preprocessing  # noqa: E402
@@ -30,8 +31,16 @@ from stages.preprocess_graph import resize_area  # noqa: E402
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17 (onnxruntime reads up to its own maximum)
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-SCANS = sorted((FIXTURES / "signatures").glob("*.png")) + sorted((FIXTURES / "sigver_wiwd").glob("*.png"))
+
+
+def real_scans() -> list[Path]:
+    """The 40+ real scans of ../shared/fixtures (the test skips when that folder is absent)."""
+    fixtures = shared_fixture()
+    scans = sorted((fixtures / "signatures").glob("*.png")) + sorted((fixtures / "sigver_wiwd").glob("*.png"))
+    assert len(scans) >= 40, f"expected the shared fixtures under {fixtures}"
+    return scans
+
+
 CLEANING = model_spec("cleaning").preprocessing.package_form()  # params.yaml: rgb, 224 x 224
 # (H, W) pages; the comment is the OpenCV path each one takes to 224 x 224.
 PAGES = [
@@ -158,9 +167,9 @@ def test_model_is_standard_onnx() -> None:
 
 def test_real_scans_exact(cleaning: ort.InferenceSession) -> None:
     """Every real scan: graph == Preprocessing.image(Preprocessing.load(file)) == cv2.resize."""
-    assert len(SCANS) >= 40, f"expected the shared fixtures under {FIXTURES}"
+    scans = real_scans()
     worst = 0
-    for path in SCANS:
+    for path in scans:
         pixels = CLEANING.load(path)
         assert np.array_equal(pixels, np.array(Image.open(path).convert("RGB")))
         got, valid = run(cleaning, pixels)
@@ -168,7 +177,7 @@ def test_real_scans_exact(cleaning: ort.InferenceSession) -> None:
         assert valid and got.shape == expected.shape == (224, 224, 3)
         worst = max(worst, int(np.abs(got.astype(np.int32) - expected).max()))
         assert np.array_equal(got, expected), f"{path.name} {pixels.shape}"
-    print(f"\n{len(SCANS)} real scans: {len(SCANS)} exactly equal, max difference {worst}")
+    print(f"\n{len(scans)} real scans: {len(scans)} exactly equal, max difference {worst}")
 
 
 def test_pages_cover_every_opencv_path() -> None:
@@ -244,7 +253,7 @@ def test_preprocess_model_network_input(cleaning: ort.InferenceSession) -> None:
     spec = model_spec("cleaning").onnx.inputs[0]  # "input", float32 [1, 224, 224, 3]
     model = preprocess_graph.preprocess_model(CLEANING, [spec], OPSET, IR_VERSION)
     onnx.checker.check_model(model, full_check=True)
-    pixels = np.array(Image.open(SCANS[0]).convert("RGB"))
+    pixels = np.array(Image.open(real_scans()[0]).convert("RGB"))
     got = session(model).run(["input"], {"input_pixels": pixels})[0]
     expected = CLEANING.network_input(CLEANING.image(pixels), "float32")
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
