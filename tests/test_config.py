@@ -75,12 +75,12 @@ def test_repository_params_load():
             lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "ftp://host.example/f.pt"}),
             "is not an http(s) address",
         ),
-        (lambda p: p["models"]["siamese"].pop("preprocessing"), "models.siamese.preprocessing: Field required"),
+        (lambda p: p["models"]["cleaning"].pop("preprocessing"), "models.cleaning.preprocessing: Field required"),
         (
             lambda p: p["models"]["siamese"]["preprocessing"].update(style="opencv"),
             "models.siamese.preprocessing.style",
         ),
-        (lambda p: p["models"]["siamese"]["preprocessing"].pop("canvas"), "style 'sigver' needs canvas and img_size"),
+        (lambda p: p["models"]["siamese"]["preprocessing"].pop("img_size"), "style 'sigver' needs canvas and img_size"),
         (
             lambda p: p["models"]["siamese"]["preprocessing"].update(input_size=[150, 221]),
             "differs from the input input0's size [150, 220]",
@@ -118,6 +118,57 @@ def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
     message = error_for(tmp_path, params)
     assert expected in message
     assert str(tmp_path / "params.yaml") in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda p: p.pop("families"), "families.keras_cleaning: missing; model 'cleaning' names it"),
+        (lambda p: p["families"].pop("torch_sigver"), "families.torch_sigver: missing; model 'siamese' names it"),
+        (lambda p: p["families"].update(caffe={}), "families.caffe: not a model family"),
+        (lambda p: p.update(families=["lasagne_signet"]), "families: expected a mapping of family -> defaults"),
+        (
+            lambda p: p["families"].update(keras_cleaning=None),
+            "families.keras_cleaning: expected a mapping of sections",
+        ),
+        (lambda p: p["families"]["lasagne_signet"].update(source={}), "families.lasagne_signet.source: a family gives"),
+        (lambda p: p["families"]["lasagne_signet"].update(variants=[]), "families.lasagne_signet.variants: expected a"),
+        # a bad value in the family's block is named there, not in the five entries it reaches
+        (
+            lambda p: p["families"]["lasagne_signet"]["validation"].update(rtol="none"),
+            "  families.lasagne_signet.validation.rtol: Input should be a valid number",
+        ),
+        # the entry's value wins over the family's, so its own bad value is named in the entry
+        (
+            lambda p: p["models"]["signet"]["validation"].update(stroke_samples=-1),
+            "  models.signet.validation.stroke_samples: Input should be greater than or equal to 0",
+        ),
+        # a rule over a section both hold names both
+        (
+            lambda p: p["models"]["siamese"]["preprocessing"].pop("img_size"),
+            "  models.siamese.preprocessing (with families.torch_sigver.preprocessing): Value error",
+        ),
+    ],
+)
+def test_family_defaults_are_checked_and_errors_name_where_a_value_was_written(tmp_path: Path, edit, expected: str):
+    params = copy.deepcopy(good_params())
+    edit(params)
+    assert expected in error_for(tmp_path, params)
+
+
+def test_an_entry_wins_over_its_family_key_by_key(tmp_path: Path):
+    """Maps merge, a list or a value replaces, null removes: what the merged entries hold."""
+    params = copy.deepcopy(good_params())
+    params["models"]["signet"]["variants"] = {"int8_dynamic": None, "fp16": {"max_abs_error": 0.5}}
+    params["models"]["signet"]["validation"]["embedding_outputs"] = ["fc2"]
+    models = load_params(write(tmp_path, params)).models
+    signet, sibling = models["signet"], models["signet_f_lambda0_95"]
+    assert signet.variants.enabled() == ["fp16"] and sibling.variants.enabled() == ["fp16", "int8_dynamic"]
+    assert (signet.variants.fp16.max_abs_error, signet.variants.fp16.min_cosine) == (0.5, 0.999)
+    assert signet.validation.embedding_outputs == ["fc2"] and sibling.validation.embedding_outputs == ["fc1", "fc2"]
+    assert signet.validation.samples == sibling.validation.samples == 8  # from the family
+    assert models["signet_spp_300dpi"].onnx.inputs[0].shape == ["batch", 1, "height", "width"]
+    assert models["signet_spp_300dpi"].onnx.outputs == sibling.onnx.outputs
 
 
 @pytest.mark.parametrize(

@@ -55,9 +55,9 @@ def validated_on_fewer_samples(params_text: str, name: str = NEW_MODEL, samples:
     instead of 8 and 16: a valid entry whose validate stage does a fraction of the oracle's work
     (the mechanics are the point; `signet` itself is validated on the full set)."""
     head, header, entry = params_text.partition(f"\n  {name}:\n")
-    full = "      samples: 8\n      stroke_samples: 16\n"
-    assert header and entry.count(full) == 1, entry
-    return head + header + entry.replace(full, f"      samples: {samples}\n      stroke_samples: 0\n")
+    section = "    validation:\n"  # the entry's own keys win over the family's 8 and 16
+    assert header and entry.count(section) == 1 and "samples:" not in entry, entry
+    return head + header + entry.replace(section, f"{section}      samples: {samples}\n      stroke_samples: 0\n")
 
 
 def outside_generated_blocks(text: str) -> str:

@@ -109,40 +109,74 @@ def params_set(tmp_path: Path, assignment: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("key", "typed", "expected"),
+    ("assignment", "field", "expected"),
     [
-        ("validation.atol", "1e-7", 1e-7),
-        ("validation.atol", "1E-7", 1e-7),
-        ("validation.atol", ".5", 0.5),
-        ("validation.atol", "5e-3", 5e-3),
-        ("validation.atol", "1.0e+2", 100.0),
-        ("validation.atol", "2", 2.0),
-        ("validation.samples", "12", 12),
-        ("network.forgery_head", "true", True),
-        ("network.forgery_head", "false", False),
+        ("models.signet_pth.validation.atol=1e-7", "validation.atol", 1e-7),
+        ("models.signet_pth.validation.atol=1E-7", "validation.atol", 1e-7),
+        ("models.signet_pth.validation.atol=.5", "validation.atol", 0.5),
+        ("models.signet_pth.validation.atol=5e-3", "validation.atol", 5e-3),
+        ("models.signet_pth.validation.atol=1.0e+2", "validation.atol", 100.0),
+        ("models.signet_pth.validation.atol=2", "validation.atol", 2.0),
+        # a family default, and the same key given to one model (`++`: the entry lacks it)
+        ("families.torch_sigver.validation.samples=12", "validation.samples", 12),
+        ("++models.signet_pth.validation.samples=12", "validation.samples", 12),
+        ("models.signet_pth.network.forgery_head=true", "network.forgery_head", True),
+        ("models.signet_pth.network.forgery_head=false", "network.forgery_head", False),
     ],
 )
-def test_what_a_user_types_loads_as_the_schema_type(tmp_path: Path, key: str, typed: str, expected: object):
-    spec = model_spec("signet_pth", params_set(tmp_path, f"models.signet_pth.{key}={typed}"))
-    section, name = key.split(".")
+def test_what_a_user_types_loads_as_the_schema_type(tmp_path: Path, assignment: str, field: str, expected: object):
+    spec = model_spec("signet_pth", params_set(tmp_path, assignment))
+    section, name = field.split(".")
     value = getattr(getattr(spec, section), name)
     assert value == expected and type(value) is type(expected)
 
 
+def test_a_family_default_reaches_every_model_of_the_family_and_an_entry_overrides_it(tmp_path: Path):
+    """One line under `families` changes every model of the family; `++models.X...` only X."""
+    family_wide = tmp_path / "family"
+    family_wide.mkdir()
+    models = load_params(params_set(family_wide, "families.lasagne_signet.validation.samples=5")).models
+    assert {name: spec.validation.samples for name, spec in models.items() if spec.family == "lasagne_signet"} == {
+        "signet": 5,
+        "signet_f_lambda0_95": 5,
+        "signet_f_lambda0_999": 5,
+        "signet_spp_300dpi": 12,  # the SPP entries give their own
+        "signet_spp_600dpi": 12,
+    }
+    assert models["signet_pth"].validation.samples == 8  # another family: untouched
+    one_model = tmp_path / "one"
+    one_model.mkdir()
+    models = load_params(params_set(one_model, "++models.signet.validation.samples=3")).models
+    assert models["signet"].validation.samples == 3 and models["signet_f_lambda0_95"].validation.samples == 8
+
+
 @pytest.mark.parametrize(
-    ("key", "typo", "expected"),
+    ("assignment", "written_at", "expected"),
     [
-        ("validation.atol", "abc", "Input should be a valid number"),
-        ("validation.samples", "eight", "Input should be a valid integer"),
+        (
+            "models.signet_pth.validation.atol=abc",
+            "models.signet_pth.validation.atol",
+            "Input should be a valid number",
+        ),
+        (
+            "families.torch_sigver.validation.samples=eight",
+            "families.torch_sigver.validation.samples",
+            "Input should be a valid integer",
+        ),
         # DVC writes `yes` and records the string "yes" in dvc.lock: never read as true.
-        ("network.forgery_head", "yes", "Input should be a valid boolean"),
+        (
+            "models.signet_pth.network.forgery_head=yes",
+            "models.signet_pth.network.forgery_head",
+            "Input should be a valid boolean",
+        ),
     ],
 )
-def test_a_typo_is_refused_naming_the_key(tmp_path: Path, key: str, typo: str, expected: str):
-    path = params_set(tmp_path, f"models.signet_pth.{key}={typo}")
+def test_a_typo_is_refused_naming_the_key(tmp_path: Path, assignment: str, written_at: str, expected: str):
+    """The message names the key where the bad value was written: the entry, or its family's block."""
+    path = params_set(tmp_path, assignment)
     with pytest.raises(PipelineError) as caught:
-        load_params(path)
-    assert str(caught.value).splitlines() == [f"{path}: invalid parameters:", f"  models.signet_pth.{key}: {expected}"]
+        model_spec("signet_pth", path)
+    assert str(caught.value).splitlines() == [f"{path}: invalid parameters:", f"  {written_at}: {expected}"]
 
 
 def test_a_stage_prints_the_typo_as_one_error_line(tmp_path: Path):

@@ -4,7 +4,10 @@ Each entry says where the upstream bytes come from (`source`), which family modu
 framework (`family`, a folder of stages/families/ whose `facts.py` the entry is checked against;
 stages.core.family_facts), which files make up the upstream layout (`files`), how the ONNX graph is
 named and shaped (`onnx`) and how strictly it must agree with its source (`validation`).
-An unknown key, a missing key or a wrong type fails with a message naming the key path.
+What the models of a family share is written once, under `families.<family>` (the sections
+onnx, validation, preprocessing, variants); an entry holds what differs and wins key by key
+(`with_family_defaults`). An unknown key, a missing key or a wrong type fails with a message
+naming the key path where the value was written.
 """
 
 from __future__ import annotations
@@ -338,11 +341,103 @@ class Params(_Strict):
         return models
 
 
-def _describe(error: ValidationError, source: Path) -> str:
+# The sections of an entry a family block may give defaults for.
+FAMILY_SECTIONS = ("onnx", "validation", "preprocessing", "variants")
+
+
+def deep_merge(defaults: object, entry: object) -> object:
+    """`entry` over `defaults`: mappings merge key by key, anything else (a list, a number, null)
+    in `entry` replaces the default; so `null` in an entry removes a default (e.g. a variant)."""
+    if isinstance(defaults, dict) and isinstance(entry, dict):
+        return {**defaults, **{key: deep_merge(defaults.get(key), value) for key, value in entry.items()}}
+    return entry
+
+
+def _checked_families(raw: dict, path: Path) -> dict[str, dict]:
+    """The `families` block: known family -> mapping of FAMILY_SECTIONS, each a mapping."""
+    families = raw.get("families", {})
+    if not isinstance(families, dict):
+        raise PipelineError(f"{path}: families: expected a mapping of family -> defaults")
+    known = known_families()
+    for family, block in families.items():
+        if family not in known:
+            raise PipelineError(
+                f"{path}: families.{family}: not a model family; known (the folders of stages/families/): "
+                f"{', '.join(known)}"
+            )
+        if not isinstance(block, dict):
+            raise PipelineError(f"{path}: families.{family}: expected a mapping of sections ({{}} for none)")
+        for section, value in block.items():
+            if section not in FAMILY_SECTIONS:
+                raise PipelineError(
+                    f"{path}: families.{family}.{section}: a family gives defaults only for {', '.join(FAMILY_SECTIONS)}"
+                )
+            if not isinstance(value, dict):
+                raise PipelineError(f"{path}: families.{family}.{section}: expected a mapping")
+    return families
+
+
+def with_family_defaults(raw: dict, path: Path) -> dict:
+    """The params with `families` folded into each model entry (deep_merge), ready for the schema.
+
+    Every family a model names needs a block, even an empty one: each stage of the model depends
+    on `families.<family>` (dvc.yaml), which DVC refuses to read when it is missing.
+    """
+    families = _checked_families(raw, path)
+    models = raw.get("models")
+    if not isinstance(models, dict):
+        return {key: value for key, value in raw.items() if key != "families"}
+    merged = {}
+    for name, entry in models.items():
+        family = entry.get("family") if isinstance(entry, dict) else None
+        if isinstance(family, str) and family in known_families():
+            if family not in families:
+                raise PipelineError(
+                    f"{path}: families.{family}: missing; model {name!r} names it and its stages depend on it "
+                    "(dvc.yaml): add the block, `{}` if the family has no defaults"
+                )
+            entry = deep_merge({k: v for k, v in families[family].items() if k in FAMILY_SECTIONS}, entry)
+        merged[name] = entry
+    return {**{key: value for key, value in raw.items() if key != "families"}, "models": merged}
+
+
+def _node(tree: object, parts: tuple) -> tuple[bool, object]:
+    """(found, value) of the path `parts` in nested mappings and lists."""
+    for part in parts:
+        if isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        elif isinstance(tree, list) and isinstance(part, int) and 0 <= part < len(tree):
+            tree = tree[part]
+        else:
+            return False, None
+    return True, tree
+
+
+def _written_at(raw: dict, location: tuple) -> str:
+    """Where the value at `location` (a pydantic loc in the merged params) was written: a value only
+    the family's block holds is named there; a map both hold is named in the entry, `with` the
+    family's (the error may lie in either)."""
+    key = ".".join(str(part) for part in location) or "(top level)"
+    if len(location) < 3 or location[0] != "models" or not isinstance(raw.get("models"), dict):
+        return key
+    entry = raw["models"].get(location[1])
+    family = entry.get("family") if isinstance(entry, dict) else None
+    families = raw.get("families")
+    defaults = families.get(family) if isinstance(families, dict) and isinstance(family, str) else None
+    in_defaults, default_value = _node(defaults, location[2:])
+    if not in_defaults:
+        return key
+    family_key = ".".join(str(part) for part in ("families", family, *location[2:]))
+    in_entry, _ = _node(entry, location[2:])
+    if not in_entry:
+        return family_key if not isinstance(default_value, dict) else f"{key} (from {family_key})"
+    return f"{key} (with {family_key})" if isinstance(default_value, dict) else key
+
+
+def _describe(error: ValidationError, source: Path, raw: dict) -> str:
     lines = [f"{source}: invalid parameters:"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {key}: {item['msg']}")
+        lines.append(f"  {_written_at(raw, tuple(item['loc']))}: {item['msg']}")
     return "\n".join(lines)
 
 
@@ -398,11 +493,11 @@ def read_params_file(path: Path = PARAMS_FILE) -> dict:
 
 
 def _checked(raw: dict, path: Path) -> Params:
-    """`raw` checked against the schema; PipelineError naming every bad key."""
+    """`raw` with its family defaults, checked against the schema; PipelineError naming every bad key."""
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(with_family_defaults(raw, path))
     except ValidationError as exc:
-        raise PipelineError(_describe(exc, path)) from None
+        raise PipelineError(_describe(exc, path, raw)) from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

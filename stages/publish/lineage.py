@@ -79,7 +79,8 @@ def code_digest(root: Path, family: str) -> str:
 
 
 def params_digest(spec: ModelSpec) -> str:
-    """sha256 of the model's checked params entry as canonical JSON (sorted keys, defaults filled)."""
+    """sha256 of the model's checked params entry (its family's defaults merged in) as canonical JSON (sorted
+    keys, defaults filled)."""
     canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

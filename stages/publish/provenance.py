@@ -57,7 +57,10 @@ def statement(record: dict[str, Any], onnx_sha256: str) -> dict[str, Any]:
         {
             "name": f"params.yaml#models.{name}",
             "digest": {"sha256": record["params_sha256"]},
-            "annotations": {"role": "the model's params entry (stages.publish.lineage.params_digest)"},
+            "annotations": {
+                "role": "the model's params entry over its family's defaults, as checked "
+                f"(params.yaml#families.{record['family']}; stages.publish.lineage.params_digest)"
+            },
         }
     )
     for package, version in sorted(record["toolchain"].items()):
