@@ -33,7 +33,7 @@ from conftest import copy_project
 from fake_servers import KAGGLE_PORT, LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
 
 from stages.core.errors import PipelineError
-from stages.core.params import ModelSpec, read_params_file
+from stages.core.params import ModelSpec, merged_entry, read_params_file
 from stages.core.untrusted import forget_secrets, scrub_url
 from stages.sources import download, kaggle, url
 from stages.sources.download import Job, RetryPolicy, fetch_file
@@ -71,13 +71,13 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeKaggle:
 
 
 def kaggle_spec(**source) -> ModelSpec:
-    raw = read_params_file(REPO / "params.yaml")["models"]["siamese"]
+    raw = merged_entry("siamese", REPO / "params.yaml")
     raw["source"] = {**raw["source"], "kind": "kaggle", **source}
     return ModelSpec.model_validate(raw)
 
 
 def url_spec(urls: dict[str, str], **source) -> ModelSpec:
-    raw = read_params_file(REPO / "params.yaml")["models"]["siamese"]
+    raw = merged_entry("siamese", REPO / "params.yaml")
     raw["source"] = {"kind": "url", "seed": 1, "urls": urls, **source}
     return ModelSpec.model_validate(raw)
 

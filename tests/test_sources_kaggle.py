@@ -21,7 +21,7 @@ import pytest
 from fake_servers import LIST_PATH, FakeKaggle, Fault, FileServer, isolated_kaggle
 
 from stages.core.errors import PipelineError
-from stages.core.params import ModelSpec, read_params_file
+from stages.core.params import ModelSpec, merged_entry
 from stages.sources import download, kaggle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ USER, KEY = "alice", "k-3b9f0c7e2a51"
 
 
 def kaggle_spec(name: str = "siamese", **source) -> ModelSpec:
-    raw = read_params_file(REPO / "params.yaml")["models"][name]
+    raw = merged_entry(name, REPO / "params.yaml")
     raw["source"] = {**raw["source"], "kind": "kaggle", **source}
     return ModelSpec.model_validate(raw)
 

@@ -21,7 +21,7 @@ from fake_servers import Fault, FileServer
 from requests.auth import HTTPBasicAuth
 
 from stages.core.errors import PipelineError
-from stages.core.params import ModelSpec, read_params_file
+from stages.core.params import ModelSpec, merged_entry
 from stages.core.untrusted import scrub_url
 from stages.sources import download, url
 from stages.sources.download import Job, RetryPolicy, TooLarge, fetch_file, origin_of
@@ -221,7 +221,7 @@ def test_scrub_url_hides_userinfo_and_secret_query_values() -> None:
 
 
 def url_spec(name: str, urls: dict[str, str], max_bytes: int = 2_000_000_000) -> ModelSpec:
-    raw = read_params_file(REPO / "params.yaml")["models"][name]
+    raw = merged_entry(name, REPO / "params.yaml")
     raw["source"] = {"kind": "url", "seed": raw["source"]["seed"], "urls": urls, "max_bytes": max_bytes}
     return ModelSpec.model_validate(raw)
 

@@ -35,6 +35,7 @@ def with_variants(project: Path, name: str, variants: dict, model: str = MODEL) 
     """A params file in `project` whose `model` builds exactly `variants`; returns its name."""
     params = read_params_file(project / "params.yaml")
     params["models"][model]["variants"] = variants
+    params["families"][params["models"][model]["family"]].pop("variants", None)  # none merged in from the family
     (project / name).write_text(yaml.safe_dump(params, sort_keys=False))
     return name
 
@@ -190,7 +191,11 @@ def test_a_variant_outside_its_tolerance_is_not_published(variants_project: Path
     [
         ({"int8_statc": dict(LOOSE)}, ["models.signet_pth.variants.int8_statc", "Extra inputs are not permitted"]),
         ({"int8_static": {**LOOSE, "range_bits": "4"}}, ["models.signet_pth.variants.int8_static.range_bits"]),
-        ({"fp16": {"min_cosine": 0.999}}, ["models.signet_pth.variants.fp16.max_abs_error", "Field required"]),
+        # no family default for `optimized`: its entry must give both tolerances
+        (
+            {"optimized": {"min_cosine": 0.999}},
+            ["models.signet_pth.variants.optimized.max_abs_error", "Field required"],
+        ),
         (
             {"fp16": {**LOOSE, "decision_agreement": 1.0}},
             ["variants.fp16.decision_agreement", "no validation.decision_output"],

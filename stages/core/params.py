@@ -492,6 +492,13 @@ def read_params_file(path: Path = PARAMS_FILE) -> dict:
     return raw
 
 
+def merged_entry(name: str, path: Path = PARAMS_FILE) -> dict:
+    """Model `name`'s raw entry with its family's defaults merged in, unchecked (for a caller that
+    edits it before `ModelSpec.model_validate`)."""
+    path = Path(path)
+    return with_family_defaults(read_params_file(path), path)["models"][name]
+
+
 def _checked(raw: dict, path: Path) -> Params:
     """`raw` with its family defaults, checked against the schema; PipelineError naming every bad key."""
     try:
