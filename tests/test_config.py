@@ -47,7 +47,7 @@ def test_repository_params_load():
         (lambda p: p["models"]["cleaning"]["validation"].update(atol="1.5e-4"), "models.cleaning.validation.atol"),
         (lambda p: p["models"]["cleaning"]["validation"].update(samples=2.5), "models.cleaning.validation.samples"),
         (lambda p: p["models"]["cleaning"]["source"].update(kind="ftp"), "models.cleaning.source.kind"),
-        (lambda p: p["models"]["cleaning"].pop("onnx"), "models.cleaning.onnx: Field required"),
+        (lambda p: p["models"]["cleaning"].pop("onnx"), "models.cleaning.onnx: missing; every entry holds"),
         (lambda p: p["models"]["cleaning"]["onnx"].update(opset=9), "models.cleaning.onnx.opset"),
         (
             lambda p: p["models"]["cleaning"]["onnx"]["inputs"][0].update(dtype="float64"),
@@ -75,7 +75,10 @@ def test_repository_params_load():
             lambda p: p["models"]["siamese"]["source"].update(urls={"convnet_best_loss.pt": "ftp://host.example/f.pt"}),
             "is not an http(s) address",
         ),
-        (lambda p: p["models"]["cleaning"].pop("preprocessing"), "models.cleaning.preprocessing: Field required"),
+        (
+            lambda p: p["models"]["cleaning"].pop("preprocessing"),
+            "models.cleaning.preprocessing: missing; every entry holds",
+        ),
         (
             lambda p: p["models"]["siamese"]["preprocessing"].update(style="opencv"),
             "models.siamese.preprocessing.style",
@@ -126,6 +129,7 @@ def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
         (lambda p: p.pop("families"), "families.keras_cleaning: missing; model 'cleaning' names it"),
         (lambda p: p["families"].pop("torch_sigver"), "families.torch_sigver: missing; model 'siamese' names it"),
         (lambda p: p["families"].update(caffe={}), "families.caffe: not a model family"),
+        (lambda p: p["models"]["signet"].pop("onnx"), "models.signet.onnx: missing; every entry holds its own onnx"),
         (lambda p: p.update(families=["lasagne_signet"]), "families: expected a mapping of family -> defaults"),
         (
             lambda p: p["families"].update(keras_cleaning=None),

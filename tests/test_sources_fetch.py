@@ -40,7 +40,8 @@ def write_params(project: Path, kind: str) -> None:
     models = {name: params["models"][name] for name in ("cleaning", "siamese")}
     for entry in models.values():
         entry["source"]["kind"] = kind
-    (project / "params.yaml").write_text(yaml.safe_dump({"models": models}, sort_keys=False))
+    families = {entry["family"]: params["families"][entry["family"]] for entry in models.values()}
+    (project / "params.yaml").write_text(yaml.safe_dump({"families": families, "models": models}, sort_keys=False))
 
 
 def builtin_files(name: str, seed_offset: int = 0) -> dict[str, bytes]:

@@ -343,6 +343,9 @@ class Params(_Strict):
 
 # The sections of an entry a family block may give defaults for.
 FAMILY_SECTIONS = ("onnx", "validation", "preprocessing", "variants")
+# The sections every entry holds, even when the family's block gives the rest of them: the convert
+# stage depends on exactly these keys of the entry (dvc.yaml), and DVC refuses a missing one.
+ENTRY_SECTIONS = ("onnx", "preprocessing")
 
 
 def deep_merge(defaults: object, entry: object) -> object:
@@ -391,6 +394,13 @@ def with_family_defaults(raw: dict, path: Path) -> dict:
     for name, entry in models.items():
         family = entry.get("family") if isinstance(entry, dict) else None
         if isinstance(family, str) and family in known_families():
+            missing = [section for section in ENTRY_SECTIONS if section not in entry]
+            if missing:
+                raise PipelineError(
+                    f"{path}: models.{name}.{missing[0]}: missing; every entry holds its own "
+                    f"{' and '.join(ENTRY_SECTIONS)} (at least `onnx: {{opset: 17}}`), which the convert stage depends on "
+                    "(dvc.yaml); the rest may come from the family's block"
+                )
             if family not in families:
                 raise PipelineError(
                     f"{path}: families.{family}: missing; model {name!r} names it and its stages depend on it "
