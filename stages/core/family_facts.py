@@ -46,6 +46,21 @@ class Upstream:
     tags: tuple[str, ...]
 
 
+def kaggle_notebook(kernel: str, holds: str, task: str, tags: tuple[str, ...]) -> Upstream:
+    """The upstream record of a Kaggle notebook's output `kernel` (owner/slug) holding `holds`:
+    Kaggle's terms give public notebooks and their outputs Apache 2.0 unless the author says
+    otherwise, one rule for every family with a Kaggle upstream."""
+    return Upstream(
+        project=f"Kaggle notebook {kernel} ({holds})",
+        address=f"https://www.kaggle.com/code/{kernel}",
+        license_id="apache-2.0",
+        license_text="Apache 2.0: Kaggle releases public notebooks and their outputs under Apache 2.0 "
+        "unless the author states otherwise on the notebook page; check it before redistributing.",
+        task=task,
+        tags=tags,
+    )
+
+
 @dataclass(frozen=True)
 class Architecture:
     """One network a family builds, as the shared stages need to know it."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stages.core.family_facts import MB, Architecture, Upstream
+from stages.core.family_facts import MB, Architecture, kaggle_notebook
 
 if TYPE_CHECKING:
     from stages.core.params import ModelSpec
@@ -20,12 +20,9 @@ MAX_BYTES = 64 * MB
 ARCHITECTURES = {
     "autoencoder": Architecture(
         task="clean",
-        upstream=Upstream(
-            project="Kaggle notebook victordibia/signature-image-cleaning-with-tensorflow-2-0 (tf.keras 2.6 SavedModel)",
-            address="https://www.kaggle.com/code/victordibia/signature-image-cleaning-with-tensorflow-2-0",
-            license_id="apache-2.0",
-            license_text="Apache 2.0: Kaggle releases public notebooks and their outputs under Apache 2.0 "
-            "unless the author states otherwise on the notebook page; check it before redistributing.",
+        upstream=kaggle_notebook(
+            "victordibia/signature-image-cleaning-with-tensorflow-2-0",
+            "tf.keras 2.6 SavedModel",
             task="image-to-image",
             tags=("signature-cleaning", "document-images", "autoencoder"),
         ),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stages.core.family_facts import MB, Architecture, Upstream
+from stages.core.family_facts import MB, Architecture, Upstream, kaggle_notebook
 
 if TYPE_CHECKING:
     from stages.core.params import ModelSpec
@@ -20,12 +20,9 @@ MAX_BYTES = 128 * MB
 ARCHITECTURES = {
     "siamese": Architecture(
         task="verify",
-        upstream=Upstream(
-            project="Kaggle notebook medali1992/siamese-signature-verification-with-confidence (PyTorch checkpoint)",
-            address="https://www.kaggle.com/code/medali1992/siamese-signature-verification-with-confidence",
-            license_id="apache-2.0",
-            license_text="Apache 2.0: Kaggle releases public notebooks and their outputs under Apache 2.0 "
-            "unless the author states otherwise on the notebook page; check it before redistributing.",
+        upstream=kaggle_notebook(
+            "medali1992/siamese-signature-verification-with-confidence",
+            "PyTorch checkpoint",
             task="image-classification",
             tags=("signature-verification", "biometrics", "siamese"),
         ),
