@@ -173,8 +173,8 @@ else:
     t1 = time.perf_counter()
     net = (siamese if task == "verify" else signet).load_model(Path("data/raw") / model, model_spec(model))
     from test_package_preprocess import upstream_load, upstream_preprocess_signature  # sigver's own code
-    card = json.loads(Path("models/" + model + "/preprocessing.json").read_text())
-    style = Preprocessing.from_dict(card["preprocessing"], "preprocessing.json")
+    settings = json.loads(Path("models/" + model + "/preprocessing.json").read_text())
+    style = Preprocessing.from_dict(settings["preprocessing"], "preprocessing.json")
     dtype = "uint8" if task == "verify" else "float32"
     sizes = (style.canvas, style.img_size, style.input_size)
     prepare = lambda path: style.network_input(upstream_preprocess_signature(upstream_load(path), *sizes), dtype)

@@ -253,9 +253,9 @@ def test_onnx_runtime_log_lines_stay_off_the_terminal(home: Path, tmp_path: Path
     folder = write_folder(
         tmp_path / "fixed", embed_graph(output_names=(f"fc1{HOSTILE}", "fc2"), size=("H", "W")), vectors=False
     )
-    card = json.loads((folder / "preprocessing.json").read_text())
-    card["preprocessing"].update(img_size=[20, COLS], input_size=[20, COLS])
-    (folder / "preprocessing.json").write_text(json.dumps(card))
+    settings = json.loads((folder / "preprocessing.json").read_text())
+    settings["preprocessing"].update(img_size=[20, COLS], input_size=[20, COLS])
+    (folder / "preprocessing.json").write_text(json.dumps(settings))
     result = cli(home, "embed", str(scan), "--model", str(folder), "--out", str(tmp_path / "f.npy"), "-q")
     one_error_line(result, "ONNX Runtime refused the input")
 
@@ -424,9 +424,9 @@ def test_deep_json_through_the_command_line(home: Path, signet: Path, scan: Path
 def test_preprocessing_sizes_are_bounded(signet: Path, key: str, value: list[int], expected: str):
     from signature_onnx import ModelFolder, ModelFolderError
 
-    card = json.loads((signet / "preprocessing.json").read_text())
-    card["preprocessing"][key] = value
-    (signet / "preprocessing.json").write_text(json.dumps(card))
+    settings = json.loads((signet / "preprocessing.json").read_text())
+    settings["preprocessing"][key] = value
+    (signet / "preprocessing.json").write_text(json.dumps(settings))
     with pytest.raises(ModelFolderError, match=rf"preprocessing.json: .*{expected}"):
         ModelFolder.open(signet)
 

@@ -217,9 +217,9 @@ def test_bad_model_folders_fail_in_one_line(models: Path, scans: list[Path], tmp
         cli(models, "verify", a, b, "--model", str(broken), "--no-integrity-check"), "ONNX Runtime cannot load it"
     )
     shutil.copy(models / "models" / "siamese" / "model.onnx", broken / "model.onnx")
-    card = json.loads((broken / "preprocessing.json").read_text())
-    card["preprocessing"]["style"] = "fancy"
-    (broken / "preprocessing.json").write_text(json.dumps(card))
+    settings = json.loads((broken / "preprocessing.json").read_text())
+    settings["preprocessing"]["style"] = "fancy"
+    (broken / "preprocessing.json").write_text(json.dumps(settings))
     one_error_line(cli(models, "verify", a, b, "--model", str(broken)), "preprocessing.json", "'fancy'")
     (broken / "preprocessing.json").write_text("{not json")
     one_error_line(cli(models, "verify", a, b, "--model", str(broken)), "not readable JSON")

@@ -59,10 +59,10 @@ def variants_project(published_project: Path) -> Path:
 def test_every_variant_is_published_as_a_model_folder(variants_project: Path):
     folder = variants_project / "models" / MODEL / "variants"
     assert sorted(p.name for p in folder.iterdir()) == sorted(ALL_VARIANTS)
-    card = (variants_project / "models" / MODEL / "preprocessing.json").read_bytes()
+    preprocessing = (variants_project / "models" / MODEL / "preprocessing.json").read_bytes()
     fp32 = onnx.load(variants_project / "models" / MODEL / "model.onnx")
     for variant in ALL_VARIANTS:
-        assert (folder / variant / "preprocessing.json").read_bytes() == card
+        assert (folder / variant / "preprocessing.json").read_bytes() == preprocessing
         model = onnx.load(folder / variant / "model.onnx")
         metadata = {p.key: p.value for p in model.metadata_props}
         assert metadata["variant"] == variant and metadata["model"] == MODEL
