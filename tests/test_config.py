@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO, run_step
 
 from stages.core.errors import PipelineError
-from stages.core.params import load_params, model_spec, read_params_file
+from stages.core.params import load_params, merged_entry, model_spec, read_params_file
 
 
 def good_params() -> dict:
@@ -130,6 +130,17 @@ def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
         (lambda p: p["families"].pop("torch_sigver"), "families.torch_sigver: missing; model 'siamese' names it"),
         (lambda p: p["families"].update(caffe={}), "families.caffe: not a model family"),
         (lambda p: p["models"]["signet"].pop("onnx"), "models.signet.onnx: missing; every entry holds its own onnx"),
+        (lambda p: p["models"]["signet"]["onnx"].pop("opset"), "models.signet.onnx.opset: missing; each entry names"),
+        (lambda p: p["models"]["signet"].update(onnx=[]), "models.signet.onnx: expected a mapping; every entry holds"),
+        (
+            lambda p: p["families"]["lasagne_signet"]["onnx"].update(opset=18),
+            "families.lasagne_signet.onnx.opset: the opset",
+        ),
+        (
+            lambda p: p["families"]["keras_cleaning"].pop("onnx"),
+            "families.keras_cleaning.onnx: missing; every family block",
+        ),
+        (lambda p: p["models"].update(signet=["a list"]), "models.signet: expected a mapping of keys"),
         (lambda p: p.update(families=["lasagne_signet"]), "families: expected a mapping of family -> defaults"),
         (
             lambda p: p["families"].update(keras_cleaning=None),
@@ -158,6 +169,58 @@ def test_family_defaults_are_checked_and_errors_name_where_a_value_was_written(t
     params = copy.deepcopy(good_params())
     edit(params)
     assert expected in error_for(tmp_path, params)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # a list the entry wrote replaced the family's whole: the entry is named
+        (
+            lambda p: p["models"]["signet_spp_300dpi"]["onnx"]["inputs"][0].pop("source_name"),
+            ["models.signet_spp_300dpi.onnx.inputs.0.source_name: Field required"],
+        ),
+        # a value only the family's block holds, reaching five models: named there, once; pydantic's
+        # union alternatives (int or str) are one place with two messages
+        (
+            lambda p: p["families"]["lasagne_signet"]["onnx"]["outputs"][0]["shape"].__setitem__(1, 0),
+            [
+                "families.lasagne_signet.onnx.outputs.0.shape.1: Input should be greater than or equal to 1",
+                "families.lasagne_signet.onnx.outputs.0.shape.1: Input should be a valid string",
+            ],
+        ),
+        (
+            lambda p: p["families"]["lasagne_signet"]["validation"].update(colour=1),
+            ["families.lasagne_signet.validation.colour: Extra inputs are not permitted"],
+        ),
+        # a bad family: one line, not the sections its block would have given
+        (lambda p: p["models"]["signet"].update(family=3), ["models.signet.family: 3 is not a model family"]),
+        (lambda p: p["models"]["signet"].pop("family"), ["models.signet.family: None is not a model family"]),
+    ],
+)
+def test_each_mistake_is_one_line_naming_where_it_was_written(tmp_path: Path, edit, expected: list[str]):
+    params = copy.deepcopy(good_params())
+    edit(params)
+    header, *lines = error_for(tmp_path, params).splitlines()
+    lines = [line.strip() for line in lines] or [header.split(": ", 1)[1]]  # "<path>: <key>: <what>" alone
+    assert len(lines) == len(expected), lines
+    for line, words in zip(lines, expected):
+        assert line.startswith(words), (line, words)
+
+
+def test_a_model_is_not_refused_for_another_familys_block(tmp_path: Path):
+    """A stage checks its model's entry and family block only (it depends on nothing else)."""
+    params = copy.deepcopy(good_params())
+    params["families"]["torch_sigver"]["validation"] = []
+    path = write(tmp_path, params)
+    assert model_spec("signet", path).validation.samples == 8
+    with pytest.raises(PipelineError, match="families.torch_sigver.validation: expected a mapping"):
+        model_spec("siamese", path)
+
+
+def test_unknown_entry_and_deep_nesting_are_one_error_line(tmp_path: Path):
+    with pytest.raises(PipelineError, match=r"no model 'nope'"):
+        merged_entry("nope", write(tmp_path, good_params()))
+    assert "nested too deeply" in error_for(tmp_path, "models: " + "[" * 2000 + "]" * 2000)
 
 
 def test_an_entry_wins_over_its_family_key_by_key(tmp_path: Path):

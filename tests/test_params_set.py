@@ -131,6 +131,15 @@ def test_what_a_user_types_loads_as_the_schema_type(tmp_path: Path, assignment: 
     assert value == expected and type(value) is type(expected)
 
 
+def test_moving_an_entrys_only_key_to_the_family_leaves_a_readable_file(tmp_path: Path):
+    """`~KEY` deletes a key; on a section holding one key a comment inside the section would be
+    left alone under it, and no YAML reader accepts the file (params.yaml keeps such comments
+    above the section)."""
+    path = params_set(tmp_path, "++families.lasagne_signet.validation.atol=1.5e-4")
+    apply_overrides(path, ["~models.signet.validation.atol"])
+    assert model_spec("signet", path).validation.atol == 1.5e-4  # the family's, now
+
+
 def test_a_family_default_reaches_every_model_of_the_family_and_an_entry_overrides_it(tmp_path: Path):
     """One line under `families` changes every model of the family; `++models.X...` only X."""
     family_wide = tmp_path / "family"

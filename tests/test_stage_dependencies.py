@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 from conftest import REPO, dvc, traced_imports
+from dvc.utils.hydra import apply_overrides
 from remotes import checked, clone
 
 sys.path.insert(0, str(REPO))
@@ -118,3 +119,25 @@ def test_editing_one_familys_module_changes_only_that_familys_stages(
     changed_models = {stage.split("@")[1] for stage in status}
     assert changed_models == {name for name, spec in models.items() if spec.family == family}
     assert {stage.split("@")[0] for stage in status} == {"fetch", "convert", "validate", "derive"}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "steps"),
+    [
+        # a family's tolerance: validation again, not conversion (convert reads onnx and preprocessing)
+        ("families.lasagne_signet.validation.samples=12", {"validate", "derive"}),
+        ("families.lasagne_signet.preprocessing.input_divisor=255", {"convert", "validate", "derive"}),
+    ],
+)
+def test_a_family_block_edit_reruns_what_reads_it_for_that_familys_models(
+    reproduced, tmp_path: Path, assignment: str, steps: set[str]
+):
+    built, _ = reproduced
+    machine = clone(built, tmp_path / "machine", share_cache_of=built)
+    checked(dvc(machine, "checkout"))
+    apply_overrides(str(machine / "params.yaml"), [assignment])  # what `dvc exp run -S` writes
+    status = json.loads(checked(dvc(machine, "status", "--json")).stdout)
+    lasagne = {
+        name for name, spec in load_params(built / "params.yaml").models.items() if spec.family == "lasagne_signet"
+    }
+    assert set(status) == {f"{step}@{name}" for step in steps for name in lasagne}

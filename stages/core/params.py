@@ -357,7 +357,8 @@ def deep_merge(defaults: object, entry: object) -> object:
 
 
 def _checked_families(raw: dict, path: Path) -> dict[str, dict]:
-    """The `families` block: known family -> mapping of FAMILY_SECTIONS, each a mapping."""
+    """The `families` block: known family -> mapping of FAMILY_SECTIONS, each a mapping, holding at
+    least ENTRY_SECTIONS (the convert stage depends on them) and no opset (each entry's)."""
     families = raw.get("families", {})
     if not isinstance(families, dict):
         raise PipelineError(f"{path}: families: expected a mapping of family -> defaults")
@@ -369,7 +370,7 @@ def _checked_families(raw: dict, path: Path) -> dict[str, dict]:
                 f"{', '.join(known)}"
             )
         if not isinstance(block, dict):
-            raise PipelineError(f"{path}: families.{family}: expected a mapping of sections ({{}} for none)")
+            raise PipelineError(f"{path}: families.{family}: expected a mapping of sections")
         for section, value in block.items():
             if section not in FAMILY_SECTIONS:
                 raise PipelineError(
@@ -377,14 +378,49 @@ def _checked_families(raw: dict, path: Path) -> dict[str, dict]:
                 )
             if not isinstance(value, dict):
                 raise PipelineError(f"{path}: families.{family}.{section}: expected a mapping")
+        for section in ENTRY_SECTIONS:
+            if section not in block:
+                raise PipelineError(
+                    f"{path}: families.{family}.{section}: missing; every family block holds "
+                    f"{' and '.join(ENTRY_SECTIONS)} (`{{}}` if empty), which the convert stage depends on (dvc.yaml)"
+                )
+        if "opset" in block["onnx"]:
+            raise PipelineError(
+                f"{path}: families.{family}.onnx.opset: the opset is each entry's (models.<name>.onnx.opset), "
+                "never a family default"
+            )
     return families
+
+
+def _checked_entry(name: str, entry: object, path: Path) -> str:
+    """The entry's family, after the checks the merge needs (one error line each)."""
+    if not isinstance(entry, dict):
+        raise PipelineError(f"{path}: models.{name}: expected a mapping of keys")
+    family = entry.get("family")
+    known = known_families()
+    if not isinstance(family, str) or family not in known:
+        raise PipelineError(
+            f"{path}: models.{name}.family: {family!r} is not a model family; known (the folders of "
+            f"stages/families/): {', '.join(known)}"
+        )
+    for section in ENTRY_SECTIONS:
+        if not isinstance(entry.get(section), dict):
+            state = "missing" if section not in entry else "expected a mapping"
+            raise PipelineError(
+                f"{path}: models.{name}.{section}: {state}; every entry holds its own "
+                f"{' and '.join(ENTRY_SECTIONS)} (at least `onnx: {{opset: 17}}`), which the convert stage depends on "
+                "(dvc.yaml); the rest may come from the family's block"
+            )
+    if "opset" not in entry["onnx"]:
+        raise PipelineError(f"{path}: models.{name}.onnx.opset: missing; each entry names its opset")
+    return family
 
 
 def with_family_defaults(raw: dict, path: Path) -> dict:
     """The params with `families` folded into each model entry (deep_merge), ready for the schema.
 
-    Every family a model names needs a block, even an empty one: each stage of the model depends
-    on `families.<family>` (dvc.yaml), which DVC refuses to read when it is missing.
+    Every family a model names needs a block: the model's stages depend on `families.<family>`
+    (dvc.yaml), which DVC refuses to read when it is missing.
     """
     families = _checked_families(raw, path)
     models = raw.get("models")
@@ -392,22 +428,13 @@ def with_family_defaults(raw: dict, path: Path) -> dict:
         return {key: value for key, value in raw.items() if key != "families"}
     merged = {}
     for name, entry in models.items():
-        family = entry.get("family") if isinstance(entry, dict) else None
-        if isinstance(family, str) and family in known_families():
-            missing = [section for section in ENTRY_SECTIONS if section not in entry]
-            if missing:
-                raise PipelineError(
-                    f"{path}: models.{name}.{missing[0]}: missing; every entry holds its own "
-                    f"{' and '.join(ENTRY_SECTIONS)} (at least `onnx: {{opset: 17}}`), which the convert stage depends on "
-                    "(dvc.yaml); the rest may come from the family's block"
-                )
-            if family not in families:
-                raise PipelineError(
-                    f"{path}: families.{family}: missing; model {name!r} names it and its stages depend on it "
-                    "(dvc.yaml): add the block, `{}` if the family has no defaults"
-                )
-            entry = deep_merge({k: v for k, v in families[family].items() if k in FAMILY_SECTIONS}, entry)
-        merged[name] = entry
+        family = _checked_entry(name, entry, path)
+        if family not in families:
+            raise PipelineError(
+                f"{path}: families.{family}: missing; model {name!r} names it and its stages depend on it "
+                "(dvc.yaml): add the block, `{onnx: {}, preprocessing: {}}` if the family has no defaults"
+            )
+        merged[name] = deep_merge(families[family], entry)
     return {**{key: value for key, value in raw.items() if key != "families"}, "models": merged}
 
 
@@ -423,10 +450,19 @@ def _node(tree: object, parts: tuple) -> tuple[bool, object]:
     return True, tree
 
 
+def _existing(merged: dict, location: tuple) -> tuple:
+    """`location` cut to its longest prefix that exists in the merged params: pydantic appends the
+    names of a union's alternatives (`constrained-int`, `str`), which are no keys."""
+    for end in range(len(location), 0, -1):
+        if _node(merged, location[:end])[0]:
+            return location[:end]
+    return location
+
+
 def _written_at(raw: dict, location: tuple) -> str:
-    """Where the value at `location` (a pydantic loc in the merged params) was written: a value only
-    the family's block holds is named there; a map both hold is named in the entry, `with` the
-    family's (the error may lie in either)."""
+    """Where the value at `location` (a pydantic loc in the merged params) was written: the entry
+    when it holds the path or replaced a list or value on it; else the family's block when only it
+    holds the value; a map both hold is named in the entry, `with` the family's."""
     key = ".".join(str(part) for part in location) or "(top level)"
     if len(location) < 3 or location[0] != "models" or not isinstance(raw.get("models"), dict):
         return key
@@ -437,6 +473,12 @@ def _written_at(raw: dict, location: tuple) -> str:
     in_defaults, default_value = _node(defaults, location[2:])
     if not in_defaults:
         return key
+    for end in range(3, len(location) + 1):  # a list or value the entry wrote replaced the family's whole
+        found, value = _node(entry, location[2:end])
+        if not found:
+            break
+        if not isinstance(value, dict):
+            return key
     family_key = ".".join(str(part) for part in ("families", family, *location[2:]))
     in_entry, _ = _node(entry, location[2:])
     if not in_entry:
@@ -444,10 +486,14 @@ def _written_at(raw: dict, location: tuple) -> str:
     return f"{key} (with {family_key})" if isinstance(default_value, dict) else key
 
 
-def _describe(error: ValidationError, source: Path, raw: dict) -> str:
+def _describe(error: ValidationError, source: Path, raw: dict, merged: dict) -> str:
+    """One line per place and message: an error in a family's block is one line, not one per model."""
     lines = [f"{source}: invalid parameters:"]
     for item in error.errors():
-        lines.append(f"  {_written_at(raw, tuple(item['loc']))}: {item['msg']}")
+        location = tuple(item["loc"]) if item["type"] == "missing" else _existing(merged, tuple(item["loc"]))
+        line = f"  {_written_at(raw, location)}: {item['msg']}"
+        if line not in lines:
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -497,6 +543,8 @@ def read_params_file(path: Path = PARAMS_FILE) -> dict:
         raise PipelineError(f"{path}: not found; run from the project root") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise PipelineError(f"{path}: nested too deeply to read (params are a few levels deep)") from None
     if not isinstance(raw, dict):
         raise PipelineError(f"{path}: expected a mapping with a 'models' key")
     return raw
@@ -506,15 +554,16 @@ def merged_entry(name: str, path: Path = PARAMS_FILE) -> dict:
     """Model `name`'s raw entry with its family's defaults merged in, unchecked (for a caller that
     edits it before `ModelSpec.model_validate`)."""
     path = Path(path)
-    return with_family_defaults(read_params_file(path), path)["models"][name]
+    return with_family_defaults(_one_model(read_params_file(path), name, path), path)["models"][name]
 
 
 def _checked(raw: dict, path: Path) -> Params:
     """`raw` with its family defaults, checked against the schema; PipelineError naming every bad key."""
+    merged = with_family_defaults(raw, path)
     try:
-        return Params.model_validate(with_family_defaults(raw, path))
+        return Params.model_validate(merged)
     except ValidationError as exc:
-        raise PipelineError(_describe(exc, path, raw)) from None
+        raise PipelineError(_describe(exc, path, raw, merged)) from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
@@ -531,11 +580,20 @@ def model_spec(name: str, path: Path = PARAMS_FILE) -> ModelSpec:
     params entry and its own family folder (dvc.yaml), never on another model's.
     """
     path = Path(path)
-    raw = read_params_file(path)
+    return _checked(_one_model(read_params_file(path), name, path), path).models[name]
+
+
+def _one_model(raw: dict, name: str, path: Path) -> dict:
+    """The params reduced to model `name` and its family's block (another model's or family's
+    mistake is not this model's stages' concern); an unknown name lists the known ones."""
     models = raw.get("models")
-    if isinstance(models, dict):
-        if name not in models:
-            known = ", ".join(sorted(str(key) for key in models))
-            raise PipelineError(f"{path}: no model {name!r} under 'models' (known: {known})")
-        raw = {**raw, "models": {name: models[name]}}
-    return _checked(raw, path).models[name]
+    if not isinstance(models, dict):
+        return raw
+    if name not in models:
+        known = ", ".join(sorted(str(key) for key in models))
+        raise PipelineError(f"{path}: no model {name!r} under 'models' (known: {known})")
+    entry, families = models[name], raw.get("families")
+    family = entry.get("family") if isinstance(entry, dict) else None
+    if isinstance(families, dict) and isinstance(family, str) and family in families:
+        raw = {**raw, "families": {family: families[family]}}
+    return {**raw, "models": {name: entry}}
