@@ -150,7 +150,7 @@ def missing_from_remote(root: Path, model: str, remote: str | None) -> list[str]
 
 def published_stages(model: str) -> tuple[str, ...]:
     """The stages whose outputs make up models/<model>/ (the artifact's path)."""
-    return (f"validate@{model}", f"derive@{model}")
+    return tuple(f"{stage}@{model}" for stage in paths.PUBLISHING_STAGES)
 
 
 def check_remote(root: Path, model: str, remote: str | None) -> None:

@@ -128,7 +128,7 @@ def test_bad_params_name_the_key(tmp_path: Path, edit, expected: str):
     [
         (lambda p: p.pop("families"), "families.keras_cleaning: missing; model 'cleaning' names it"),
         (lambda p: p["families"].pop("torch_sigver"), "families.torch_sigver: missing; model 'siamese' names it"),
-        (lambda p: p["families"].update(caffe={}), "families.caffe: not a model family"),
+        (lambda p: p["families"].update(caffe={}), "families.caffe: 'caffe' is not a model family"),
         (lambda p: p["models"]["signet"].pop("onnx"), "models.signet.onnx: missing; every entry holds its own onnx"),
         (lambda p: p["models"]["signet"]["onnx"].pop("opset"), "models.signet.onnx.opset: missing; each entry names"),
         (lambda p: p["models"]["signet"].update(onnx=[]), "models.signet.onnx: expected a mapping; every entry holds"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, dvc, git
 
-from stages.core.params import read_params_file, with_family_defaults
+from stages.core.params import load_params, read_params_file
 
 FLAGS = (
     "--headless",
@@ -103,7 +103,7 @@ class Charts(HTMLParser):
 
 def expected_plots() -> dict[str, str]:
     """Plot id -> HTML div id, one per output of every model in params.yaml."""
-    models = with_family_defaults(read_params_file(REPO / "params.yaml"), REPO / "params.yaml")["models"]
+    models = {name: spec.model_dump() for name, spec in load_params(REPO / "params.yaml").models.items()}
     ids = [f"{name}/{out['name']}" for name, model in models.items() for out in model["onnx"]["outputs"]]
     return {plot: re.sub(r"[^A-Za-z0-9-]", "_", plot) for plot in ids}
 

@@ -38,6 +38,11 @@ DEFAULT_MAX_ARCHIVE_BYTES = 512 * MB
 DEFAULT_MAX_SECONDS = 1800
 
 
+def not_a_family(family: object) -> str:
+    """The one message for a family name that is no folder of stages/families/."""
+    return f"{family!r} is not a model family; known (the folders of stages/families/): {', '.join(known_families())}"
+
+
 class _Strict(BaseModel):
     """Refuses unknown keys and silent type coercion (a quoted number stays an error)."""
 
@@ -246,11 +251,8 @@ class ModelSpec(_Strict):
     @field_validator("family")
     @classmethod
     def _known_family(cls, family: str) -> str:
-        known = known_families()
-        if family not in known:
-            raise ValueError(
-                f"{family!r} is not a model family; known (the folders of stages/families/): {', '.join(known)}"
-            )
+        if family not in known_families():
+            raise ValueError(not_a_family(family))
         return family
 
     @field_validator("files")
@@ -365,10 +367,7 @@ def _checked_families(raw: dict, path: Path) -> dict[str, dict]:
     known = known_families()
     for family, block in families.items():
         if family not in known:
-            raise PipelineError(
-                f"{path}: families.{family}: not a model family; known (the folders of stages/families/): "
-                f"{', '.join(known)}"
-            )
+            raise PipelineError(f"{path}: families.{family}: {not_a_family(family)}")
         if not isinstance(block, dict):
             raise PipelineError(f"{path}: families.{family}: expected a mapping of sections")
         for section, value in block.items():
@@ -397,12 +396,8 @@ def _checked_entry(name: str, entry: object, path: Path) -> str:
     if not isinstance(entry, dict):
         raise PipelineError(f"{path}: models.{name}: expected a mapping of keys")
     family = entry.get("family")
-    known = known_families()
-    if not isinstance(family, str) or family not in known:
-        raise PipelineError(
-            f"{path}: models.{name}.family: {family!r} is not a model family; known (the folders of "
-            f"stages/families/): {', '.join(known)}"
-        )
+    if not isinstance(family, str) or family not in known_families():
+        raise PipelineError(f"{path}: models.{name}.family: {not_a_family(family)}")
     for section in ENTRY_SECTIONS:
         if not isinstance(entry.get(section), dict):
             state = "missing" if section not in entry else "expected a mapping"
@@ -473,17 +468,14 @@ def _written_at(raw: dict, location: tuple) -> str:
     in_defaults, default_value = _node(defaults, location[2:])
     if not in_defaults:
         return key
-    for end in range(3, len(location) + 1):  # a list or value the entry wrote replaced the family's whole
-        found, value = _node(entry, location[2:end])
-        if not found:
-            break
-        if not isinstance(value, dict):
-            return key
     family_key = ".".join(str(part) for part in ("families", family, *location[2:]))
-    in_entry, _ = _node(entry, location[2:])
-    if not in_entry:
-        return family_key if not isinstance(default_value, dict) else f"{key} (from {family_key})"
-    return f"{key} (with {family_key})" if isinstance(default_value, dict) else key
+    for end in range(3, len(location) + 1):
+        found, value = _node(entry, location[2:end])
+        if not found:  # the entry stops short: the family's block gave the rest
+            return f"{key} (from {family_key})" if isinstance(default_value, dict) else family_key
+        if not isinstance(value, dict):  # the entry's own value, or its list/value replacing the family's
+            return key
+    return f"{key} (with {family_key})" if isinstance(default_value, dict) else key  # a map both hold
 
 
 def _describe(error: ValidationError, source: Path, raw: dict, merged: dict) -> str:

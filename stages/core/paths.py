@@ -33,6 +33,11 @@ def published_dir(model: str) -> Path:
     return Path("models") / model
 
 
+# The stages (dvc.yaml) whose outputs make up models/<model>/: what a release pushes and checks,
+# and what verification reads from dvc.lock.
+PUBLISHING_STAGES = ("validate", "derive")
+
+
 def reports_dir(model: str) -> Path:
     return Path("reports") / model
 

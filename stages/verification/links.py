@@ -17,6 +17,7 @@ from stages.core.digests import md5_file, sha256_file
 from stages.core.errors import PipelineError, first_line
 from stages.core.family_facts import known_families
 from stages.core.params import MODEL_NAME, PARAMS_FILE, load_params
+from stages.core.paths import PUBLISHING_STAGES
 from stages.publish import commit_record, lineage, lock_history, model_card, provenance, signing
 from stages.sources.pins import LOCK_FILE as PINS_FILE
 from stages.sources.pins import LockFile
@@ -196,7 +197,6 @@ def check_card(subject: Subject) -> Check:
     )
 
 
-PUBLISHING_STAGES = ("validate", "derive")  # whose outputs make up models/<model>/
 RELEASE_FILES = (signing.SIGNATURE_FILE, commit_record.FILE)  # the folder's files the release step adds
 
 
