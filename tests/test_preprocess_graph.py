@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_each_graph_passes_the_full_checker_with_standard_operators_only(name: s
     model = built(name)
     onnx.checker.check_model(model, full_check=True)
     assert [(o.domain, o.version) for o in model.opset_import] == [("", model_spec(name).onnx.opset)]
-    assert {node.domain for node in model.graph.node} <= {""}
+    assert {node.domain for node in all_nodes(model.graph)} <= {""}
     spec = model_spec(name)
     assert [i.name for i in model.graph.input] == [f"{t.name}_pixels" for t in spec.onnx.inputs]
     assert [o.name for o in model.graph.output] == [n for t in spec.onnx.inputs for n in (t.name, f"{t.name}_valid")]
@@ -72,14 +73,31 @@ def test_onnxruntimes_graph_optimizations_change_no_bit(name: str):
             assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), f"{name}: {height} x {width}"
 
 
+def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of the graph and of its subgraphs (If branches, Scan bodies), depth first."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
+                yield from all_nodes(subgraph)
+
+
+def all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
+                yield from all_initializers(subgraph)
+
+
 def divisions_of_one(model: onnx.ModelProto) -> list[str]:
-    """Div nodes whose numerator is a constant 1 (an initializer holding only ones)."""
+    """Div nodes, subgraphs included, whose numerator is a constant 1 (an initializer holding only ones)."""
     ones = {
         t.name
-        for t in model.graph.initializer
+        for t in all_initializers(model.graph)
         if onnx.numpy_helper.to_array(t).size == 1 and onnx.numpy_helper.to_array(t) == 1
     }
-    return [node.name for node in model.graph.node if node.op_type == "Div" and node.input[0] in ones]
+    return [node.name for node in all_nodes(model.graph) if node.op_type == "Div" and node.input[0] in ones]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -106,6 +124,22 @@ def test_the_divisions_of_one_are_found():
         ],
     )
     assert divisions_of_one(g.make_model(graph)) == ["inverse"]
+    # The same division inside an If branch, its 1 a constant of the branch, is found too.
+    branch = g.make_graph(
+        [g.make_node("Div", ["branch_one", "x"], ["w"], name="branch_inverse")],
+        "then",
+        [],
+        [g.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [1])],
+        [onnx.numpy_helper.from_array(np.array(1.0, np.float32), "branch_one")],
+    )
+    other = g.make_graph(
+        [g.make_node("Identity", ["x"], ["v"])],
+        "else",
+        [],
+        [g.make_tensor_value_info("v", onnx.TensorProto.FLOAT, [1])],
+    )
+    graph.node.append(g.make_node("If", ["flag"], ["u"], name="choice", then_branch=branch, else_branch=other))
+    assert divisions_of_one(g.make_model(graph)) == ["inverse", "branch_inverse"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

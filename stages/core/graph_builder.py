@@ -54,6 +54,31 @@ class GraphBuilder:
             return self.op("ReduceMax", [x, self.ints(f"{name}/axes", axes)], name, keepdims=1)
         return self.op("ReduceMax", [x], name, axes=list(axes), keepdims=1)
 
+    def branch(self) -> GraphBuilder:
+        """A builder for a subgraph of this graph (an `If` branch): its own nodes and constants
+        (the subgraph's initializers: `onnx.compose.add_prefix` renames a subgraph's reads of the
+        outer graph's node outputs, not of its initializers), names unique across both."""
+        sub = GraphBuilder(self.opset)
+        sub._names = self._names
+        return sub
+
+    def if_else(
+        self,
+        condition: str,
+        then: tuple[GraphBuilder, str],
+        otherwise: tuple[GraphBuilder, str],
+        elem_type: int,
+        name: str,
+    ) -> str:
+        """An `If` node: the output `then[1]` of the nodes of branch builder `then[0]` where the bool
+        scalar `condition` holds, else `otherwise[1]`; only the branch taken runs. `elem_type` is
+        both outputs' element type (an onnx.TensorProto code)."""
+        branches = {}
+        for key, (builder, output) in (("then_branch", then), ("else_branch", otherwise)):
+            value = helper.make_tensor_value_info(output, elem_type, None)
+            branches[key] = helper.make_graph(builder.nodes, f"{name}/{key}", [], [value], builder.initializers)
+        return self.op("If", [condition], name, **branches)
+
     def scalar(self, name: str, value: float | int, dtype: type) -> str:
         """A 0-d constant of `dtype` (np.float64, np.int64, np.uint8, ...)."""
         return self.const(name, np.array(value, dtype=dtype))

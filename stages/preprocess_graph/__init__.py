@@ -75,27 +75,12 @@ def network_input(g: GraphBuilder, image: str, pre: Preprocessing, spec: TensorS
     return g.op("Unsqueeze", [scaled, g.ints("network_input/axes", axes)], "network_input/Unsqueeze", output=output)
 
 
-def _scoped(
-    nodes: Sequence[onnx.NodeProto], initializers: Sequence[onnx.TensorProto], scope: str, keep: set[str]
-) -> tuple[list, list]:
-    """Copies with every node, tensor and initializer name prefixed by `scope` (but the names in `keep`)."""
-
-    def rename(name: str) -> str:
-        return name if not name or name in keep else scope + name
-
-    renamed_nodes = []
-    for node in nodes:
-        copy = onnx.NodeProto.FromString(node.SerializeToString())
-        copy.name = scope + copy.name
-        copy.input[:] = [rename(n) for n in copy.input]
-        copy.output[:] = [rename(n) for n in copy.output]
-        renamed_nodes.append(copy)
-    renamed_initializers = []
-    for tensor in initializers:
-        copy = onnx.TensorProto.FromString(tensor.SerializeToString())
-        copy.name = rename(copy.name)
-        renamed_initializers.append(copy)
-    return renamed_nodes, renamed_initializers
+def _scoped(g: GraphBuilder, scope: str) -> tuple[list, list]:
+    """Copies of the builder's nodes and initializers with every name prefixed by `scope`,
+    subgraphs (If branches, Scan bodies) included: `onnx.compose.add_prefix_graph`."""
+    inputs = [helper.make_tensor_value_info("pixels", TensorProto.UINT8, None)]
+    graph = compose.add_prefix_graph(helper.make_graph(g.nodes, "image", inputs, [], g.initializers), scope)
+    return list(graph.node), list(graph.initializer)
 
 
 def output_shape(pre: Preprocessing, spec: TensorSpec) -> list[int | str]:
@@ -114,7 +99,7 @@ def preprocess_model(pre: Preprocessing, inputs: Sequence[TensorSpec], opset: in
         g = image_graph(pre, opset)
         network_input(g, "image", pre, spec, "network_input")
         scope = f"{spec.name}/"
-        scoped_nodes, scoped_inits = _scoped(g.nodes, g.initializers, scope, keep=set())
+        scoped_nodes, scoped_inits = _scoped(g, scope)
         pixels, valid = pixels_name(spec), valid_name(spec)
         nodes.append(helper.make_node("Identity", [pixels], [scope + "pixels"], name=scope + "pixels/Identity"))
         nodes.extend(scoped_nodes)

@@ -9,8 +9,8 @@ and 0.001 below the next integer, while float32 rounding moves a value below 256
 2**-17 < 0.001, so the truncation is unchanged. Checked exhaustively on all 2**24 colors
 against Pillow 13 (tests/test_preprocess_graph_wiwd.py, `test_gray_conversion_all_colors`).
 
-So the graph uses int32 arithmetic only: Cast, Mul by the weights, ReduceSum over the
-channels and an integer Div by 1000 (truncation == floor for non-negative values).
+So the graph uses int32 arithmetic only: Cast, Mul by the weights, the three planes added
+and an integer Div by 1000 (truncation == floor for non-negative values).
 """
 
 from __future__ import annotations
@@ -29,16 +29,19 @@ def pillow_gray_uint8(g: GraphBuilder, rgb: str, name: str) -> str:
 
     Equal to `np.array(Image.fromarray(rgb).convert("F")).astype(np.uint8)` (see the module
     docstring). The channels are moved first ([3, H, W], a uint8 Transpose) so that the
-    weighting broadcasts over whole planes and the sum runs over the outer axis: in
-    onnxruntime this is ~9x faster than weighting the innermost axis of length 3.
+    weighting broadcasts over whole planes and the planes are Split and added: in
+    onnxruntime this is ~9x faster than weighting the innermost axis of length 3, and adding
+    the planes ~3x faster than a ReduceSum over the channel axis.
     Memory: int32 [3, H, W] (12 bytes per pixel).
     """
     planes = g.op("Transpose", [rgb], f"{name}/Planes", perm=[2, 0, 1])  # uint8 [3, H, W]
     wide = g.op("Cast", [planes], f"{name}/Cast", to=TensorProto.INT32)
     weights = g.const(f"{name}/weights", np.array(WEIGHTS, dtype=np.int32).reshape(3, 1, 1))
     weighted = g.op("Mul", [wide, weights], f"{name}/Weigh")
-    total = g.op("ReduceSum", [weighted, g.ints(f"{name}/channel_axis", [0])], f"{name}/Sum", keepdims=0)  # 0..255000
+    red, green, blue = g.ops("Split", [weighted], f"{name}/Split", outputs=3, axis=0)  # [1, H, W] each
+    total = g.op("Add", [g.op("Add", [red, green], f"{name}/Sum_rg"), blue], f"{name}/Sum")  # 0..255000
     gray = g.op(
         "Div", [total, g.const(f"{name}/divisor", np.array(DIVISOR, dtype=np.int32))], f"{name}/Div"
     )  # floor: total >= 0
-    return g.op("Cast", [gray], f"{name}/ToUint8", to=TensorProto.UINT8)
+    gray = g.op("Cast", [gray], f"{name}/ToUint8", to=TensorProto.UINT8)
+    return g.op("Squeeze", [gray, g.ints(f"{name}/plane_axis", [0])], f"{name}/Squeeze")

@@ -22,8 +22,8 @@ q1 is a running sum rounded at every step: ONNX CumSum (a sequential left-to-rig
 onnxruntime and in numpy's `cumsum`, which the reference runtime uses) gives exactly C's
 q1 += p_i, so q1, q2 and the skip test are computed on [256] vectors. mu1's recurrence
 (mu1 = (mu1 * q1_prev + i p_i) / q1, kept as mu1 * q1_prev on a skipped bin) is rounded at
-every step and cannot be vectorised exactly: it is UNROLLED, 256 steps of 4 scalar nodes on
-the bins Split out of the vectors (~1030 small nodes). An ONNX Scan did the same arithmetic,
+every step and cannot be vectorised exactly: it is UNROLLED, 256 steps of 3 scalar nodes on
+the bins Split out of the vectors (~770 small nodes). An ONNX Scan did the same arithmetic,
 but its per-iteration overhead in onnxruntime made it slower: 2x alone, and it was the largest
 node of the wiwd graph in a profile under load. The rest has no recurrence
 and is computed on the [256] vectors with the same operations in the same order
@@ -96,22 +96,27 @@ def otsu_from_histogram(g: GraphBuilder, hist: str, name: str) -> str:
 def _mu1_recurrence(g: GraphBuilder, q1: str, ip: str, skipped: str, name: str) -> str:
     """C's mu1 per bin, unrolled: float64 [256] q1, ip (i * p_i), bool [256] skipped -> float64 [256].
 
-    Bin i: t = mu1 * q1[i-1] (mu1 = q1[-1] = 0 before bin 0); mu1_bin[i] = (t + ip[i]) / q1[i]
-    (what the sigma formula uses; meaningless where skipped); the carried mu1 is t where the
-    bin is skipped, mu1_bin[i] otherwise. Each step is 4 nodes on [1] tensors, the bins come
-    from one Split per vector and the results go back with one Concat.
+    Bin i: t = mu1 * q1[i-1] (mu1 = q1[-1] = 0 before bin 0); a counted bin's mu1 is
+    (t + ip[i]) / q1[i]; a skipped bin keeps t. Both are one expression, (t + ip'[i]) / d[i], with
+    ip' = 0 and d = 1 on skipped bins (t + 0 == t and t / 1 == t exactly: t is finite and >= 0),
+    chosen once on the vectors: 3 nodes per bin on [1] tensors, the bins from one Split per
+    vector, the results back with one Concat. The value on a skipped bin is not C's (C computes
+    none there); sigma is not counted there.
     """
+    f64 = np.float64
+    kept = g.op("Where", [skipped, g.scalar(f"{name}/no_ip", 0.0, f64), ip], f"{name}/ip_kept")
+    divisor = g.op("Where", [skipped, g.scalar(f"{name}/unit", 1.0, f64), q1], f"{name}/divisor")
     q1_bins = g.ops("Split", [q1], f"{name}/q1_bins", outputs=BINS, axis=0)
-    ip_bins = g.ops("Split", [ip], f"{name}/ip_bins", outputs=BINS, axis=0)
-    skip_bins = g.ops("Split", [skipped], f"{name}/skip_bins", outputs=BINS, axis=0)
-    carried = q1_previous = g.const(f"{name}/zero", np.zeros(1, dtype=np.float64))
+    ip_bins = g.ops("Split", [kept], f"{name}/ip_bins", outputs=BINS, axis=0)
+    divisor_bins = g.ops("Split", [divisor], f"{name}/divisor_bins", outputs=BINS, axis=0)
+    carried = q1_previous = g.const(f"{name}/zero", np.zeros(1, dtype=f64))
     per_bin = []
     for i in range(BINS):
         scope = f"{name}/bin{i}"
         times_q1 = g.op("Mul", [carried, q1_previous], f"{scope}/times_q1")  # mu1 *= q1
-        mu1_bin = g.op("Div", [g.op("Add", [times_q1, ip_bins[i]], f"{scope}/sum"), q1_bins[i]], f"{scope}/Div")
-        carried = g.op("Where", [skip_bins[i], times_q1, mu1_bin], f"{scope}/carried")  # a skipped bin keeps mu1 * q1
-        per_bin.append(mu1_bin)
+        summed = g.op("Add", [times_q1, ip_bins[i]], f"{scope}/sum")
+        carried = g.op("Div", [summed, divisor_bins[i]], f"{scope}/Div")
+        per_bin.append(carried)
         q1_previous = q1_bins[i]
     return g.op("Concat", per_bin, f"{name}/Concat", axis=0)
 

@@ -33,15 +33,16 @@ opencv-python-headless 5.0 on random and real pages, see tests/test_preprocess_g
 Every float32 step is one IEEE operation in ONNX (Mul, then Add: never fused), so the graph
 makes the same roundings in the same order. The sequential sums run in `Scan` loops whose
 bodies use only their own inputs (no outer-scope names), over a tap table padded with
-zero-weight taps: `x + 0 * v == x` exactly, so padding never changes a sum. Both paths are
-computed and the right one picked with `Where` (no If: its branches would read outer-scope
-names, which a renaming of the graph's tensors, as `preprocess_model` does, would break).
+zero-weight taps: `x + 0 * v == x` exactly, so padding never changes a sum. The path OpenCV
+takes is the one that runs: an `If` whose branches read the outer graph's tensors (the
+renamings of `preprocess_model` and `onnx.compose` follow names into subgraphs).
 
-Cost, for a page of N = H x W x 3 bytes: the area path gathers (source rows) x (taps x cols)
-x 3 uint8 values, about N, then float sums of (source rows) x cols x 3; the linear path does
-its horizontal pass on all rows when H <= rows, else on the 2 x rows picked rows (at most
-2 N values). An unused area path runs on a single source row, an unused linear path on the
-image's 1 x 1 corner. Everything else is output-sized times the taps. Peak RSS for a 4000 x 3000 page: about 250 MB above the runtime's own.
+Cost, for a page of N = H x W x 3 bytes: the area path moves the columns first (a uint8
+Transpose, N), gathers (taps x cols) columns of H x 3 values (about N) and sums them in float
+per tap, then moves and gathers the cols x H x 3 sums once more for the vertical taps; the
+linear path does its horizontal pass on all rows when H <= rows, else on the 2 x rows picked
+rows (at most 2 N values). Everything else is output-sized times the taps. Peak RSS for a
+4000 x 3000 page: about 250 MB above the runtime's own.
 """
 
 from __future__ import annotations
@@ -97,23 +98,14 @@ def resize_area(g: GraphBuilder, image: str, rows: int, cols: int, scope: str) -
     downscale = g.op(
         "And", [_at_least_one(g, y, f"{scope}/rows"), _at_least_one(g, x, f"{scope}/cols")], f"{scope}/downscale/And"
     )
-    area = area_path(g, image, y, x, downscale, f"{scope}/area")
-    # The linear path's values are discarded when the area path is used: it then runs on the
-    # image's 1 x 1 corner (its own sizes and tables), not on the page (saves about 2 N).
-    corner = corner_unless(g, image, downscale, f"{scope}/linear/corner")
-    linear_y, linear_x = _axes(g, corner, rows, cols, f"{scope}/linear/source")
-    linear = linear_path(g, corner, linear_y, linear_x, f"{scope}/linear")
-    return g.op("Where", [downscale, area, linear], f"{scope}/Where")
-
-
-def corner_unless(g: GraphBuilder, image: str, discarded: str, scope: str) -> str:
-    """uint8 [H, W, C] -> the image itself, or its [1, 1, C] top-left corner where bool scalar
-    `discarded` (a path whose output is thrown away then costs output-sized work only)."""
-    sides = g.op("Shape", [image], f"{scope}/Shape", start=0, end=2)
-    ends = g.op("Where", [discarded, g.ints(f"{scope}/corner", [1, 1]), sides], f"{scope}/Where")
-    return g.op(
-        "Slice", [image, g.ints(f"{scope}/starts", [0, 0]), ends, g.ints(f"{scope}/axes", [0, 1])], f"{scope}/Slice"
+    # One path runs. Each branch reads only `image` from the outer graph and computes its own
+    # sizes (onnxruntime warns when an optimization would rename a subgraph's outer read).
+    area, linear = g.branch(), g.branch()
+    area_out = area_path(area, image, *_axes(area, image, rows, cols, f"{scope}/area/source"), f"{scope}/area")
+    linear_out = linear_path(
+        linear, image, *_axes(linear, image, rows, cols, f"{scope}/linear/source"), f"{scope}/linear"
     )
+    return g.if_else(downscale, (area, area_out), (linear, linear_out), TensorProto.UINT8, f"{scope}/If")
 
 
 # ---- sizes and scales ------------------------------------------------------------------------
@@ -163,51 +155,51 @@ def _positions(g: GraphBuilder, axis: Axis, scope: str) -> str:
 # ---- the area path (scale >= 1 on both axes) -------------------------------------------------
 
 
-def area_path(g: GraphBuilder, image: str, y: Axis, x: Axis, used: str, scope: str) -> str:
-    """uint8 [H, W, C] -> uint8 [rows, cols, C]: OpenCV's area resize (fast or with tables).
+def area_path(g: GraphBuilder, image: str, y: Axis, x: Axis, scope: str) -> str:
+    """uint8 [H, W, C] -> uint8 [rows, cols, C]: OpenCV's area resize (fast or with tables),
+    for scales >= 1 on both axes.
 
-    Meaningful only when both scales are >= 1 (bool scalar `used`); otherwise its values
-    are discarded and it makes only a [1, 1, C] corner (which broadcasts), so that its cost
-    stays small whatever the page (H x taps x cols would be 448 times the page for a tall
-    page 1 pixel wide)."""
+    As OpenCV: first the horizontal sums (per source row, over the column taps), then the
+    vertical sums of those rows (over the row taps). Each pass gathers whole blocks along the
+    outer axis of a 2-D transposed copy (columns, then rows, first: onnxruntime transposes a
+    matrix fast, an [H, W, C] image's two outer axes slowly), so every Gather copies runs of
+    C x H or cols x C values and each tap's weight broadcasts over a whole row of the slice the
+    Scan adds."""
     fast_y, iscale_y = _integer_factor(g, y, f"{scope}/rows")
     fast_x, iscale_x = _integer_factor(g, x, f"{scope}/cols")
     fast = g.op("And", [fast_y, fast_x], f"{scope}/fast/And")
-    row_taps = _narrowed(g, area_taps(g, y, fast, f"{scope}/rows"), used, y.dst, f"{scope}/rows")
-    col_taps = _narrowed(g, area_taps(g, x, fast, f"{scope}/cols"), used, x.dst, f"{scope}/cols")
-    # As OpenCV: first the horizontal sums (per source row, over the column taps), then the
-    # vertical sums of those rows (over the row taps).
-    picked = g.op("Gather", [image, col_taps.index], f"{scope}/cols/Gather", axis=1)  # [H, T, cols, C]
-    # Taps first: the reference runtime scans axis 0 only (moves blocks of cols * C bytes).
-    picked = g.op("Transpose", [picked], f"{scope}/cols/Transpose", perm=[1, 0, 2, 3])
-    row_sums = weighted_scan(
-        g, picked, TensorProto.UINT8, col_taps.weight, weight_shape=(-1, 1), dense_from=1, scope=f"{scope}/cols/scan"
-    )
-    stacked = g.op("Gather", [row_sums, row_taps.index], f"{scope}/rows/Gather", axis=0)  # [T, rows, cols, C]
-    sums = weighted_scan(
-        g,
-        stacked,
-        TensorProto.FLOAT,
-        row_taps.weight,
-        weight_shape=(-1, 1, 1),
-        dense_from=0,
-        scope=f"{scope}/rows/scan",
-    )
+    row_taps = area_taps(g, y, fast, f"{scope}/rows")
+    col_taps = area_taps(g, x, fast, f"{scope}/cols")
+    columns = columns_outer(g, image, x, f"{scope}/cols")  # [W, C*H]
+    picked = g.op("Gather", [columns, col_taps.index], f"{scope}/cols/Gather", axis=0)  # [T, cols, C*H]
+    row_sums = weighted_scan(g, picked, TensorProto.UINT8, col_taps.weight, f"{scope}/cols/scan")  # [cols, C*H]
+    height = g.op("Reshape", [y.src_i, g.ints(f"{scope}/rows/height_shape", [1])], f"{scope}/rows/height")
+    source_rows = rows_outer(g, row_sums, height, f"{scope}/rows")  # [H, cols*C]
+    stacked = g.op("Gather", [source_rows, row_taps.index], f"{scope}/rows/Gather", axis=0)  # [T, rows, cols*C]
+    sums = weighted_scan(g, stacked, TensorProto.FLOAT, row_taps.weight, f"{scope}/rows/scan")  # [rows, cols*C]
+    sums = g.op("Reshape", [sums, g.ints(f"{scope}/rows/image", [y.dst, x.dst, -1])], f"{scope}/rows/Image")
     return _area_to_uint8(g, sums, fast, iscale_y, iscale_x, scope)
 
 
-def _narrowed(g: GraphBuilder, table: TapTable, used: str, dst: int, scope: str) -> TapTable:
-    """The table's first `dst` output indices where `used`, else its first one only."""
-    count = g.op(
-        "Where",
-        [used, g.scalar(f"{scope}/narrow/all", dst, np.int64), g.scalar(f"{scope}/narrow/one", 1, np.int64)],
-        f"{scope}/narrow/Where",
-    )
-    ends = g.op("Reshape", [count, g.ints(f"{scope}/narrow/shape", [1])], f"{scope}/narrow/Reshape")
-    starts, axes = g.ints(f"{scope}/narrow/starts", [0]), g.ints(f"{scope}/narrow/axes", [1])
-    index = g.op("Slice", [table.index, starts, ends, axes], f"{scope}/narrow/index")
-    weight = g.op("Slice", [table.weight, starts, ends, axes], f"{scope}/narrow/weight")
-    return TapTable(index, weight)
+def columns_outer(g: GraphBuilder, image: str, x: Axis, scope: str) -> str:
+    """uint8 [n, W, C] -> [W, C*n]: column w holds its C planes of n values (a 2-D Transpose)."""
+    scope = f"{scope}/columns_outer"
+    minus_one = g.ints(f"{scope}/minus_one", [-1])
+    matrix = g.op("Reshape", [image, g.ints(f"{scope}/matrix", [0, -1])], f"{scope}/Matrix")  # [n, W*C]
+    columns = g.op("Transpose", [matrix], f"{scope}/Transpose", perm=[1, 0])  # [W*C, n]
+    width = g.op("Reshape", [x.src_i, minus_one], f"{scope}/width")
+    shape = g.op("Concat", [width, minus_one], f"{scope}/shape", axis=0)
+    return g.op("Reshape", [columns, shape], f"{scope}/Columns")
+
+
+def rows_outer(g: GraphBuilder, sums: str, count: str, scope: str) -> str:
+    """[cols, C*n] (as `columns_outer` lays out) -> [n, cols*C], i.e. [n, cols, C] (a 2-D Transpose).
+
+    count: int64 [1] holding n."""
+    scope = f"{scope}/rows_outer"
+    shape = g.op("Concat", [g.ints(f"{scope}/minus_one", [-1]), count], f"{scope}/shape", axis=0)
+    matrix = g.op("Reshape", [sums, shape], f"{scope}/Matrix")  # [cols*C, n]
+    return g.op("Transpose", [matrix], f"{scope}/Transpose", perm=[1, 0])
 
 
 def area_taps(g: GraphBuilder, axis: Axis, fast: str, scope: str) -> TapTable:
@@ -364,34 +356,25 @@ def _saturate_uint8(g: GraphBuilder, value: str, scope: str) -> str:
     return g.op("Cast", [clipped], f"{scope}/u8/Cast", to=TensorProto.UINT8)
 
 
-def weighted_scan(
-    g: GraphBuilder, stacked: str, dtype: int, weight: str, weight_shape: tuple[int, ...], dense_from: int, scope: str
-) -> str:
-    """float32 sum over taps, in tap order: acc = acc + float(stacked[t]) * weight[t] for t = 0..T-1.
+def weighted_scan(g: GraphBuilder, stacked: str, dtype: int, weight: str, scope: str) -> str:
+    """float32 [n, m] sum over taps, in tap order: acc = acc + float(stacked[t]) * weight[t] for t = 0..T-1.
 
-    stacked: [T, *slice] of `dtype` (TensorProto.UINT8 or FLOAT); weight: float32 [T, n],
-    reshaped to [T, *weight_shape] and expanded to [T, *slice[dense_from:]] so that each tap's
-    weights broadcast over its slice as whole trailing blocks (onnxruntime's fast broadcast;
-    a [1, n, 1] operand is several times slower). A Scan keeps the order (one Mul rounding,
-    then one Add rounding per tap), with a body that reads only its own inputs. The
+    stacked: [T, n, m] of `dtype` (TensorProto.UINT8 or FLOAT); weight: float32 [T, n], one
+    weight per tap and row, broadcast over the row's m values. A Scan keeps the order (one Mul
+    rounding, then one Add rounding per tap), with a body that reads only its own inputs. The
     accumulator starts at 0 (0 + x == x, as OpenCV's first `buf += ...`)."""
     first = g.op("Gather", [stacked, g.scalar(f"{scope}/first/index", 0, np.int64)], f"{scope}/first/Gather", axis=0)
-    slice_shape = g.op("Shape", [first], f"{scope}/slice/Shape")
-    taps = g.op("Shape", [weight], f"{scope}/taps/Shape", end=1)
-    trailing = g.op("Shape", [first], f"{scope}/trailing/Shape", start=dense_from)
-    target = g.op("Concat", [taps, trailing], f"{scope}/weight/target", axis=0)
-    shaped = g.op("Reshape", [weight, g.ints(f"{scope}/weight_shape", [0, *weight_shape])], f"{scope}/weight/Reshape")
-    dense = g.op("Expand", [shaped, target], f"{scope}/weight/Expand")
+    per_row = g.op("Unsqueeze", [weight, g.ints(f"{scope}/weight/axes", [2])], f"{scope}/weight/Unsqueeze")  # [T, n, 1]
     # The accumulator has one slice's shape; a zero-tap table cannot occur (T >= 1: the last
     # output index always has a tap).
     zeros = g.op(
         "ConstantOfShape",
-        [slice_shape],
+        [g.op("Shape", [first], f"{scope}/slice/Shape")],
         f"{scope}/zeros/ConstantOfShape",
         value=numpy_helper.from_array(np.zeros(1, np.float32)),
     )
     body = _scan_body(g.opset, dtype, f"{scope}/body")
-    return g.op("Scan", [zeros, stacked, dense], f"{scope}/Scan", body=body, num_scan_inputs=2)
+    return g.op("Scan", [zeros, stacked, per_row], f"{scope}/Scan", body=body, num_scan_inputs=2)
 
 
 def _scan_body(opset: int, dtype: int, scope: str) -> onnx.GraphProto:
@@ -473,88 +456,66 @@ def linear_path(g: GraphBuilder, image: str, y: Axis, x: Axis, scope: str) -> st
     """uint8 [H, W, C] -> uint8 [rows, cols, C]: OpenCV's INTER_AREA when some axis enlarges.
 
     The horizontal pass is exact integer math, so it may run before or after picking the two
-    source rows of each output row; the cheaper order is used: on all H rows when
-    H <= rows (work H x cols), on the 2 x rows picked rows otherwise (work rows x W <= the
-    page). The order not used runs on 1 row, its values discarded."""
+    source rows of each output row; the cheaper order runs (an If): on all H rows when
+    H <= rows (work H x cols), on the 2 x rows picked rows otherwise (work rows x W <= the page)."""
     ty = linear_taps(g, y, clamp_last=False, scope=f"{scope}/rows")
     tx = linear_taps(g, x, clamp_last=True, scope=f"{scope}/cols")
     few_rows = g.op("LessOrEqual", [y.src_i, g.scalar(f"{scope}/rows/count", y.dst, np.int64)], f"{scope}/few_rows")
-    first_top, first_bottom = _columns_first(
-        g, first_rows(g, image, few_rows, y, f"{scope}/all_rows"), ty, tx, f"{scope}/columns_first"
-    )
-    picked_top, picked_bottom = _rows_first(g, image, few_rows, y.dst, ty, tx, f"{scope}/rows_first")
-    top = g.op("Where", [few_rows, first_top, picked_top], f"{scope}/top/Where")
-    bottom = g.op("Where", [few_rows, first_bottom, picked_bottom], f"{scope}/bottom/Where")
-    return _linear_column_pass(g, top, bottom, ty, scope)
+    orders = {}
+    for order, rows_first in (("columns_first", False), ("rows_first", True)):
+        branch = g.branch()
+        top, bottom = (
+            _rows_first(branch, image, x, ty, tx, f"{scope}/{order}")
+            if rows_first
+            else _columns_first(branch, image, x, ty, tx, f"{scope}/{order}")
+        )
+        orders[order] = (branch, _linear_column_pass(branch, top, bottom, ty, y, x, f"{scope}/{order}"))
+    return g.if_else(few_rows, orders["columns_first"], orders["rows_first"], TensorProto.UINT8, f"{scope}/If")
 
 
-def first_rows(g: GraphBuilder, image: str, keep_all: str, y: Axis, scope: str) -> str:
-    """uint8 [H, W, C] -> [H, W, C] where bool scalar `keep_all`, else [1, W, C] (Slice)."""
-    kept = g.op("Where", [keep_all, y.src_i, g.scalar(f"{scope}/one", 1, np.int64)], f"{scope}/Where")
-    ends = g.op("Reshape", [kept, g.ints(f"{scope}/shape", [1])], f"{scope}/Reshape")
-    return g.op("Slice", [image, g.ints(f"{scope}/starts", [0]), ends, g.ints(f"{scope}/axes", [0])], f"{scope}/Slice")
-
-
-def _columns_first(g: GraphBuilder, image: str, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
-    """uint8 [K, W, C] -> int32 [rows, cols, C] x 2: horizontal pass on every row, then the
-    top / bottom rows picked (indices clipped to K - 1: K is 1 when this order is unused)."""
-    sums = _linear_row_pass(g, image, tx, f"{scope}/horizontal")
-    last = g.op(
-        "Sub",
-        [g.op("Shape", [image], f"{scope}/Shape", start=0, end=1), g.scalar(f"{scope}/one", 1, np.int64)],
-        f"{scope}/last",
-    )
-    top = g.op("Gather", [sums, g.op("Min", [ty.index0, last], f"{scope}/top/Min")], f"{scope}/top/Gather", axis=0)
-    bottom = g.op(
-        "Gather", [sums, g.op("Min", [ty.index1, last], f"{scope}/bottom/Min")], f"{scope}/bottom/Gather", axis=0
-    )
+def _columns_first(g: GraphBuilder, image: str, x: Axis, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
+    """uint8 [H, W, C] -> int32 [rows, cols*C] x 2: horizontal pass on every row, then the
+    top / bottom rows picked."""
+    sums = _linear_row_pass(g, image, x, tx, f"{scope}/horizontal")
+    top = g.op("Gather", [sums, ty.index0], f"{scope}/top/Gather", axis=0)
+    bottom = g.op("Gather", [sums, ty.index1], f"{scope}/bottom/Gather", axis=0)
     return top, bottom
 
 
-def _rows_first(
-    g: GraphBuilder, image: str, few_rows: str, len_rows: int, ty: LinearTaps, tx: LinearTaps, scope: str
-) -> tuple[str, str]:
-    """uint8 [H, W, C] -> int32 [n, cols, C] x 2: the top / bottom rows picked, then the
-    horizontal pass; n = len_rows, or 1 when this order is unused (`few_rows`; broadcasts)."""
-    count = g.op(
-        "Where",
-        [few_rows, g.scalar(f"{scope}/one", 1, np.int64), g.scalar(f"{scope}/rows", len_rows, np.int64)],
-        f"{scope}/count",
-    )
-    ends = g.op("Reshape", [count, g.ints(f"{scope}/shape", [1])], f"{scope}/Reshape")
-    starts, axes = g.ints(f"{scope}/starts", [0]), g.ints(f"{scope}/axes", [0])
+def _rows_first(g: GraphBuilder, image: str, x: Axis, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
+    """uint8 [H, W, C] -> int32 [rows, cols*C] x 2: the top / bottom rows picked, then the
+    horizontal pass."""
     outputs = []
     for part, index in (("top", ty.index0), ("bottom", ty.index1)):
-        picked = g.op("Slice", [index, starts, ends, axes], f"{scope}/{part}/Slice")
-        rows = g.op("Gather", [image, picked], f"{scope}/{part}/Gather", axis=0)
-        outputs.append(_linear_row_pass(g, rows, tx, f"{scope}/{part}"))
+        rows = g.op("Gather", [image, index], f"{scope}/{part}/Gather", axis=0)
+        outputs.append(_linear_row_pass(g, rows, x, tx, f"{scope}/{part}"))
     return outputs[0], outputs[1]
 
 
-def _linear_row_pass(g: GraphBuilder, rows: str, tx: LinearTaps, scope: str) -> str:
-    """uint8 [rows, W, C] -> int32 [rows, cols, C]: S[s] * a0 + S[s + 1] * a1 (exact, <= 255 * 2048 * 2)."""
+def _linear_row_pass(g: GraphBuilder, rows: str, x: Axis, tx: LinearTaps, scope: str) -> str:
+    """uint8 [n, W, C] -> int32 [n, cols*C]: S[s] * a0 + S[s + 1] * a1 (exact, <= 255 * 2048 * 2),
+    on the columns moved first (`columns_outer`)."""
     i32 = TensorProto.INT32
-    shape = g.ints(f"{scope}/weight_shape", [1, -1, 1])
-    left = g.op(
-        "Cast", [g.op("Gather", [rows, tx.index0], f"{scope}/left/Gather", axis=1)], f"{scope}/left/Cast", to=i32
-    )
-    right = g.op(
-        "Cast", [g.op("Gather", [rows, tx.index1], f"{scope}/right/Gather", axis=1)], f"{scope}/right/Cast", to=i32
-    )
-    a0 = g.op("Reshape", [tx.weight0, shape], f"{scope}/a0/Reshape")
-    a1 = g.op("Reshape", [tx.weight1, shape], f"{scope}/a1/Reshape")
-    return g.op(
-        "Add",
-        [g.op("Mul", [left, a0], f"{scope}/left/Mul"), g.op("Mul", [right, a1], f"{scope}/right/Mul")],
-        f"{scope}/Add",
-    )
+    columns = columns_outer(g, rows, x, scope)  # [W, C*n]
+    shape = g.ints(f"{scope}/weight_shape", [-1, 1])
+    terms = []
+    for part, index, weight in (("left", tx.index0, tx.weight0), ("right", tx.index1, tx.weight1)):
+        picked = g.op(
+            "Cast", [g.op("Gather", [columns, index], f"{scope}/{part}/Gather", axis=0)], f"{scope}/{part}/Cast", to=i32
+        )
+        terms.append(
+            g.op("Mul", [picked, g.op("Reshape", [weight, shape], f"{scope}/{part}/a")], f"{scope}/{part}/Mul")
+        )
+    sums = g.op("Add", terms, f"{scope}/Add")  # [cols, C*n]
+    return rows_outer(g, sums, g.op("Shape", [rows], f"{scope}/count", start=0, end=1), scope)
 
 
-def _linear_column_pass(g: GraphBuilder, top: str, bottom: str, ty: LinearTaps, scope: str) -> str:
-    """int32 [rows, cols, C] x 2 -> uint8: ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2.
+def _linear_column_pass(g: GraphBuilder, top: str, bottom: str, ty: LinearTaps, y: Axis, x: Axis, scope: str) -> str:
+    """int32 [rows, cols*C] x 2 -> uint8 [rows, cols, C]:
+    ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2.
 
     Every value is >= 0, so ONNX's integer Div (truncation) is the arithmetic shift."""
-    shape = g.ints(f"{scope}/beta_shape", [-1, 1, 1])
+    shape = g.ints(f"{scope}/beta_shape", [-1, 1])
     b0 = g.op("Reshape", [ty.weight0, shape], f"{scope}/b0/Reshape")
     b1 = g.op("Reshape", [ty.weight1, shape], f"{scope}/b1/Reshape")
     terms = [_shifted_product(g, top, b0, f"{scope}/top"), _shifted_product(g, bottom, b1, f"{scope}/bottom")]
@@ -562,7 +523,8 @@ def _linear_column_pass(g: GraphBuilder, top: str, bottom: str, ty: LinearTaps, 
         "Add", [g.op("Add", terms, f"{scope}/terms/Add"), g.scalar(f"{scope}/round", 2, np.int32)], f"{scope}/round/Add"
     )
     value = g.op("Div", [total, g.scalar(f"{scope}/shift2", 4, np.int32)], f"{scope}/shift2/Div")
-    return g.op("Cast", [value], f"{scope}/u8/Cast", to=TensorProto.UINT8)
+    image = g.op("Reshape", [value, g.ints(f"{scope}/image", [y.dst, x.dst, -1])], f"{scope}/Image")
+    return g.op("Cast", [image], f"{scope}/u8/Cast", to=TensorProto.UINT8)
 
 
 def _shifted_product(g: GraphBuilder, row: str, beta: str, scope: str) -> str:
