@@ -59,7 +59,7 @@ PAGES = [
     (500, 3),  # linear-like
     (100, 150),  # linear-like, non-integer enlargement
     (112, 112),  # linear-like, an integer enlargement
-    (200000, 1),  # linear-like, a 1-pixel column (the unused area path must stay small)
+    (200000, 1),  # linear-like, a 1-pixel column (rows picked before the horizontal pass)
     (1, 200000),  # linear-like, a 1-pixel row (horizontal pass before picking rows)
 ]
 
@@ -152,14 +152,24 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
                 yield from _all_nodes(attribute.g)
 
 
+def _all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _all_initializers(attribute.g)
+
+
 def test_model_is_standard_onnx() -> None:
     model = build_model(CLEANING)
     onnx.checker.check_model(model, full_check=True)
     assert {node.domain for node in _all_nodes(model.graph)} == {""}
     assert [(o.domain, o.version) for o in model.opset_import] == [("", OPSET)]
-    tensors = [name for node in model.graph.node for name in node.output] + [t.name for t in model.graph.initializer]
-    assert len(tensors) == len(set(tensors)), "a tensor name is made twice"
-    assert len({node.name for node in model.graph.node}) == len(model.graph.node)
+    nodes = list(_all_nodes(model.graph))
+    assert sum(node.op_type == "If" for node in nodes) >= 4, "the paths are If branches"
+    tensors = [name for node in nodes for name in node.output] + [t.name for t in _all_initializers(model.graph)]
+    assert len(tensors) == len(set(tensors)), "a tensor name is made twice (subgraphs included)"
+    assert len({node.name for node in nodes}) == len(nodes)
 
 
 # ---- exactness -------------------------------------------------------------------------------
@@ -240,7 +250,8 @@ def test_reference_evaluator() -> None:
 
     evaluator = ReferenceEvaluator(build_model(CLEANING))
     rng = np.random.default_rng(5)
-    for height, width in [(60, 80), (300, 260), (448, 448)]:
+    # enlargement (all rows; rows picked), area tables, 2 x 2, 2 x 3 integer factors
+    for height, width in [(60, 80), (300, 3), (300, 260), (448, 448), (448, 672)]:
         pixels = page(height, width, rng, 0)
         image, valid = evaluator.run(["image", "valid"], {"pixels": pixels})
         assert bool(valid) and np.array_equal(image, opencv(pixels, CLEANING)), (height, width)
@@ -270,7 +281,7 @@ def _floor_weights(g: GraphBuilder, f: str, scope: str) -> tuple[str, str]:
         g.op("Mul", [f, coef], f"{scope}/p/Mul1"),
     ]
     return tuple(
-        g.op("Cast", [g.op("Floor", [w], f"{scope}/p/Floor{i}")], f"{scope}/p/Cast{i}", to=TensorProto.INT32)
+        g.op("Cast", [g.op("Floor", [w], f"{scope}/p/Floor{i}")], f"{scope}/p/Cast{i}", to=TensorProto.UINT32)
         for i, w in enumerate(scaled)
     )
 

@@ -57,7 +57,9 @@ class GraphBuilder:
     def branch(self) -> GraphBuilder:
         """A builder for a subgraph of this graph (an `If` branch): its own nodes and constants
         (the subgraph's initializers: `onnx.compose.add_prefix` renames a subgraph's reads of the
-        outer graph's node outputs, not of its initializers), names unique across both."""
+        outer graph's node outputs, not of its initializers), names unique across both. So a
+        branch reads only node outputs of the graphs around it, never their constants (the
+        renamed graph would then read a missing name, which onnx.checker refuses)."""
         sub = GraphBuilder(self.opset)
         sub._names = self._names
         return sub

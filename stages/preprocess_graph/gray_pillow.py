@@ -32,7 +32,8 @@ def pillow_gray_uint8(g: GraphBuilder, rgb: str, name: str) -> str:
     weighting broadcasts over whole planes and the planes are Split and added: in
     onnxruntime this is ~9x faster than weighting the innermost axis of length 3, and adding
     the planes ~3x faster than a ReduceSum over the channel axis.
-    Memory: int32 [3, H, W] (12 bytes per pixel).
+    Memory: int32 [3, H, W] twice at the peak (the weighted planes and their split copies, 24 bytes
+    per pixel).
     """
     planes = g.op("Transpose", [rgb], f"{name}/Planes", perm=[2, 0, 1])  # uint8 [3, H, W]
     wide = g.op("Cast", [planes], f"{name}/Cast", to=TensorProto.INT32)

@@ -303,34 +303,35 @@ def _tap_table(g: GraphBuilder, axis: Axis, counts: _Counts, weights: tuple[str,
 
 
 def _area_to_uint8(g: GraphBuilder, sums: str, fast: str, iscale_y: str, iscale_x: str, scope: str) -> str:
-    """float32 [rows, cols, C] sums -> uint8, by the rounding of the path OpenCV takes.
+    """float32 [rows, cols, C] sums -> uint8, by the rounding of the path OpenCV takes (only that
+    rounding runs: an If).
 
     Area tables: saturate_cast<uchar>(sum) (half to even). Fast, 2 x 2: (sum + 2) >> 2 (halves
     up; sum + 2 is an exact small integer, times 0.25 exact, then floor). Fast, other factors:
     cvRound(sum * (1.f / area)) with area = kx * ky and a float32 division and product."""
-    # max(.., 1): an enlargement (its values discarded) rounds a factor to 0; avoid 1 / 0.
-    product = g.op(
-        "Max",
-        [g.op("Mul", [iscale_y, iscale_x], f"{scope}/area/Mul"), g.scalar(f"{scope}/area/min", 1.0, np.float64)],
-        f"{scope}/area/Max",
-    )
-    area = g.op("Cast", [product], f"{scope}/area/Cast", to=TensorProto.FLOAT)
-    inverse = g.op("Reciprocal", [area], f"{scope}/area/Reciprocal")  # 1.f / area (see _axis: no Div(1, x))
-    scaled = g.op("Round", [g.op("Mul", [sums, inverse], f"{scope}/fast/Mul")], f"{scope}/fast/Round")
-    half_up = quarter_half_up(g, sums, f"{scope}/half_up")
-    two = g.scalar(f"{scope}/two", 2.0, np.float64)
-    is_two = g.op(
+    table = g.branch()
+    table_value = table.op("Round", [sums], f"{scope}/table/Round")
+    integer = g.branch()
+    two = integer.scalar(f"{scope}/two", 2.0, np.float64)
+    is_two = integer.op(
         "And",
         [
-            g.op("Equal", [iscale_y, two], f"{scope}/two_rows/Equal"),
-            g.op("Equal", [iscale_x, two], f"{scope}/two_cols/Equal"),
+            integer.op("Equal", [iscale_y, two], f"{scope}/two_rows/Equal"),
+            integer.op("Equal", [iscale_x, two], f"{scope}/two_cols/Equal"),
         ],
         f"{scope}/two/And",
     )
-    two_by_two = g.op("And", [fast, is_two], f"{scope}/two_by_two/And")
-    fast_value = g.op("Where", [two_by_two, half_up, scaled], f"{scope}/fast/Where")
-    table_value = g.op("Round", [sums], f"{scope}/table/Round")
-    value = g.op("Where", [fast, fast_value, table_value], f"{scope}/value/Where")
+    half = integer.branch()
+    half_value = quarter_half_up(half, sums, f"{scope}/half_up")
+    other = integer.branch()
+    area = other.op(
+        "Cast", [other.op("Mul", [iscale_y, iscale_x], f"{scope}/area/Mul")], f"{scope}/area/Cast", to=TensorProto.FLOAT
+    )
+    inverse = other.op("Reciprocal", [area], f"{scope}/area/Reciprocal")  # 1.f / area (see _axis: no Div(1, x))
+    scaled = other.op("Round", [other.op("Mul", [sums, inverse], f"{scope}/fast/Mul")], f"{scope}/fast/Round")
+    f32 = TensorProto.FLOAT
+    fast_value = integer.if_else(is_two, (half, half_value), (other, scaled), f32, f"{scope}/two_by_two/If")
+    value = g.if_else(fast, (integer, fast_value), (table, table_value), f32, f"{scope}/rounding/If")
     return _saturate_uint8(g, value, scope)
 
 
@@ -398,8 +399,9 @@ def _scan_body(opset: int, dtype: int, scope: str) -> onnx.GraphProto:
 
 @dataclass(frozen=True)
 class LinearTaps:
-    """Two taps per output index: int64 [dst] source indices (clipped), int32 [dst] weights
-    (fixed point, a0 + a1 == 2048 up to rounding)."""
+    """Two taps per output index: int64 [dst] source indices (clipped), uint32 [dst] weights
+    (fixed point, a0 + a1 == 2048 up to rounding). Every value of this path is >= 0, so it runs
+    in uint32, where ONNX's BitShift is OpenCV's arithmetic shift."""
 
     index0: str
     index1: str
@@ -442,14 +444,14 @@ def linear_taps(g: GraphBuilder, axis: Axis, clamp_last: bool, scope: str) -> Li
 
 
 def fixed_point_weights(g: GraphBuilder, f: str, scope: str) -> tuple[str, str]:
-    """float32 [dst] fractions -> int32 [dst] (saturate_cast<short>((1.f - f) * 2048), ... (f * 2048))."""
+    """float32 [dst] fractions -> uint32 [dst] (saturate_cast<short>((1.f - f) * 2048), ... (f * 2048))."""
     f32 = np.float32
     scale = g.scalar(f"{scope}/coef_scale", COEF_SCALE, f32)
     rest = g.op("Sub", [g.scalar(f"{scope}/coef_one", 1.0, f32), f], f"{scope}/w0/Sub")
     w0 = g.op("Round", [g.op("Mul", [rest, scale], f"{scope}/w0/Mul")], f"{scope}/w0/Round")
     w1 = g.op("Round", [g.op("Mul", [f, scale], f"{scope}/w1/Mul")], f"{scope}/w1/Round")
-    i32 = TensorProto.INT32
-    return g.op("Cast", [w0], f"{scope}/w0/Cast", to=i32), g.op("Cast", [w1], f"{scope}/w1/Cast", to=i32)
+    u32 = TensorProto.UINT32
+    return g.op("Cast", [w0], f"{scope}/w0/Cast", to=u32), g.op("Cast", [w1], f"{scope}/w1/Cast", to=u32)
 
 
 def linear_path(g: GraphBuilder, image: str, y: Axis, x: Axis, scope: str) -> str:
@@ -474,7 +476,7 @@ def linear_path(g: GraphBuilder, image: str, y: Axis, x: Axis, scope: str) -> st
 
 
 def _columns_first(g: GraphBuilder, image: str, x: Axis, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
-    """uint8 [H, W, C] -> int32 [rows, cols*C] x 2: horizontal pass on every row, then the
+    """uint8 [H, W, C] -> uint32 [rows, cols*C] x 2: horizontal pass on every row, then the
     top / bottom rows picked."""
     sums = _linear_row_pass(g, image, x, tx, f"{scope}/horizontal")
     top = g.op("Gather", [sums, ty.index0], f"{scope}/top/Gather", axis=0)
@@ -483,7 +485,7 @@ def _columns_first(g: GraphBuilder, image: str, x: Axis, ty: LinearTaps, tx: Lin
 
 
 def _rows_first(g: GraphBuilder, image: str, x: Axis, ty: LinearTaps, tx: LinearTaps, scope: str) -> tuple[str, str]:
-    """uint8 [H, W, C] -> int32 [rows, cols*C] x 2: the top / bottom rows picked, then the
+    """uint8 [H, W, C] -> uint32 [rows, cols*C] x 2: the top / bottom rows picked, then the
     horizontal pass."""
     outputs = []
     for part, index in (("top", ty.index0), ("bottom", ty.index1)):
@@ -493,15 +495,15 @@ def _rows_first(g: GraphBuilder, image: str, x: Axis, ty: LinearTaps, tx: Linear
 
 
 def _linear_row_pass(g: GraphBuilder, rows: str, x: Axis, tx: LinearTaps, scope: str) -> str:
-    """uint8 [n, W, C] -> int32 [n, cols*C]: S[s] * a0 + S[s + 1] * a1 (exact, <= 255 * 2048 * 2),
+    """uint8 [n, W, C] -> uint32 [n, cols*C]: S[s] * a0 + S[s + 1] * a1 (exact, <= 255 * 2048 * 2),
     on the columns moved first (`columns_outer`)."""
-    i32 = TensorProto.INT32
+    u32 = TensorProto.UINT32
     columns = columns_outer(g, rows, x, scope)  # [W, C*n]
     shape = g.ints(f"{scope}/weight_shape", [-1, 1])
     terms = []
     for part, index, weight in (("left", tx.index0, tx.weight0), ("right", tx.index1, tx.weight1)):
         picked = g.op(
-            "Cast", [g.op("Gather", [columns, index], f"{scope}/{part}/Gather", axis=0)], f"{scope}/{part}/Cast", to=i32
+            "Cast", [g.op("Gather", [columns, index], f"{scope}/{part}/Gather", axis=0)], f"{scope}/{part}/Cast", to=u32
         )
         terms.append(
             g.op("Mul", [picked, g.op("Reshape", [weight, shape], f"{scope}/{part}/a")], f"{scope}/{part}/Mul")
@@ -511,28 +513,28 @@ def _linear_row_pass(g: GraphBuilder, rows: str, x: Axis, tx: LinearTaps, scope:
 
 
 def _linear_column_pass(g: GraphBuilder, top: str, bottom: str, ty: LinearTaps, y: Axis, x: Axis, scope: str) -> str:
-    """int32 [rows, cols*C] x 2 -> uint8 [rows, cols, C]:
-    ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2.
-
-    Every value is >= 0, so ONNX's integer Div (truncation) is the arithmetic shift."""
+    """uint32 [rows, cols*C] x 2 -> uint8 [rows, cols, C]:
+    ((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2 (every value < 2**28)."""
     shape = g.ints(f"{scope}/beta_shape", [-1, 1])
     b0 = g.op("Reshape", [ty.weight0, shape], f"{scope}/b0/Reshape")
     b1 = g.op("Reshape", [ty.weight1, shape], f"{scope}/b1/Reshape")
     terms = [_shifted_product(g, top, b0, f"{scope}/top"), _shifted_product(g, bottom, b1, f"{scope}/bottom")]
     total = g.op(
-        "Add", [g.op("Add", terms, f"{scope}/terms/Add"), g.scalar(f"{scope}/round", 2, np.int32)], f"{scope}/round/Add"
+        "Add",
+        [g.op("Add", terms, f"{scope}/terms/Add"), g.scalar(f"{scope}/round", 2, np.uint32)],
+        f"{scope}/round/Add",
     )
-    value = g.op("Div", [total, g.scalar(f"{scope}/shift2", 4, np.int32)], f"{scope}/shift2/Div")
+    value = _shift_right(g, total, 2, f"{scope}/shift2")
     image = g.op("Reshape", [value, g.ints(f"{scope}/image", [y.dst, x.dst, -1])], f"{scope}/Image")
     return g.op("Cast", [image], f"{scope}/u8/Cast", to=TensorProto.UINT8)
 
 
 def _shifted_product(g: GraphBuilder, row: str, beta: str, scope: str) -> str:
-    """int32: (beta * (row >> 4)) >> 16, as VResizeLinear (and v_mul_hi of its SIMD twin) does."""
-    i32 = np.int32
-    high = g.op("Div", [row, g.scalar(f"{scope}/shift4", 16, i32)], f"{scope}/shift4/Div")
-    return g.op(
-        "Div",
-        [g.op("Mul", [beta, high], f"{scope}/Mul"), g.scalar(f"{scope}/shift16", 65536, i32)],
-        f"{scope}/shift16/Div",
-    )
+    """uint32: (beta * (row >> 4)) >> 16, as VResizeLinear (and v_mul_hi of its SIMD twin) does."""
+    high = _shift_right(g, row, 4, f"{scope}/shift4")
+    return _shift_right(g, g.op("Mul", [beta, high], f"{scope}/Mul"), 16, f"{scope}/shift16")
+
+
+def _shift_right(g: GraphBuilder, x: str, bits: int, scope: str) -> str:
+    """uint32 x >> bits."""
+    return g.op("BitShift", [x, g.scalar(f"{scope}/bits", bits, np.uint32)], f"{scope}/BitShift", direction="RIGHT")

@@ -4,13 +4,13 @@ The package (`Preprocessing.image` for style "rgb", `_resize_rgb`) does only
 `cv2.resize(rgb, (cols, rows), interpolation=cv2.INTER_AREA)` with (rows, cols) =
 `pre.input_size`; `resize_area.resize_area` reproduces it bit for bit. The package refuses
 only an image without pixels (H or W == 0): the graph then says valid = false and returns
-all zeros, after resizing a 1 x 1 black stand-in so that no node ever sees an empty axis.
+all zeros (an If: the resize never sees an empty axis).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 from signature_onnx.preprocessing import Preprocessing
 from stages.core.graph_builder import GraphBuilder
@@ -31,10 +31,15 @@ def image_graph(g: GraphBuilder, rgb: str, pre: Preprocessing) -> tuple[str, str
         "rgb/sides/Slice",
     )
     valid = _has_pixels(g, sides, "rgb/valid")
-    page = _at_least_one_pixel(g, rgb, sides, "rgb/nonempty")
-    resized = resize_area(g, page, rows, cols, "rgb/resize")
-    blank = g.scalar("rgb/blank/zero", 0, np.uint8)
-    image = g.op("Where", [valid, resized, blank], "rgb/blank/Where")
+    page, blank = g.branch(), g.branch()
+    resized = resize_area(page, rgb, rows, cols, "rgb/resize")
+    zeros = blank.op(
+        "ConstantOfShape",
+        [blank.ints("rgb/blank/shape", [rows, cols, 3])],
+        "rgb/blank/ConstantOfShape",
+        value=numpy_helper.from_array(np.zeros(1, np.uint8)),
+    )
+    image = g.if_else(valid, (page, resized), (blank, zeros), TensorProto.UINT8, "rgb/If")
     return image, valid
 
 
@@ -42,22 +47,3 @@ def _has_pixels(g: GraphBuilder, sides: str, scope: str) -> str:
     """bool scalar: both sides (int64 [2]) are at least 1."""
     smallest = g.op("ReduceMin", [sides], f"{scope}/ReduceMin", keepdims=0)
     return g.op("Greater", [smallest, g.scalar(f"{scope}/zero", 0, np.int64)], f"{scope}/Greater")
-
-
-def _at_least_one_pixel(g: GraphBuilder, rgb: str, sides: str, scope: str) -> str:
-    """uint8 [max(H, 1), max(W, 1), 3]: the image itself, or a black row/column where a side is 0.
-
-    A Pad by (side == 0) at the end of each spatial axis: no padding at all for a real page."""
-    missing = g.op(
-        "Cast",
-        [g.op("Equal", [sides, g.scalar(f"{scope}/zero", 0, np.int64)], f"{scope}/Equal")],
-        f"{scope}/Cast",
-        to=TensorProto.INT64,
-    )
-    pads = g.op(
-        "Concat",
-        [g.ints(f"{scope}/pads/begin", [0, 0, 0]), missing, g.ints(f"{scope}/pads/channels", [0])],
-        f"{scope}/pads/Concat",
-        axis=0,
-    )
-    return g.op("Pad", [rgb, pads], f"{scope}/Pad", mode="constant")
