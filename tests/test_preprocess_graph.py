@@ -10,13 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from conftest import REPO, shared_fixture
+from subgraphs import all_initializers, all_nodes
 
 from signature_onnx import AutoORTModel
 from signature_onnx.errors import ImageError, IntegrityError, ModelFolderError
@@ -71,23 +71,6 @@ def test_onnxruntimes_graph_optimizations_change_no_bit(name: str):
         plain, optimized = (session.run(None, feeds) for session in sessions)
         for got, expected in zip(optimized, plain):  # bytes: -0.0 is not 0.0, a NaN equals itself
             assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), f"{name}: {height} x {width}"
-
-
-def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Every node of the graph and of its subgraphs (If branches, Scan bodies), depth first."""
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
-                yield from all_nodes(subgraph)
-
-
-def all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attribute in node.attribute:
-            for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
-                yield from all_initializers(subgraph)
 
 
 def divisions_of_one(model: onnx.ModelProto) -> list[str]:

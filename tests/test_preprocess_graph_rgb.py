@@ -22,6 +22,7 @@ from onnx import TensorProto, helper
 cv2 = pytest.importorskip("cv2")
 from conftest import shared_fixture  # noqa: E402
 from PIL import Image  # noqa: E402
+from subgraphs import all_initializers, all_nodes  # noqa: E402
 
 from signature_onnx.preprocessing import Preprocessing  # noqa: E402
 from stages import preprocess_graph  # noqa: E402
@@ -144,30 +145,14 @@ def cleaning() -> ort.InferenceSession:
 # ---- the graph is standard ONNX --------------------------------------------------------------
 
 
-def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    for node in graph.node:
-        yield node
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attribute.g)
-
-
-def _all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _all_initializers(attribute.g)
-
-
 def test_model_is_standard_onnx() -> None:
     model = build_model(CLEANING)
     onnx.checker.check_model(model, full_check=True)
-    assert {node.domain for node in _all_nodes(model.graph)} == {""}
+    assert {node.domain for node in all_nodes(model.graph)} == {""}
     assert [(o.domain, o.version) for o in model.opset_import] == [("", OPSET)]
-    nodes = list(_all_nodes(model.graph))
+    nodes = list(all_nodes(model.graph))
     assert sum(node.op_type == "If" for node in nodes) >= 4, "the paths are If branches"
-    tensors = [name for node in nodes for name in node.output] + [t.name for t in _all_initializers(model.graph)]
+    tensors = [name for node in nodes for name in node.output] + [t.name for t in all_initializers(model.graph)]
     assert len(tensors) == len(set(tensors)), "a tensor name is made twice (subgraphs included)"
     assert len({node.name for node in nodes}) == len(nodes)
 
