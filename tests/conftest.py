@@ -338,10 +338,20 @@ def second_process_waits_for_the_build(request: pytest.FixtureRequest) -> None:
         time.sleep(1)
 
 
+def xdist_group(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("xdist_group")
+    return marker.args[0] if marker and marker.args else None
+
+
 @pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need no build run first (with xdist, on every worker) while the build runs."""
-    items.sort(key=uses_build)  # stable: each group keeps the files' order
+    """Tests that need no build run first (with xdist, on every worker) while the build runs.
+
+    A group is one unit of work for xdist (its tests run in this order on one process), so a
+    group that holds a test needing the build stops its process at that test until the build is
+    done: such groups come after every test that needs no build, which run meanwhile."""
+    waiting_groups = {xdist_group(item) for item in items if uses_build(item)} - {None}
+    items.sort(key=lambda item: (uses_build(item), xdist_group(item) in waiting_groups))  # stable
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
