@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -339,29 +338,10 @@ def second_process_waits_for_the_build(request: pytest.FixtureRequest) -> None:
         time.sleep(1)
 
 
-def xdist_group(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("xdist_group")
-    return marker.args[0] if marker and marker.args else None
-
-
 @pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need no build run first (with xdist, on every worker) while the build runs.
-
-    A group is one unit of work for xdist (its tests run in this order on one process), so a
-    group that holds a test needing the build stops its process at that test until the build is
-    done: such groups come after every test that needs no build, which run meanwhile."""
-    waiting_groups = {xdist_group(item) for item in items if uses_build(item)} - {None}
-    sizes = Counter(xdist_group(item) for item in items)
-    # Within each part, the larger groups first (what xdist's own reordering, off in pytest.ini
-    # because it would undo this order, did): they would otherwise be the last to end.
-    items.sort(
-        key=lambda item: (
-            uses_build(item),
-            xdist_group(item) in waiting_groups,
-            -sizes[xdist_group(item)] if xdist_group(item) else -1,
-        )
-    )  # stable: each group keeps the files' order
+    """Tests that need no build run first (with xdist, on every worker) while the build runs."""
+    items.sort(key=uses_build)  # stable: each group keeps the files' order
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
