@@ -234,7 +234,7 @@ def models(presets: dict[str, Preprocessing]) -> dict[str, onnx.ModelProto]:
 
 def blur_model(sigma, mode: str, dtype: type) -> Run:
     g = GraphBuilder(OPSET)
-    out = gaussian_blur(g, "x", sigma, mode, dtype, "blur")
+    out = gaussian_blur(g, "x", sigma, mode, dtype, "blur", x_dtype=dtype)
     return ort_run(make_model(g, {"x": (dtype, ["h", "w"])}, {out: ("y", dtype, ["h", "w"])}), threads=1)
 
 

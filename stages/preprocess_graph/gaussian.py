@@ -69,6 +69,7 @@ def gaussian_blur(
     out_dtype: type | np.dtype,
     name: str,
     positions: Sequence[np.ndarray | str | None] = (None, None),
+    x_dtype: type | np.dtype | None = None,
 ) -> str:
     """`scipy.ndimage.gaussian_filter(x, sigma, mode=mode, cval=0, truncate=4.0, output=out_dtype)`.
 
@@ -86,6 +87,10 @@ def gaussian_blur(
             constant array or the name of an int64 [n] tensor (values in 0..length - 1): the
             result is then only computed at those rows / columns (same arithmetic per pixel,
             so the same bits as the full filter sampled there), e.g. where a zoom reads.
+        x_dtype: np.uint8 when x is known to be uint8 (else its dtype is not assumed). A pass
+            over uint8 lines (x, or the uint8 intermediate) shifts and pairs them as int32, each
+            sum of two pixels exact there as in float64, and widens only those sums: the same bits
+            with less memory traffic (`correlate_symmetric`'s `integer_lines`).
 
     Returns:
         the name of the result tensor of `out_dtype`: [H, W], or [len(rows), len(cols)] for
@@ -98,6 +103,7 @@ def gaussian_blur(
     if len(sigmas) != 2 or any(not s >= 0 for s in sigmas):
         raise ValueError(f"sigma must be one non-negative number or a (rows, cols) pair, got {sigma!r}")
     result = x
+    uint8_lines = x_dtype is not None and np.dtype(x_dtype) == np.uint8
     for axis, axis_sigma in enumerate(sigmas):
         scope = f"{name}/{'row' if axis == 0 else 'col'}"
         wanted = (
@@ -115,12 +121,17 @@ def gaussian_blur(
         # copies and sums of whole contiguous rows are faster than along the inner axis (~20%
         # for the whole filter), and a uint8 intermediate is transposed before widening.
         lines = result if axis == 0 else g.op("Transpose", [result], f"{scope}/Transpose", perm=[1, 0])
-        # SciPy reads every line as float64 (a no-op cast after a float64 pass is skipped).
-        line = lines if is_float64 else g.op("Cast", [lines], f"{scope}/Cast", to=TensorProto.DOUBLE)
         radius = kernel_radius(axis_sigma)
-        filtered = correlate_symmetric(g, line, 0, gaussian_kernel(axis_sigma, radius), mode, scope, wanted)
+        if uint8_lines:  # read as int32; widened to float64 after each pair is summed (exact either way)
+            line = g.op("Cast", [lines], f"{scope}/Int32", to=TensorProto.INT32)
+        else:  # SciPy reads every line as float64 (a no-op cast after a float64 pass is skipped).
+            line = lines if is_float64 else g.op("Cast", [lines], f"{scope}/Cast", to=TensorProto.DOUBLE)
+        filtered = correlate_symmetric(
+            g, line, 0, gaussian_kernel(axis_sigma, radius), mode, scope, wanted, integer_lines=uint8_lines
+        )
         # ... and stores it in the output dtype (uint8: truncated, the next pass reads that).
         stored = filtered if out_type == TensorProto.DOUBLE else g.op("Cast", [filtered], f"{scope}/Store", to=out_type)
+        uint8_lines = out_type == TensorProto.UINT8
         result = stored if axis == 0 else g.op("Transpose", [stored], f"{scope}/TransposeBack", perm=[1, 0])
     # Both sigmas ~0: SciPy copies the input into the output dtype.
     return g.op("Cast", [result], f"{name}/Store", to=out_type) if all(s <= SKIP_SIGMA for s in sigmas) else result
@@ -134,6 +145,7 @@ def correlate_symmetric(
     mode: str,
     name: str,
     positions: np.ndarray | str | None = None,
+    integer_lines: bool = False,
 ) -> str:
     """SciPy's `correlate1d` of a float64 [H, W] tensor with a symmetric float64 kernel along `axis`.
 
@@ -141,6 +153,10 @@ def correlate_symmetric(
     `t = x[i] * w[r]; for j = r .. 1: t = t + (x[i-j] + x[i+j]) * w[r-j]`, w indexed 0..2r.
     Returns a float64 tensor of x's shape, or only the lines `positions` of it (int64: a
     constant array or the name of an [n] tensor).
+
+    integer_lines: x is int32 holding uint8 values. Each `x[i-j] + x[i+j]` (at most 510) is then
+    summed in int32 and cast to float64: the float64 SciPy adds, exactly, so the same bits, while
+    the shifted copies are half as wide (the filter is bound by memory traffic on large pages).
     """
     radius = (len(weights) - 1) // 2
     if not np.array_equal(weights, weights[::-1]):
@@ -160,9 +176,13 @@ def correlate_symmetric(
             index = g.const(f"{name}/tap{offset}/index", positions + offset)
         return g.op("Gather", [padded, index], f"{name}/tap{offset}/Gather", axis=axis)
 
-    total = g.op("Mul", [shifted(radius), g.scalar(f"{name}/w0", weights[radius], np.float64)], f"{name}/w0/Mul")
+    def as_float64(value: str, scope: str) -> str:
+        return g.op("Cast", [value], f"{scope}/Float64", to=TensorProto.DOUBLE) if integer_lines else value
+
+    center = as_float64(shifted(radius), f"{name}/w0")
+    total = g.op("Mul", [center, g.scalar(f"{name}/w0", weights[radius], np.float64)], f"{name}/w0/Mul")
     for j in range(radius, 0, -1):
-        pair = g.op("Add", [shifted(radius - j), shifted(radius + j)], f"{name}/w{j}/pair")
+        pair = as_float64(g.op("Add", [shifted(radius - j), shifted(radius + j)], f"{name}/w{j}/pair"), f"{name}/w{j}")
         weighted = g.op("Mul", [pair, g.scalar(f"{name}/w{j}", weights[radius - j], np.float64)], f"{name}/w{j}/Mul")
         total = g.op("Add", [total, weighted], f"{name}/w{j}/Add")
     return total

@@ -72,7 +72,7 @@ def centered_graph(g: GraphBuilder, gray: str, pre: Preprocessing, blur_sigma: f
     canvas_size, img_size, input_size = pre.canvas, pre.img_size, pre.input_size
     if canvas_size is None or img_size is None:  # Preprocessing refuses this for a centered style
         raise ValueError("a centered wiwd preprocessing needs canvas and img_size")
-    blurred = gaussian_blur(g, gray, blur_sigma, BLUR_MODE, np.uint8, f"{name}/blur")
+    blurred = gaussian_blur(g, gray, blur_sigma, BLUR_MODE, np.uint8, f"{name}/blur", x_dtype=np.uint8)
     threshold = otsu_threshold(g, blurred, f"{name}/otsu")
     # cv2.threshold(THRESH_BINARY) makes pixels > threshold 255; ink is where it wrote 0. The
     # threshold is an integer 0..255, so the comparison is made in uint8 (no float copy).
