@@ -526,6 +526,9 @@ def test_exp_show_reads_every_models_verdict_on_main(reproduced):
     for model in read_params_file(built / "params.yaml")["models"]:
         record = metrics[f"models/{model}/verdict.json"]["data"]
         assert record["verdict"] == "pass" and record["samples"] > 0 and record["tolerance"]["atol"] > 0, model
+    # and `dvc metrics show` (every model's verdict, one line each) fits a 200-column terminal
+    table = checked(dvc(built, "metrics", "show")).stdout.splitlines()
+    assert len(table) == 1 + len(metrics) and max(map(len, table)) <= 200, max(map(len, table))
     assert git(built, "status", "--porcelain") == ""
 
 

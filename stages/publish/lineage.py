@@ -125,6 +125,8 @@ def validation_record(spec: ModelSpec, references: list[str], samples: int, weig
         "atol": rule.atol,
         "rtol": rule.rtol,
         "weights_traced": dict(weights),
+        # preprocess.onnx against the package's Python preprocessing (stages/preprocess_graph/check.py)
+        "preprocess_graph": rule.preprocess_graph.model_dump(),
     }
     if len(references) > 1:
         record["independent_reference"] = references[1]

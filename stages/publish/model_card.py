@@ -62,6 +62,12 @@ def _validation_rows(validation: dict[str, Any]) -> list[str]:
         )
     if "decision_output" in validation:
         rows.append(f"| decision `{validation['decision_output']}` | same sign as the reference |")
+    if graph := validation.get("preprocess_graph"):
+        rows.append(
+            f"| `preprocess.onnx` against the Python preprocessing | network input bit-equal on >= "
+            f"{graph['min_exact_fraction']:.0%} of the accepted pages, at most {graph['max_gray_levels']} gray "
+            f"level(s) off on any; `pipeline.onnx` outputs cosine >= {graph['min_cosine']} |"
+        )
     return rows
 
 
@@ -127,7 +133,7 @@ def render(spec: ModelSpec, record: dict[str, Any], onnx_sha256: str) -> str:
         "The same preprocessing as an ONNX graph, for runtimes without Python: `preprocess.onnx` "
         "(each `<input>_pixels`, uint8 [height, width, 3] RGB, gives `<input>` and `<input>_valid`) and "
         "`pipeline.onnx` (that graph composed with `model.onnx`: pixels in, the outputs above out). The build "
-        "checks both against the package's Python preprocessing (the targets it met: `verdict.json`, `preprocess_graph`).",
+        "checks both against the package's Python preprocessing (the targets it met: under Validation).",
         "",
         "## Validation",
         "",
