@@ -314,11 +314,24 @@ def test_gray_conversion_all_colors():
         assert np.array_equal(sess.run(None, {"rgb": part})[0], expected)
 
 
-def test_otsu_matches_opencv():
-    """OpenCV's Otsu on images with varied histograms, incl. one pixel in 12 M (q1 < FLT_EPSILON)."""
+def otsu_model(always_fast: bool = False) -> onnx.ModelProto:
+    """x (uint8 [H, W]) -> OpenCV's Otsu threshold, and whether the fast side decided it.
+
+    always_fast: the `If` told to take the fast side whatever its guard says (a mutation)."""
     g = GraphBuilder(OPSET)
     threshold = otsu_threshold(g, "x", "otsu")
-    sess = session(to_model(g, [("x", TensorProto.UINT8, ["H", "W"])], [(threshold, TensorProto.DOUBLE, [])]))
+    clear = next(node for node in g.nodes if node.name == "otsu/fast/Clear").output[0]
+    if always_fast:
+        choice = next(node for node in g.nodes if node.name == "otsu/If")
+        choice.input[0] = g.const("otsu/always", np.array(True))
+    return to_model(
+        g, [("x", TensorProto.UINT8, ["H", "W"])], [(threshold, TensorProto.DOUBLE, []), (clear, TensorProto.BOOL, [])]
+    )
+
+
+def otsu_images() -> list[np.ndarray]:
+    """Images with varied histograms (noise, a few levels, a bump, one odd pixel, symmetric ones), and one
+    pixel in 12 M (q1 < FLT_EPSILON)."""
     rng = np.random.default_rng(5)
     images = []
     for index in range(300):
@@ -335,12 +348,64 @@ def test_otsu_matches_opencv():
             image = np.full((rows, cols), rng.integers(0, 256))
             image.flat[rng.integers(0, image.size)] = rng.integers(0, 256)
         images.append(image.astype(np.uint8))
+    for _ in range(100):  # symmetric histograms (v and 255 - v): sigma ties between distant bins
+        half = rng.integers(0, 256, int(rng.integers(2, 60)))
+        images.append(np.concatenate([half, 255 - half]).astype(np.uint8)[None, :])
     big = np.full((3000, 4000), 255, np.uint8)
     big[5, 7] = 3
     images.append(big)
-    for image in images:
-        expected, _ = cv2.threshold(image, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        assert sess.run(None, {"x": image})[0] == expected, image.shape
+    return images
+
+
+def opencv_otsu(image: np.ndarray, ipp: bool) -> float:
+    """cv2.threshold's Otsu value, with Intel IPP's version (OpenCV's default where built in) or
+    OpenCV's own C loop, which the graph reproduces."""
+    used = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(ipp)
+    try:
+        return cv2.threshold(image, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0]
+    finally:
+        cv2.ipp.setUseIPP(used)
+
+
+def test_otsu_matches_opencv():
+    """Equal to OpenCV's C loop on every image, the fast side deciding most, the exact recurrence
+    the rest; equal to IPP's Otsu too except on exact ties (symmetric histograms), where IPP
+    picks another of the equal bins."""
+    sess = session(otsu_model())
+    decided, ipp_ties = [], 0
+    for image in otsu_images():
+        threshold, clear = sess.run(None, {"x": image})
+        assert threshold == opencv_otsu(image, ipp=False), image.shape
+        if threshold != opencv_otsu(image, ipp=True):
+            assert image.shape[0] == 1, image.shape  # only the symmetric images (one row each)
+            ipp_ties += 1
+        decided.append(bool(clear))
+    assert 100 < sum(decided) < len(decided) - 50, sum(decided)  # both sides ran, many times each
+    assert ipp_ties < 20, ipp_ties
+
+
+def test_otsu_both_sides_in_the_reference_runtime():
+    """ONNX's reference runtime takes each side of the `If` where onnxruntime does, with the same value."""
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(11)
+    noise = rng.integers(0, 256, (30, 40)).astype(np.uint8)  # a clear maximum: the fast side
+    two_levels = np.where(rng.random((30, 40)) < 0.4, 20, 200).astype(np.uint8)  # equal sigma over empty bins
+    evaluator = ReferenceEvaluator(otsu_model())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy's divide-by-zero on skipped bins, which Where drops
+        results = [evaluator.run(None, {"x": image}) for image in (noise, two_levels)]
+    assert [bool(clear) for _threshold, clear in results] == [True, False]
+    for image, (threshold, _clear) in zip((noise, two_levels), results):
+        assert threshold == opencv_otsu(image, ipp=False)
+
+
+def test_otsu_fast_side_alone_is_not_opencv():
+    """Without its guard the fast side is wrong on some images: the guard is what makes it exact."""
+    sess = session(otsu_model(always_fast=True))
+    wrong = [image.shape for image in otsu_images() if sess.run(None, {"x": image})[0] != opencv_otsu(image, ipp=False)]
+    assert wrong, "the unguarded fast side agreed with OpenCV's C loop everywhere"
 
 
 @pytest.mark.parametrize(
