@@ -39,10 +39,11 @@ computed once per bin as in C.
 That unrolled recurrence is most of the graph's time on small scans, so it runs only where it
 can change the answer. First, on the [256] vectors, mu1 is taken from a running sum, S / q1
 (S = CumSum of i p_i over the counted bins: C's mu1 keeps nothing of the skipped leading bins,
-so neither does S), and sigma from it by the same operations as above. Both mu1 are within
-1025 ulp of the exact S / q1 (the recurrence gains at most 3 roundings per bin, the running sum
-one), so they differ by at most 3e-11 (mu1 <= 255); sigma = q1 (mu1 - mu)^2 / q2 changes by
-2 q1 d per unit of mu1 (|d| = |mu1 - mu2| <= 255), and each side rounds its own remaining
+so neither does S), and sigma from it by the same operations as above. Every term i p_i is
+>= 0, so relative rounding errors only add: the recurrence's mu1 is within 3 roundings per bin
+(768 at most) of the exact S / q1, the running sum's within 256 (255 additions, the division),
+so the two differ by at most 1024 roundings of 2**-53, 3e-11 for mu1 <= 255; sigma =
+q1 (mu1 - mu)^2 / q2 changes by 2 q1 d per unit of mu1 (|d| = |mu1 - mu2| <= 255), and each side rounds its own remaining
 operations within 1e-10: the two sigma of one bin differ by less than E = 2e-8. Where the
 largest fast sigma M exceeds `UNAMBIGUOUS_MARGIN` (1e-6 > 2 E) and every other counted bin's is
 below M - 1e-6, C's sigma has its unique maximum above 0 at the same bin, so that bin is C's
