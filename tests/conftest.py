@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import warm_stages
+from warm_stages import preload_for
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -48,16 +50,16 @@ CAPPED_REBUILD = {**CAPPED_KERNELS, "PYTHONHASHSEED": "4242"}
 def run_step(
     project: Path, step: str, model: str, *extra: str, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run one stage in `project` exactly as dvc.yaml does (with `env` added to the environment, e.g.
-    CAPPED_REBUILD); return the completed process."""
-    env = {**os.environ, **(env or {}), "PYTHONPATH": str(project)}
-    result = subprocess.run(
-        [sys.executable, "-m", f"stages.{step}", model, *extra],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    """Run one stage in `project` exactly as dvc.yaml does, forked from a warm interpreter
+    (tests/warm_stages.py); with `env` added to the environment (e.g. CAPPED_REBUILD), as a new
+    process. Return the completed process."""
+    command = [sys.executable, "-m", f"stages.{step}", model, *extra]
+    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(project)}
+    warm = None if env else warm_stages.run(project, command[2], command[3:], full_env, preload_for(project, model))
+    if warm is not None:
+        result = subprocess.CompletedProcess(command, warm.code, warm.stdout, warm.stderr)
+    else:
+        result = subprocess.run(command, cwd=project, env=full_env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"stages.{step} {model} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result

@@ -14,8 +14,10 @@ a fragment the single error line must contain):
   functions, TF1-style graphs, huge constants, garbage;
 - `zip_archive(...)`, `pickle_with_global(...)` for the source tests.
 
-Harness: `run_limited` runs a command in a subprocess under RLIMIT_AS (1 GiB) and a timeout;
-`snapshot` records every file (path, sha256) under a folder to prove nothing else changed.
+Harness: `stage` runs a stage under RLIMIT_AS (2 GiB), a memory limit (1 GiB of peak resident
+memory) and a timeout, forked from a warm interpreter (tests/warm_stages.py); `run_limited` runs
+any command in a new process under the same limits; `snapshot` records every file (path, sha256)
+under a folder to prove nothing else changed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import warm_stages
 
 # A stage fed a hostile input may hold at most 1 GiB of memory (peak resident set, measured per
 # run). The address space is capped higher, at 2 GiB, as the guard that stops a runaway
@@ -79,10 +83,9 @@ class Outcome:
         return [line for line in self.stderr.splitlines() if line.startswith("error:")]
 
 
-def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Outcome:
-    """Run `args` under the address-space cap and a timeout; fail the caller when it times out or
-    its peak resident memory exceeds MEMORY_LIMIT."""
-    environment = {
+def limited_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a limited run: this one, one thread per library, quiet TensorFlow."""
+    return {
         **os.environ,
         "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": "1",
@@ -90,6 +93,20 @@ def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None, t
         "TF_CPP_MIN_LOG_LEVEL": "3",
         **(env or {}),
     }
+
+
+def held_to_limits(what: str, peak: int, timed_out: bool, timeout: float, stderr: str) -> None:
+    """Fail the caller when the run timed out or its peak resident memory exceeds MEMORY_LIMIT."""
+    if timed_out:
+        raise AssertionError(f"{what} ran longer than {timeout} s:\n{stderr[-2000:]}")
+    if peak > MEMORY_LIMIT:
+        raise AssertionError(f"{what} held {peak / 2**20:.0f} MiB, over the {MEMORY_LIMIT / 2**20:.0f} MiB limit")
+
+
+def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Outcome:
+    """Run `args` under the address-space cap and a timeout; fail the caller when it times out or
+    its peak resident memory exceeds MEMORY_LIMIT."""
+    environment = limited_env(env)
     with tempfile.TemporaryDirectory() as scratch:
         peak_file = Path(scratch) / "peak_rss"
         wrapper = [sys.executable, "-c", _MEASURED_RUN.format(limit=ADDRESS_SPACE_LIMIT), str(peak_file), *args]
@@ -102,20 +119,30 @@ def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None, t
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
-            raise AssertionError(f"{' '.join(args)} ran longer than {timeout} s:\n{err[-2000:]}") from None
+            held_to_limits(" ".join(args), 0, True, timeout, err)
         peak = int(peak_file.read_text()) if peak_file.exists() else 0
-    if peak > MEMORY_LIMIT:
-        raise AssertionError(
-            f"{' '.join(args)} held {peak / 2**20:.0f} MiB, over the {MEMORY_LIMIT / 2**20:.0f} MiB limit"
-        )
+    held_to_limits(" ".join(args), peak, False, timeout, err)
     return Outcome(process.returncode, out, err, time.monotonic() - start)
 
 
 def stage(project: Path, step: str, model: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT) -> Outcome:
-    """`python -m stages.<step> MODEL` in `project`, as dvc.yaml runs it, under the limits."""
-    return run_limited(
-        [sys.executable, "-m", f"stages.{step}", model], project, {"PYTHONPATH": str(project), **(env or {})}, timeout
+    """`python -m stages.<step> MODEL` in `project`, as dvc.yaml runs it, under the limits: forked
+    from a warm interpreter (tests/warm_stages.py), or a new process where none is free."""
+    environment = limited_env({"PYTHONPATH": str(project), **(env or {})})
+    start = time.monotonic()
+    warm = warm_stages.run(
+        project,
+        f"stages.{step}",
+        [model],
+        environment,
+        warm_stages.preload_for(project, model),
+        ADDRESS_SPACE_LIMIT,
+        timeout,
     )
+    if warm is None:
+        return run_limited([sys.executable, "-m", f"stages.{step}", model], project, environment, timeout)
+    held_to_limits(f"stages.{step} {model}", warm.peak, warm.timed_out, timeout, warm.stderr)
+    return Outcome(warm.code, warm.stdout, warm.stderr, time.monotonic() - start)
 
 
 def snapshot(root: Path) -> dict[str, str]:

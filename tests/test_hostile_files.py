@@ -28,6 +28,7 @@ from pathlib import Path
 
 import hostile
 import pytest
+import warm_stages
 import yaml
 from conftest import REPO, SHARED, copy_project
 
@@ -329,3 +330,39 @@ def test_the_harness_catches_a_run_over_the_memory_limit(tmp_path: Path):
     with pytest.raises(AssertionError, match="over the 1024 MiB limit"):
         run_limited([sys.executable, "-c", touch, "1200"], tmp_path)
     assert run_limited([sys.executable, "-c", touch, "2560"], tmp_path).code != 0  # MemoryError under the cap
+
+
+@pytest.mark.parametrize("preload", [warm_stages.BASE_PRELOAD, warm_stages.TORCH_PRELOAD])
+def test_a_warm_stage_run_is_held_to_the_same_limits_and_runs_the_projects_code(tmp_path: Path, preload):
+    """`hostile.stage` forks its runs from a warm interpreter (tests/warm_stages.py): the memory
+    and address-space limits, the timeout, the exit code and both output streams hold there as in
+    a new process, and the module run is the one in the project folder, not one already loaded."""
+    project = tmp_path / "project"
+    (project / "stages").mkdir(parents=True)
+    (project / "stages" / "__init__.py").write_text("")
+    (project / "stages" / "touch.py").write_text(
+        "import sys, time\n"
+        "print('out', sys.argv[1:]); print('error: named', file=sys.stderr)\n"
+        "if sys.argv[1] == 'sleep':\n    time.sleep(60)\n"
+        "block = bytearray(int(sys.argv[1]) << 20); block[::4096] = b'x' * len(block[::4096])\n"
+        "sys.exit(3)\n"
+    )
+    env = hostile.limited_env({"PYTHONPATH": str(project)})
+
+    def run(argument: str, timeout: float = 60):
+        result = warm_stages.run(
+            project, "stages.touch", [argument], env, preload, hostile.ADDRESS_SPACE_LIMIT, timeout
+        )
+        assert result is not None
+        return result
+
+    small = run("200")
+    assert (small.code, small.stdout, small.stderr) == (3, "out ['200']\n", "error: named\n")
+    assert 200 << 20 < small.peak < hostile.MEMORY_LIMIT
+    with pytest.raises(AssertionError, match="over the 1024 MiB limit"):
+        big = run("1200")
+        hostile.held_to_limits("touch 1200", big.peak, big.timed_out, 60, big.stderr)
+    mapped = run("2560")  # MemoryError under the address-space cap
+    assert mapped.code == 1 and "MemoryError" in mapped.stderr
+    slow = run("sleep", timeout=1)
+    assert slow.timed_out and slow.code == -9
