@@ -338,9 +338,9 @@ def test_a_warm_stage_run_is_held_to_the_same_limits_and_runs_the_projects_code(
     and address-space limits, the timeout, the exit code and both output streams hold there as in
     a new process, and the module run is the one in the project folder, not one already loaded."""
     project = tmp_path / "project"
-    (project / "stages").mkdir(parents=True)
-    (project / "stages" / "__init__.py").write_text("")
-    (project / "stages" / "touch.py").write_text(
+    (project / "scratch").mkdir(parents=True)
+    (project / "scratch" / "__init__.py").write_text("")
+    (project / "scratch" / "touch_memory.py").write_text(
         "import sys, time\n"
         "print('out', sys.argv[1:]); print('error: named', file=sys.stderr)\n"
         "if sys.argv[1] == 'sleep':\n    time.sleep(60)\n"
@@ -351,7 +351,7 @@ def test_a_warm_stage_run_is_held_to_the_same_limits_and_runs_the_projects_code(
 
     def run(argument: str, timeout: float = 60):
         result = warm_stages.run(
-            project, "stages.touch", [argument], env, preload, hostile.ADDRESS_SPACE_LIMIT, timeout
+            project, "scratch.touch_memory", [argument], env, preload, hostile.ADDRESS_SPACE_LIMIT, timeout
         )
         assert result is not None
         return result
