@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import warm_stages
-from warm_stages import preload_for
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -55,7 +54,8 @@ def run_step(
     process. Return the completed process."""
     command = [sys.executable, "-m", f"stages.{step}", model, *extra]
     full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(project)}
-    warm = None if env else warm_stages.run(project, command[2], command[3:], full_env, preload_for(project, model))
+    preload = warm_stages.preload_for(project, model)
+    warm = None if env else warm_stages.run(project, command[2], command[3:], full_env, preload)
     if warm is not None:
         result = subprocess.CompletedProcess(command, warm.code, warm.stdout, warm.stderr)
     else:
