@@ -19,8 +19,28 @@ import pytest
 import warm_stages
 
 REPO = Path(__file__).resolve().parents[1]
+
 SHARED = REPO.parent / "shared"
 STEPS = ("fetch", "convert", "validate")  # the stages up to the published model.onnx
+
+# Two test processes share the cores (two in CI), so numpy's OpenBLAS gets one thread in each test
+# process and in every process a test starts: its idle threads spin, so a second thread takes CPU
+# from the other test process and saves no time (measured in docs/testing.md). Set in the
+# first process of the run, before any imports numpy; xdist's workers inherit it. The shared build
+# runs in the environment the suite was started with (`user_environment`), as a user's `dvc repro`.
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+USER_BLAS_THREADS = f"TESTS_USER_{BLAS_THREADS}"  # the user's value ("" when unset)
+if USER_BLAS_THREADS not in os.environ:
+    os.environ[USER_BLAS_THREADS] = os.environ.get(BLAS_THREADS, "")
+    os.environ.setdefault(BLAS_THREADS, "1")
+
+
+def user_environment() -> dict[str, str]:
+    """os.environ as the suite was started: without the suite's choice of one OpenBLAS thread."""
+    env = {key: value for key, value in os.environ.items() if key not in (BLAS_THREADS, USER_BLAS_THREADS)}
+    if os.environ[USER_BLAS_THREADS]:
+        env[BLAS_THREADS] = os.environ[USER_BLAS_THREADS]
+    return env
 
 
 def copy_project(target: Path) -> Path:
@@ -247,7 +267,7 @@ def start_shared_build(root: Path) -> None:
         linked = dvc(clone, "config", "--local", "cache.type", "hardlink")
         if linked.returncode != 0:
             raise RuntimeError(f"dvc config cache.type hardlink failed: {linked.stderr}")
-        env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(root / "imports")}
+        env = {**user_environment(), "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(root / "imports")}
         script = "dvc repro > ../stdout 2> ../stderr; echo $? > ../done.tmp && mv ../done.tmp ../done"
         build = subprocess.Popen(
             ["bash", "-c", script], cwd=clone, env=env, stdin=subprocess.DEVNULL, start_new_session=True
