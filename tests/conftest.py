@@ -180,6 +180,27 @@ def step_runner() -> Callable[..., subprocess.CompletedProcess]:
     return run_step
 
 
+def ort_session(model: bytes | Path, threads: int | None = None, *, quiet: bool = False, optimization=None):
+    """An ONNX Runtime CPU session for a test, its idle worker threads not spinning between runs: two
+    test processes share the cores, and spinning threads take CPU from the other one (docs/testing.md).
+
+    threads: intra-op threads (None: ORT's default); quiet: no ORT log lines (tests that expect a
+    node to fail); optimization: a `GraphOptimizationLevel` (None: ORT's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if quiet:
+        options.log_severity_level = 4
+    if optimization is not None:
+        options.graph_optimization_level = optimization
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
 def shared_fixture(*parts: str) -> Path:
     """A path under ../shared/fixtures, or skip when that folder is not beside the repo."""
     path = SHARED.joinpath("fixtures", *parts)

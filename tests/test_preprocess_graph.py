@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import REPO, shared_fixture
+from conftest import REPO, ort_session, shared_fixture
 from subgraphs import all_initializers, all_nodes
 
 from signature_onnx import AutoORTModel
@@ -62,9 +62,7 @@ def test_onnxruntimes_graph_optimizations_change_no_bit(name: str):
     data = built(name).SerializeToString()
     sessions = []
     for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = level
-        sessions.append(ort.InferenceSession(data, options, providers=["CPUExecutionProvider"]))
+        sessions.append(ort_session(data, optimization=level))
     inputs = [i.name for i in sessions[0].get_inputs()]
     for index, (height, width) in enumerate(OPTIMIZER_PAGES):
         feeds = {key: drawn_page(50 + index + k, height, width, name == "cleaning") for k, key in enumerate(inputs)}
@@ -129,8 +127,6 @@ def test_the_divisions_of_one_are_found():
 def test_onnxruntimes_reciprocal_is_one_divided_by_x(dtype: type):
     """The graphs' bit-exactness needs Reciprocal(x) == 1 / x correctly rounded. Eigen may compute
     it as an estimate refined by a Newton step on some CPUs or builds; this would show it."""
-    import onnxruntime as ort
-
     kind = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("Reciprocal", ["x"], ["y"])],
@@ -139,7 +135,7 @@ def test_onnxruntimes_reciprocal_is_one_divided_by_x(dtype: type):
         [onnx.helper.make_tensor_value_info("y", kind, ["n"])],
     )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     rng = np.random.default_rng(17)
     bits = np.uint32 if dtype is np.float32 else np.uint64
     info = np.iinfo(bits)
@@ -159,9 +155,7 @@ def test_onnxruntimes_reciprocal_is_one_divided_by_x(dtype: type):
 
 def test_a_pair_may_have_two_sizes():
     """Two images of a verifier are independent: different sides must not clash in ONNX Runtime."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(built("siamese").SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort_session(built("siamese").SerializeToString())
     small, large = drawn_page(1, 240, 400, False), drawn_page(2, 900, 1300, False)
     outputs = session.run(None, {"input0_pixels": small, "input1_pixels": large})
     assert [o.shape for o in outputs] == [(150, 220), (), (150, 220), ()] and all(outputs[1::2])

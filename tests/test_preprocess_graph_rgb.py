@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 
 cv2 = pytest.importorskip("cv2")
-from conftest import shared_fixture  # noqa: E402
+from conftest import ort_session, shared_fixture  # noqa: E402
 from PIL import Image  # noqa: E402
 from subgraphs import all_initializers, all_nodes  # noqa: E402
 
@@ -83,10 +83,7 @@ def build_model(pre: Preprocessing) -> onnx.ModelProto:
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
     """onnxruntime CPU, 2 threads."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_session(model.SerializeToString(), 2)
 
 
 def run(sess: ort.InferenceSession, pixels: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from conftest import shared_fixture
+from conftest import ort_session, shared_fixture
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 from PIL import Image
@@ -74,9 +73,7 @@ def make_model(g: GraphBuilder, inputs: dict[str, tuple], outputs: dict[str, tup
 
 
 def ort_run(model: onnx.ModelProto, threads: int = 2) -> Callable[..., list[np.ndarray]]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString(), threads)
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})
 

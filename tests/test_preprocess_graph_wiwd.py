@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import ort_session
 from onnx import TensorProto, helper
 from PIL import Image
 
@@ -67,10 +68,7 @@ def to_model(g: GraphBuilder, inputs: list, outputs: list) -> onnx.ModelProto:
 
 
 def session(model: onnx.ModelProto, threads: int = 2) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort_session(model.SerializeToString(), threads)
 
 
 def wiwd_model(pre: Preprocessing, **kwargs) -> onnx.ModelProto:

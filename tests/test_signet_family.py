@@ -35,6 +35,7 @@ from conftest import (
     SIGNET_SPP,
     STEPS,
     copy_project,
+    ort_session,
     run_step,
     shared_fixture,
 )
@@ -65,11 +66,7 @@ def onnx_file(project: Path, model: str) -> Path:
 
 
 def session(path: Path) -> ort.InferenceSession:
-    """ORT without idle spinning: its spinning threads would slow the NumPy oracle run beside it."""
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 4  # the too-small checks make ORT log the errors they expect
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(path, quiet=True)  # the too-small checks make ORT log the errors they expect
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +221,7 @@ def test_a_single_perturbed_weight_is_caught(signet_project: Path, signet_inputs
     values = numpy_helper.to_array(beta).copy()
     values[unit] += 1e-3  # ten times the tolerance, on one of 2048 values
     beta.CopyFrom(numpy_helper.from_array(values, beta.name))
-    graph = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    graph = ort_session(onnx_model.SerializeToString())
     validator = Validator(spec(model).validation, "NumPy oracle")
     names = [o.name for o in graph.get_outputs()]
     with pytest.raises(PipelineError, match=rf"output 'fc2', sample 'scan', element \(0, {unit}\)"):
@@ -238,7 +235,7 @@ def test_a_wrong_pyramid_bin_order_is_caught(signet_project: Path, scans):
     concat = next(n for n in onnx_model.graph.node if n.name.startswith("large_pool5/Concat"))
     level4 = list(concat.input[:16])
     concat.input[:16] = [level4[(k % 4) * 4 + k // 4] for k in range(16)]
-    graph = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    graph = ort_session(onnx_model.SerializeToString())
     inputs = {"input": lasagne_signet.spp_input(scans[0][1], "signet_spp_300dpi")}
     reference = lasagne_signet.reference(signet_project / "data" / "raw" / model, spec(model))
     names = [o.name for o in graph.get_outputs()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import REPO
+from conftest import REPO, ort_session
 
 from stages.core.drawings import signature_gray
 from stages.core.errors import PipelineError
@@ -28,10 +28,7 @@ LEVELS = (4, 2, 1)
 
 
 def session(model_bytes: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # the too-small cases make ORT log errors we expect
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning slows the oracle
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return ort_session(model_bytes, quiet=True)  # the too-small cases make ORT log errors we expect
 
 
 def brute_force_pyramid(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from conftest import REPO, run_step
+from conftest import REPO, ort_session, run_step
 from onnx import TensorProto, helper, numpy_helper
 
 from stages.core.params import read_params_file
@@ -254,7 +254,6 @@ def conv_transpose_model(channels: int = 3, outputs: int = 4, size: int = 5) -> 
 
 
 def test_the_conv_transpose_rewrite_computes_the_same_function():
-    import onnxruntime as ort
 
     from stages.speedups.builders import exact_rewrites
 
@@ -262,9 +261,7 @@ def test_the_conv_transpose_rewrite_computes_the_same_function():
     rewritten, replaced = exact_rewrites(model)
     assert replaced == ["up"] and [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
     x = np.random.default_rng(1).standard_normal((1, 3, 5, 5)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[
-        0
-    ]  # noqa: E731
+    run = lambda m: ort_session(m.SerializeToString()).run(None, {"x": x})[0]  # noqa: E731
     expected, got = run(model), run(rewritten)
     assert np.abs(got - expected).max() < 1e-5
     # a wrong tap (what a mistaken rewrite would do) is caught by the comparison above

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import yaml
-from conftest import REPO, copy_project, run_step
+from conftest import REPO, copy_project, ort_session, run_step
 from onnx import numpy_helper
 
 from stages.core import calibration
@@ -68,7 +67,7 @@ def inactive_fractions(
     outputs = {n.output[0]: n.name for n in model.graph.node if n.op_type in nodes}
     for name in outputs:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString())
     best: dict[str, np.ndarray] = {}
     for _sample, inputs in samples:
         for name, value in zip(outputs, session.run(list(outputs), inputs)):
