@@ -19,7 +19,6 @@ import pytest
 import warm_stages
 
 REPO = Path(__file__).resolve().parents[1]
-
 SHARED = REPO.parent / "shared"
 STEPS = ("fetch", "convert", "validate")  # the stages up to the published model.onnx
 
