@@ -73,8 +73,9 @@ def run_step(
     process. Return the completed process."""
     command = [sys.executable, "-m", f"stages.{step}", model, *extra]
     full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(project)}
-    preload = warm_stages.preload_for(project, model)
-    warm = None if env else warm_stages.run(project, command[2], command[3:], full_env, preload)
+    warm = None
+    if not env:  # a run with its own environment starts a fresh process (below)
+        warm = warm_stages.run(project, command[2], command[3:], full_env, warm_stages.preload_for(project, model))
     if warm is not None:
         result = subprocess.CompletedProcess(command, warm.code, warm.stdout, warm.stderr)
     else:
