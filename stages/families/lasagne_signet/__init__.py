@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from signature_onnx.preprocessing.wiwd import preprocess_signature, remove_background
 from stages.core.drawings import batched_signature_samples, signature_gray, stroke_samples
 from stages.core.errors import PipelineError
 from stages.core.params import ModelSpec
@@ -175,6 +174,9 @@ def signet_input(gray: np.ndarray, source: str | None = None) -> np.ndarray:
     `preprocess_signature` on the (952, 1360) canvas: centred, inverted (ink bright), resized,
     cropped; kept in 0..255 as the Lasagne models take it.
     """
+    # Imported here: it loads scipy.ndimage (about 0.25 s), which fetch and convert never use.
+    from signature_onnx.preprocessing.wiwd import preprocess_signature
+
     return preprocess_signature(gray, CANVAS, source=source).astype(np.float32)[None, None]
 
 
@@ -184,6 +186,8 @@ def spp_input(gray: np.ndarray, architecture_name: str, source: str | None = Non
     Refuses (PipelineError naming the size and the minimum) an image smaller than the network
     accepts, before any runtime sees it.
     """
+    from signature_onnx.preprocessing.wiwd import remove_background  # as in signet_input
+
     gray = np.asarray(gray)
     if gray.ndim != 2:
         raise PipelineError(f"{source or 'image'}: expected a 2-D gray image, got shape {gray.shape}")
