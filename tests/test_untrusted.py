@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
 import pickle
+import subprocess
 import sys
 from collections import OrderedDict
 
 import numpy as np
 import pytest
+from conftest import IMPORT_TRACER, REPO
 
 from stages.core.cli import one_message, report_errors
 from stages.core.errors import PipelineError
@@ -103,6 +107,22 @@ def test_stages_traceback_shows_the_traceback(monkeypatch) -> None:
     monkeypatch.setenv("STAGES_TRACEBACK", "1")
     with pytest.raises(TypeError):
         report_errors(lambda: (_ for _ in ()).throw(TypeError("boom")))
+
+
+def test_a_stage_exit_keeps_its_code_output_and_exit_handlers(tmp_path) -> None:
+    """A stage skips the interpreter's teardown (`stages.core.cli.exit_without_teardown`), not what
+    a process owes at its exit: the exit code, the error line, the exit handlers (here the
+    tests' import tracer, which writes one file when its process exits)."""
+    env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(tmp_path)}
+    env.pop("STAGES_TRACEBACK", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.fetch", "no_such_model"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: params.yaml: no model 'no_such_model'"), result.stderr
+    traces = [json.loads(path.read_text()) for path in tmp_path.glob("*.json")]
+    assert [trace["argv"][-1] for trace in traces] == ["no_such_model"]
+    assert any(path.endswith("stages/core/cli.py") for path in traces[0]["files"])
 
 
 # ---- the pickle reader ------------------------------------------------------------------------
