@@ -125,6 +125,36 @@ def test_a_stage_exit_keeps_its_code_output_and_exit_handlers(tmp_path) -> None:
     assert any(path.endswith("stages/core/cli.py") for path in traces[0]["files"])
 
 
+def test_a_stage_exit_with_stdout_closed_is_still_one_error_line(tmp_path) -> None:
+    """Started with descriptor 1 closed, Python has no sys.stdout: the exit must not trip on it."""
+    env = {key: value for key, value in os.environ.items() if key != "STAGES_TRACEBACK"}
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.fetch", "no_such_model"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_stage_exit_waits_for_a_thread_still_working(tmp_path) -> None:
+    """Work a thread (not a daemon) still does at the exit is finished, as a usual exit does."""
+    written = tmp_path / "written"
+    script = (
+        "import pathlib, sys, threading, time\n"
+        "from stages.core.cli import exit_without_teardown\n"
+        "target = pathlib.Path(sys.argv[1])\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), target.write_text('done'))).start()\n"
+        "exit_without_teardown(3)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(written)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert written.read_text() == "done"
+
+
 # ---- the pickle reader ------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -50,27 +51,41 @@ def run_stage(parser: argparse.ArgumentParser, step: Callable[[str, ModelSpec], 
 
 
 def exit_without_teardown(code: int) -> NoReturn:
-    """Exit with `code` once the log and the standard streams are flushed, skipping the
-    interpreter's teardown.
+    """Exit with `code` once the exit handlers ran and the standard streams are flushed, skipping
+    the interpreter's teardown.
 
     Why: by now every output is written and closed (atomically, stages.core.atomic); what the
     teardown would still do is unload the libraries the stage imported, which costs 0.55-0.9 s
     in a process that imported PyTorch or TensorFlow and about 0.15 s otherwise (measured per
-    stage, docs/performance.md), for every one of the build's stages. No stage leaves work to
-    exit handlers: temporary folders are context managers and files are closed where written.
-    The exit handlers still run (a few milliseconds: logging's flush, the tests' import tracer);
-    under a profiler, a debugger or coverage (`python -m cProfile` writes its report after the
-    module returns), the exit is the usual one.
+    stage, docs/performance.md), for every one of the build's stages. The exit handlers still
+    run (a few milliseconds: logging's flush, the tests' import tracer). The exit is the usual
+    one where the teardown has work left: a thread that is not a daemon still running (the
+    interpreter waits for it), or a profiler, tracer or coverage attached (`python -m cProfile`
+    writes its report after the module returns).
     """
-    if sys.getprofile() is not None or sys.gettrace() is not None:
+    if _observed() or any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
         sys.exit(code)
     atexit._run_exitfuncs()  # what the interpreter's own exit runs first (logging.shutdown among them)
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with the descriptor closed
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing left to save
             pass
     os._exit(code)
+
+
+def _observed() -> bool:
+    """A profiler, tracer or coverage watches this process: the older hooks, or (Python 3.12+)
+    a tool registered with sys.monitoring, which cProfile and coverage use there."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(
+        monitoring.get_tool(tool) is not None
+        for tool in (monitoring.DEBUGGER_ID, monitoring.COVERAGE_ID, monitoring.PROFILER_ID)
+    )
 
 
 class _SafeRecord(logging.Filter):
