@@ -109,14 +109,19 @@ def test_stages_traceback_shows_the_traceback(monkeypatch) -> None:
         report_errors(lambda: (_ for _ in ()).throw(TypeError("boom")))
 
 
+def fetch_unknown_model(env: dict[str, str], **run_options) -> subprocess.CompletedProcess:
+    """`python -m stages.fetch no_such_model` (a stage that fails at once) with `env` added."""
+    full_env = {key: value for key, value in os.environ.items() if key != "STAGES_TRACEBACK"} | env
+    command = [sys.executable, "-m", "stages.fetch", "no_such_model"]
+    return subprocess.run(command, cwd=REPO, env=full_env, stderr=subprocess.PIPE, text=True, **run_options)
+
+
 def test_a_stage_exit_keeps_its_code_output_and_exit_handlers(tmp_path) -> None:
     """A stage skips the interpreter's teardown (`stages.core.cli.exit_without_teardown`), not what
     a process owes at its exit: the exit code, the error line, the exit handlers (here the
     tests' import tracer, which writes one file when its process exits)."""
-    env = {**os.environ, "PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(tmp_path)}
-    env.pop("STAGES_TRACEBACK", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.fetch", "no_such_model"], cwd=REPO, env=env, capture_output=True, text=True
+    result = fetch_unknown_model(
+        {"PYTHONPATH": str(IMPORT_TRACER), "STAGE_IMPORT_TRACE": str(tmp_path)}, stdout=subprocess.PIPE
     )
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error: params.yaml: no model 'no_such_model'"), result.stderr
@@ -127,15 +132,7 @@ def test_a_stage_exit_keeps_its_code_output_and_exit_handlers(tmp_path) -> None:
 
 def test_a_stage_exit_with_stdout_closed_is_still_one_error_line(tmp_path) -> None:
     """Started with descriptor 1 closed, Python has no sys.stdout: the exit must not trip on it."""
-    env = {key: value for key, value in os.environ.items() if key != "STAGES_TRACEBACK"}
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.fetch", "no_such_model"],
-        cwd=REPO,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: os.close(1),
-    )
+    result = fetch_unknown_model({}, preexec_fn=lambda: os.close(1))
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, result.stderr
 
